@@ -1,0 +1,29 @@
+"""The ``pixelmill`` command. Each sub-command group lives in its own module."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from .. import __version__
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pixelmill")
+@click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
+def main(verbose: int) -> None:
+    """Turn YAML workflows into AI image pipelines: prompt, generate, caption, label, post."""
+    level = logging.WARNING - 10 * min(verbose, 2)
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+def _register() -> None:
+    from . import history, workflows
+
+    for module in (workflows, history):
+        for command in module.COMMANDS:
+            main.add_command(command)
+
+
+_register()

@@ -1,0 +1,132 @@
+"""``pixelmill run``, ``validate``, ``schema`` and ``nodes``."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from ..executor import RunResult
+from ..inputs import InputError
+from ..loader import load_file, load_many, workflow_files
+from ..problems import WorkflowInvalid
+from ..runtime import Runtime
+from ..schema import workflow_schema
+from ..status import RunStatus
+from .common import echo_json, is_tty, print_problems, registry
+from .progress import Progress
+
+EXIT = {RunStatus.SUCCEEDED: 0, RunStatus.FAILED: 1, RunStatus.BLOCKED: 3, RunStatus.CANCELLED: 4}
+
+
+def _parse_inputs(pairs) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"'{pair}' is not key=value", param_hint="-i/--input")
+        out[key.strip()] = value
+    return out
+
+
+@click.command("run")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("-i", "--input", "pairs", multiple=True, metavar="KEY=VALUE", help="a workflow input (repeatable)")
+@click.option("--json", "as_json", is_flag=True, help="print the run result as JSON")
+def run_cmd(file: Path, pairs, as_json: bool) -> None:
+    """Run a workflow FILE once, here, with live per-step progress."""
+    given = _parse_inputs(pairs)
+    runtime = Runtime.create(registry=registry())
+    try:
+        try:
+            loaded = load_file(file, runtime.registry)
+        except WorkflowInvalid as exc:
+            print_problems(exc)
+            sys.exit(2)
+        unsubscribe = runtime.bus.subscribe(Progress(loaded).on_event) if (is_tty() and not as_json) else None
+        try:
+            result = runtime.run(loaded, given, trigger={"source": "cli"}, trigger_kind="manual")
+        except InputError as exc:
+            for problem in exc.problems:
+                click.echo(f"{file}: {problem}", err=True)
+            sys.exit(2)
+        finally:
+            if unsubscribe:
+                unsubscribe()
+        _report(result, as_json)
+        sys.exit(EXIT.get(result.status, 1))
+    finally:
+        runtime.close()
+
+
+def _report(result: RunResult, as_json: bool) -> None:
+    if as_json:
+        echo_json({
+            "run_id": result.run_id, "workflow": result.workflow, "status": result.status.value,
+            "outputs": result.outputs, "error": _public_error(result.error),
+            "steps": {sid: {"status": r.status.value, "outputs": r.outputs, "attempts": r.attempts,
+                            "duration_s": round(r.duration_s, 4), "error": _public_error(r.error)}
+                      for sid, r in result.steps.items()},
+        })
+        return
+    click.echo(f"run {result.run_id}: {result.status.value}")
+    for key, value in result.outputs.items():
+        click.echo(f"  {key}: {json.dumps(value, default=str) if not isinstance(value, str) else value}")
+    if result.error:
+        click.echo(f"  error: {result.error['message']}", err=True)
+
+
+def _public_error(error):
+    return None if error is None else {k: v for k, v in error.items() if k != "traceback"}
+
+
+@click.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
+def validate_cmd(paths) -> None:
+    """Check workflow files (or folders of them); print every problem as file:line:col."""
+    files: list[Path] = []
+    for p in paths:
+        files.extend(workflow_files(p) if p.is_dir() else [p])
+    loaded, problems = load_many(files, registry())
+    if problems:
+        print_problems(WorkflowInvalid(problems))
+        sys.exit(1)
+    for wf in loaded:
+        click.echo(f"ok: {wf.file} ({wf.name}, {len(wf.order)} steps)")
+
+
+@click.command("schema")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="write here instead of stdout")
+def schema_cmd(output: Path | None) -> None:
+    """Write the JSON Schema for workflow files (for editor autocompletion)."""
+    text = json.dumps(workflow_schema(registry()), indent=2, sort_keys=True) + "\n"
+    if output:
+        output.write_text(text, encoding="utf-8")
+        click.echo(f"wrote {output}", err=True)
+    else:
+        click.echo(text, nl=False)
+
+
+@click.command("nodes")
+@click.option("--json", "as_json", is_flag=True, help="include each node's config, input and output schemas")
+def nodes_cmd(as_json: bool) -> None:
+    """List node types: type, version, where they came from."""
+    reg = registry()
+    if as_json:
+        echo_json([{
+            "type": i.type, "version": i.version, "source": i.source, "gpu": i.cls.uses_gpu,
+            "deterministic": i.cls.deterministic, "description": (i.cls.__doc__ or "").strip(),
+            "config": i.cls.Config.model_json_schema(), "inputs": i.cls.Inputs.model_json_schema(),
+            "outputs": i.cls.Outputs.model_json_schema(),
+        } for i in reg])
+        return
+    for i in reg:
+        summary = (i.cls.__doc__ or "").strip().splitlines()[0]
+        fields = ", ".join(i.cls.Config.model_fields) or "-"
+        click.echo(f"{i.type}@{i.version}  [{i.source}]{'  gpu' if i.cls.uses_gpu else ''}\n    {summary}\n"
+                   f"    config: {fields}")
+
+
+COMMANDS = [run_cmd, validate_cmd, schema_cmd, nodes_cmd]

@@ -1,0 +1,400 @@
+"""Run a validated workflow: dependency order, overlap where free, GPU steps one at a time,
+retries with backoff, timeouts, conditions, ``on_error``, output cache, events.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import threading
+import time
+import traceback
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ValidationError
+
+from . import expressions as ex
+from .events import Event, EventBus, EventKind
+from .loader import LoadedWorkflow
+from .node import Blocked, Cancelled, NodeContext, Services
+from .secrets import Secrets
+from .status import RunStatus, StepStatus
+from .store import RunStore
+
+log = logging.getLogger(__name__)
+
+
+class StepTimeout(Exception):
+    pass
+
+
+class StepFailure(Exception):
+    """A step failed for a reason that retrying cannot fix (bad rendered input, missing secret)."""
+
+
+@dataclass
+class StepResult:
+    status: StepStatus
+    outputs: dict | None = None
+    error: dict | None = None
+    attempts: int = 0
+    duration_s: float = 0.0
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    workflow: str
+    status: RunStatus
+    outputs: dict = field(default_factory=dict)
+    steps: dict[str, StepResult] = field(default_factory=dict)
+    error: dict | None = None
+
+
+class _RunLogger(logging.LoggerAdapter):
+    """Formats the message first, then redacts secrets, so no secret reaches a log handler."""
+
+    def __init__(self, logger, secrets: Secrets, extra):
+        super().__init__(logger, extra)
+        self.secrets = secrets
+
+    def log(self, level, msg, *args, **kwargs):
+        if self.isEnabledFor(level):
+            text = str(msg) % args if args else str(msg)
+            kwargs.setdefault("extra", self.extra)
+            self.logger.log(level, self.secrets.redact(text), **kwargs)
+
+
+@dataclass
+class _Run:
+    loaded: LoadedWorkflow
+    run_id: str
+    inputs: dict
+    trigger: dict
+    secrets: Secrets
+    cancel: threading.Event
+    results: dict[str, StepResult] = field(default_factory=dict)
+    now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+
+    def context(self, secret_names=()) -> dict:
+        steps = {sid: {"outputs": r.outputs or {}, "status": r.status.value} for sid, r in self.results.items()}
+        return {
+            "inputs": self.inputs,
+            "trigger": self.trigger,
+            "steps": steps,
+            "secrets": {name: self.secrets.get(name) for name in secret_names},
+            "run": {"id": self.run_id, "workflow": self.loaded.name},
+            "now": self.now,
+            "today": self.now.date().isoformat(),
+        }
+
+
+class Executor:
+    def __init__(self, store: RunStore, bus: EventBus | None = None, *, services: Services | None = None,
+                 max_workers: int = 4, gpu_lock: threading.Lock | None = None, environ=None):
+        self.store = store
+        self.bus = bus or EventBus()
+        self.services = services or Services()
+        self.gpu_lock = gpu_lock or threading.Lock()
+        self.environ = environ
+        self._pool = ThreadPoolExecutor(max_workers=max(2, max_workers), thread_name_prefix="pixelmill-step")
+        self._active: dict[str, threading.Event] = {}
+        self._active_lock = threading.Lock()
+
+    def shutdown(self) -> None:
+        with self._active_lock:
+            for ev in self._active.values():
+                ev.set()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    # -- public -------------------------------------------------------------
+
+    def cancel(self, run_id: str) -> str | None:
+        """Cancel a queued run, or ask a running one in this process to stop; returns the stored status."""
+        status = self.store.request_cancel(run_id)
+        with self._active_lock:
+            ev = self._active.get(run_id)
+        if ev is not None:
+            ev.set()
+        return status
+
+    def active_runs(self) -> list[str]:
+        with self._active_lock:
+            return list(self._active)
+
+    def execute(self, loaded: LoadedWorkflow, run_id: str, *, inputs: dict, trigger: dict | None = None,
+                reuse: dict[str, dict] | None = None) -> RunResult | None:
+        """Run a queued run (created with ``store.create_run``). None if another worker already claimed it."""
+        if not self.store.claim(run_id):
+            return None
+        run = _Run(loaded, run_id, inputs, trigger or {}, Secrets(self.environ), threading.Event())
+        with self._active_lock:
+            self._active[run_id] = run.cancel
+        try:
+            return self._execute(run, reuse or {})
+        finally:
+            with self._active_lock:
+                self._active.pop(run_id, None)
+
+    # -- internals ------------------------------------------------------------
+
+    def _emit(self, run: _Run, kind: EventKind, step_id: str | None = None, **data) -> None:
+        data = run.secrets.redact(data)
+        event = Event(kind, run.run_id, step_id, data)
+        event_id = self.store.record(event)
+        self.bus.publish(Event(kind, run.run_id, step_id, data, event.ts, event_id))
+
+    def _execute(self, run: _Run, reuse: dict[str, dict]) -> RunResult:
+        loaded = run.loaded
+        self._emit(run, EventKind.RUN_STARTED, workflow=loaded.name, inputs=run.inputs)
+        started = time.perf_counter()
+        pending = list(loaded.order)
+        running: dict[Future, str] = {}
+        stop = False
+        while pending or running:
+            if run.cancel.is_set():
+                stop = True
+            ready = [] if stop else [s for s in pending if loaded.deps[s] <= run.results.keys()]
+            for sid in ready:
+                pending.remove(sid)
+                if sid in reuse:
+                    self._reuse(run, sid, reuse[sid])
+                    continue
+                bad = sorted(d for d in loaded.deps[sid] if not run.results[d].status.ok)
+                if bad:
+                    self._skip(run, sid, f"dependency '{bad[0]}' did not succeed ({run.results[bad[0]].status.value})")
+                    continue
+                if not running and len(ready) == 1:
+                    run.results[sid] = self._step(run, sid)  # a chain needs no thread hop
+                else:
+                    running[self._pool.submit(self._step, run, sid)] = sid
+            if any(r.status in (StepStatus.FAILED, StepStatus.BLOCKED, StepStatus.CANCELLED)
+                   and loaded.workflow.step(s).on_error == "fail" for s, r in run.results.items()):
+                stop = True
+            if stop:
+                run.cancel.set()
+                for sid in pending:
+                    self._skip(run, sid, "the run stopped before this step", StepStatus.CANCELLED)
+                pending.clear()
+            if running:
+                done, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for fut in done:
+                    run.results[running.pop(fut)] = fut.result()
+            elif pending and not ready and not stop:
+                raise RuntimeError(f"workflow '{loaded.name}' has steps that can never start: {pending}")
+        return self._close(run, time.perf_counter() - started)
+
+    def _close(self, run: _Run, elapsed: float) -> RunResult:
+        wf = run.loaded.workflow
+        results = run.results
+        failed = [(s.id, results[s.id]) for s in wf.steps
+                  if s.id in results and results[s.id].status in (StepStatus.FAILED, StepStatus.BLOCKED)
+                  and s.on_error == "fail"]
+        if any(r.status is StepStatus.BLOCKED for _, r in failed):
+            status = RunStatus.BLOCKED
+        elif failed:
+            status = RunStatus.FAILED
+        elif run.cancel.is_set():
+            status = RunStatus.CANCELLED
+        else:
+            status = RunStatus.SUCCEEDED
+        error = next((r.error for _, r in failed), None)
+        if status is RunStatus.CANCELLED:
+            error = {"type": "Cancelled", "message": "the run was cancelled", "step_id": None}
+        outputs = self._outputs(run) if status is RunStatus.SUCCEEDED else {}
+        self._emit(run, EventKind.RUN_FINISHED, status=status.value, outputs=outputs, error=error,
+                   duration_s=round(elapsed, 6))
+        return RunResult(run.run_id, run.loaded.name, status, outputs, dict(results), run.secrets.redact(error))
+
+    def _outputs(self, run: _Run) -> dict:
+        out = {}
+        for name, value in run.loaded.workflow.outputs.items():
+            try:
+                out[name] = ex.render(value, run.context(ex.referenced_secrets(value)))
+            except (ex.ExpressionError, KeyError):
+                out[name] = None  # e.g. it names a step that was skipped by its condition
+        return run.secrets.redact(out)
+
+    def _reuse(self, run: _Run, sid: str, outputs: dict) -> None:
+        info = run.loaded.nodes[sid]
+        result = StepResult(StepStatus.SUCCEEDED, outputs, None, 0, 0.0)
+        run.results[sid] = result
+        self._emit(run, EventKind.STEP_FINISHED, sid, status=result.status.value, outputs=outputs, node=info.type,
+                   version=info.version, attempts=0, duration_s=0.0, reused=True)
+
+    def _skip(self, run: _Run, sid: str, reason: str, status: StepStatus = StepStatus.SKIPPED) -> None:
+        info = run.loaded.nodes[sid]
+        run.results[sid] = StepResult(status)
+        self._emit(run, EventKind.STEP_SKIPPED, sid, status=status.value, reason=reason, node=info.type,
+                   version=info.version)
+
+    def _fail(self, run: _Run, sid: str, exc: BaseException, attempts: int, t0: float,
+              status: StepStatus = StepStatus.FAILED, inputs=None) -> StepResult:
+        info = run.loaded.nodes[sid]
+        error = {
+            "step_id": sid,
+            "node": info.type,
+            "type": type(exc).__name__,
+            "message": f"step '{sid}' ({info.type}) failed: {exc}",
+            "traceback": "".join(traceback.format_exception(exc)) if not isinstance(exc, StepFailure) else "",
+        }
+        if isinstance(exc, Blocked):
+            error.update(message=f"step '{sid}' ({info.type}) blocked the run: {exc}", rule=exc.rule,
+                         category=exc.category)
+        error = run.secrets.redact(error)
+        result = StepResult(status, None, error, attempts, time.perf_counter() - t0)
+        self._emit(run, EventKind.STEP_FAILED, sid, status=status.value, error=error, attempts=attempts,
+                   duration_s=round(result.duration_s, 6), node=info.type, version=info.version, inputs=inputs)
+        return result
+
+    def _step(self, run: _Run, sid: str) -> StepResult:
+        step = run.loaded.workflow.step(sid)
+        info = run.loaded.nodes[sid]
+        t0 = time.perf_counter()
+        try:
+            if step.if_ is not None and not self._condition(run, step):
+                result = StepResult(StepStatus.SKIPPED)
+                self._emit(run, EventKind.STEP_SKIPPED, sid, status="skipped", reason="condition is false",
+                           node=info.type, version=info.version)
+                return result
+            rendered = ex.render(step.with_, run.context(ex.referenced_secrets(step.with_)))
+            inputs = _validate_inputs(info.cls.Inputs, rendered, sid)
+        except (ex.ExpressionError, StepFailure, KeyError) as exc:
+            return self._fail(run, sid, exc if isinstance(exc, StepFailure) else StepFailure(str(exc)), 0, t0)
+        stored_inputs = run.secrets.redact(inputs.model_dump(mode="json"))
+        node = info.cls(run.loaded.configs[sid])
+        key = None
+        if info.cls.deterministic and step.cache:
+            key = _cache_key(info, run.loaded.configs[sid], inputs)
+            cached = self.store.cache_get(key)
+            if cached is not None and _artifacts_exist(cached, self.store.artifacts_root):
+                self._emit(run, EventKind.STEP_FINISHED, sid, status=StepStatus.CACHED.value, outputs=cached,
+                           attempts=0, duration_s=0.0, node=info.type, version=info.version, inputs=stored_inputs)
+                return StepResult(StepStatus.CACHED, cached, None, 0, 0.0)
+        attempt = 0
+        while True:
+            attempt += 1
+            self._emit(run, EventKind.STEP_STARTED, sid, attempt=attempt, node=info.type, version=info.version,
+                       inputs=stored_inputs)
+            try:
+                outputs = self._attempt(run, step, info, node, inputs, attempt)
+                break
+            except Blocked as exc:
+                return self._fail(run, sid, exc, attempt, t0, StepStatus.BLOCKED, stored_inputs)
+            except Cancelled as exc:
+                return self._fail(run, sid, exc, attempt, t0, StepStatus.CANCELLED, stored_inputs)
+            except Exception as exc:  # noqa: BLE001 - every node failure is recorded with its step id
+                if attempt >= step.retry.max_attempts or run.cancel.is_set():
+                    return self._fail(run, sid, exc, attempt, t0, inputs=stored_inputs)
+                delay = step.retry.wait_before(attempt + 1)
+                self._emit(run, EventKind.STEP_RETRYING, sid, attempt=attempt + 1, delay_s=delay,
+                           error={"type": type(exc).__name__, "message": str(exc)})
+                if run.cancel.wait(delay):
+                    return self._fail(run, sid, Cancelled("the run was cancelled"), attempt, t0,
+                                      StepStatus.CANCELLED, stored_inputs)
+        if key is not None:
+            self.store.cache_put(key, info.type, outputs, run.run_id)
+        duration = time.perf_counter() - t0
+        self._emit(run, EventKind.STEP_FINISHED, sid, status=StepStatus.SUCCEEDED.value, outputs=outputs,
+                   attempts=attempt, duration_s=round(duration, 6), node=info.type, version=info.version)
+        return StepResult(StepStatus.SUCCEEDED, outputs, None, attempt, duration)
+
+    def _condition(self, run: _Run, step) -> bool:
+        value = step.if_
+        if isinstance(value, bool):
+            return value
+        text = value if ex.OPEN in value else ex.OPEN + value + ex.CLOSE
+        result = ex.render(text, run.context(ex.referenced_secrets(text)))
+        if isinstance(result, str):
+            return result.strip().lower() not in ("", "false", "0", "no", "none")
+        return bool(result)
+
+    def _attempt(self, run: _Run, step, info, node, inputs, attempt: int) -> dict:
+        cancel = threading.Event()
+        last = [0.0]
+
+        def progress(value, total, message):
+            now = time.monotonic()
+            if now - last[0] < 0.05 and (total is None or value < total):
+                return  # at most 20 progress events a second
+            last[0] = now
+            self._emit(run, EventKind.STEP_PROGRESS, step.id, value=value, total=total, message=message)
+
+        ctx = NodeContext(
+            run_id=run.run_id, step_id=step.id, workflow=run.loaded.name, artifacts_root=self.store.artifacts_root,
+            secrets=run.secrets, progress_cb=progress,
+            logger=_RunLogger(logging.getLogger(f"pixelmill.node.{info.type}"), run.secrets,
+                              {"run_id": run.run_id, "step_id": step.id}),
+            cancel_event=cancel, run_cancel=run.cancel, services=self.services, attempt=attempt,
+        )
+        result = _call_with_timeout(lambda: self._run_node(node, inputs, ctx, info), step.timeout, cancel, step.id)
+        if isinstance(result, BaseModel) and not isinstance(result, info.cls.Outputs):
+            result = result.model_dump()
+        if not isinstance(result, info.cls.Outputs):
+            try:
+                result = info.cls.Outputs.model_validate(result)
+            except ValidationError as exc:
+                raise StepFailure(f"node returned outputs that do not match its Outputs model: {exc}") from None
+        return result.model_dump(mode="json")
+
+    def _run_node(self, node, inputs, ctx, info):
+        if info.cls.uses_gpu:
+            with self.gpu_lock:
+                ctx.check_cancelled()
+                return node.run(inputs, ctx)
+        return node.run(inputs, ctx)
+
+
+def _call_with_timeout(fn, timeout: float | None, cancel: threading.Event, step_id: str):
+    if timeout is None:
+        return fn()
+    box: dict = {}
+
+    def target():
+        try:
+            box["value"] = fn()
+        except BaseException as exc:  # handed back to the caller
+            box["error"] = exc
+
+    t = threading.Thread(target=target, daemon=True, name=f"pixelmill-{step_id}")
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        cancel.set()  # cooperative nodes stop at their next progress() or check_cancelled()
+        raise StepTimeout(f"timed out after {timeout:g} s")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _validate_inputs(model, rendered: dict, sid: str):
+    try:
+        return model.model_validate(rendered)
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"]) or "inputs"
+            value = err.get("input")
+            got = f" (got {value!r})" if not isinstance(value, (dict, list)) else ""
+            parts.append(f"input '{where}': {err['msg'][0].lower() + err['msg'][1:]}{got}")
+        raise StepFailure("; ".join(parts)) from None
+
+
+def _cache_key(info, config: BaseModel, inputs: BaseModel) -> str:
+    payload = json.dumps([info.type, info.version, config.model_dump(mode="json"), inputs.model_dump(mode="json")],
+                         sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+def _artifacts_exist(outputs, root: Path) -> bool:
+    if isinstance(outputs, dict):
+        if outputs.get("kind") == "artifact" and "run_id" in outputs and "name" in outputs:
+            return (root / outputs["run_id"] / outputs["name"]).is_file()
+        return all(_artifacts_exist(v, root) for v in outputs.values())
+    if isinstance(outputs, list):
+        return all(_artifacts_exist(v, root) for v in outputs)
+    return True

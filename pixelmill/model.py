@@ -1,0 +1,121 @@
+"""The workflow file's shape, as pydantic models (also the source of the JSON Schema)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
+SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class InputSpec(Strict):
+    """A workflow input. An input without a default is required."""
+
+    type: Literal["string", "integer", "number", "boolean", "list", "object"] = "string"
+    default: Any = None
+    description: str = ""
+    enum: list[Any] | None = None
+
+    @property
+    def required(self) -> bool:
+        return "default" not in self.model_fields_set
+
+
+class Schedule(Strict):
+    """Run on a cron expression or at an interval, in a timezone."""
+
+    cron: str | None = Field(None, description="5 fields (min hour day month weekday) or 6 with seconds first")
+    interval: str | float | None = Field(None, description="seconds, or a duration such as '90s', '15m', '1h', '1d'")
+    timezone: str = "UTC"
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    misfire: Literal["skip", "run_once"] = Field(
+        "run_once", description="after downtime: skip missed slots, or run once for all of them"
+    )
+
+
+class WebhookAuth(Strict):
+    type: Literal["none", "header", "hmac", "basic"] = "none"
+    header: str | None = Field(None, description="header carrying the token (header) or the signature (hmac)")
+    secret: str | None = Field(None, description="name of the secret (environment variable) holding the token or key")
+    username_secret: str | None = None
+    password_secret: str | None = None
+
+
+class Webhook(Strict):
+    """Start the workflow when ``/webhook/<path>`` is called (n8n conventions)."""
+
+    path: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-/:.]*$")
+    methods: list[Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]] = Field(default_factory=lambda: ["POST"])
+    auth: WebhookAuth = Field(default_factory=WebhookAuth)
+    respond: Literal["immediately", "when_done"] = "immediately"
+    respond_timeout: float = Field(30.0, gt=0, le=3600)
+
+
+class Triggers(Strict):
+    schedule: list[Schedule] = Field(default_factory=list)
+    webhook: Webhook | None = None
+
+    @field_validator("schedule", mode="before")
+    @classmethod
+    def _one_or_many(cls, value):
+        return [value] if isinstance(value, dict) else value
+
+
+class Retry(Strict):
+    max_attempts: int = Field(1, ge=1, le=20)
+    delay: float = Field(1.0, ge=0, description="seconds before the second attempt")
+    factor: float = Field(2.0, ge=1, description="each further wait is multiplied by this")
+    max_delay: float = Field(60.0, ge=0)
+
+    def wait_before(self, attempt: int) -> float:
+        """Seconds to wait before ``attempt`` (2 is the first retry)."""
+        return min(self.max_delay, self.delay * self.factor ** max(0, attempt - 2))
+
+
+class Step(Strict):
+    id: str = Field(pattern=IDENT, description="unique within the workflow; used as steps.<id> in expressions")
+    node: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*(@[A-Za-z0-9_.]+)?$", description="node type, optionally @version")
+    name: str = ""
+    config: dict[str, Any] = Field(default_factory=dict, description="literal settings, checked when the workflow loads")
+    with_: dict[str, Any] = Field(default_factory=dict, alias="with", description="inputs; may use ${{ }} expressions")
+    if_: str | bool | None = Field(None, alias="if", description="run only when this expression is true")
+    needs: list[str] = Field(default_factory=list, description="steps that must finish first (besides references)")
+    retry: Retry = Field(default_factory=Retry)
+    timeout: float | None = Field(None, gt=0, description="seconds")
+    on_error: Literal["fail", "continue"] = "fail"
+    cache: bool = Field(True, description="reuse outputs of deterministic nodes for identical inputs")
+
+    @property
+    def node_type(self) -> str:
+        return self.node.partition("@")[0]
+
+    @property
+    def node_version(self) -> str | None:
+        return self.node.partition("@")[2] or None
+
+
+class Workflow(Strict):
+    name: str = Field(pattern=SLUG)
+    description: str = ""
+    inputs: dict[str, InputSpec] = Field(default_factory=dict)
+    on: Triggers = Field(default_factory=Triggers)
+    steps: list[Step] = Field(min_length=1)
+    outputs: dict[str, Any] = Field(default_factory=dict, description="what a webhook caller gets back")
+
+    @field_validator("inputs")
+    @classmethod
+    def _input_names(cls, value: dict) -> dict:
+        for key in value:
+            if not re.match(IDENT, key):
+                raise ValueError(f"input name '{key}' must be an identifier (letters, digits, _)")
+        return value
+
+    def step(self, step_id: str) -> Step | None:
+        return next((s for s in self.steps if s.id == step_id), None)

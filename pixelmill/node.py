@@ -1,0 +1,168 @@
+"""The node contract: what a node type declares and what it is given when it runs.
+
+A node is a class with a docstring, a ``type`` name and ``version``, pydantic
+models for its ``Config`` (literal values, checked when the workflow loads),
+its ``Inputs`` (may hold ``${{ }}`` expressions, checked after rendering) and
+its ``Outputs``, two flags (``uses_gpu``, ``deterministic``) and one ``run``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+
+class Model(BaseModel):
+    """Base for node config, inputs and outputs: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class Empty(Model):
+    """A node with no config or no inputs uses this."""
+
+
+class ArtifactRef(Model):
+    """A file produced by a run, passed between steps by reference, never as bytes."""
+
+    kind: Literal["artifact"] = "artifact"
+    run_id: str
+    name: str
+    media_type: str = "application/octet-stream"
+
+
+class Cancelled(Exception):
+    """Raised inside a node when its step was cancelled or timed out."""
+
+
+class Blocked(Exception):
+    """Raised by a node that refuses the run on policy grounds (never retried).
+
+    The run ends with status ``blocked``; ``rule`` and ``category`` are recorded
+    in the run history as the audit trail.
+    """
+
+    def __init__(self, message: str, *, rule: str = "", category: str = ""):
+        super().__init__(message)
+        self.rule = rule
+        self.category = category
+
+
+class Services:
+    """Process-wide shared objects (a model manager, an HTTP session), created once on first use."""
+
+    def __init__(self, initial: dict[str, Any] | None = None):
+        self._items: dict[str, Any] = dict(initial or {})
+        self._lock = threading.Lock()
+
+    def get(self, key: str, factory=None):
+        with self._lock:
+            if key not in self._items:
+                if factory is None:
+                    raise KeyError(f"service '{key}' is not available")
+                self._items[key] = factory()
+            return self._items[key]
+
+    def values(self):
+        with self._lock:
+            return list(self._items.values())
+
+
+class Node:
+    """Base class of every node type. Subclasses override the class attributes and ``run``."""
+
+    type: ClassVar[str] = ""
+    version: ClassVar[str] = "1"
+    Config: ClassVar[type[BaseModel]] = Empty
+    Inputs: ClassVar[type[BaseModel]] = Empty
+    Outputs: ClassVar[type[BaseModel]] = Empty
+    uses_gpu: ClassVar[bool] = False
+    deterministic: ClassVar[bool] = False
+
+    def __init__(self, config: BaseModel | None = None):
+        self.config = config if config is not None else self.Config()
+
+    def run(self, inputs: BaseModel, ctx: NodeContext) -> BaseModel:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class NodeContext:
+    """What a running node may use: progress, secrets, its run's artifact folder, a logger.
+
+    ``services`` holds process-wide shared objects handed in by whoever built the
+    engine (a model manager, an HTTP session): nodes look them up by key.
+    """
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        step_id: str,
+        workflow: str,
+        artifacts_root: Path,
+        secrets,
+        progress_cb=None,
+        logger: logging.Logger | None = None,
+        cancel_event: threading.Event | None = None,
+        run_cancel: threading.Event | None = None,
+        services: Services | None = None,
+        attempt: int = 1,
+    ):
+        self.run_id = run_id
+        self.step_id = step_id
+        self.workflow = workflow
+        self.artifacts_root = Path(artifacts_root)
+        self.secrets = secrets
+        self._progress_cb = progress_cb
+        self.logger = logger or logging.getLogger(f"pixelmill.node.{step_id}")
+        self.cancel_event = cancel_event or threading.Event()  # this step (timeout)
+        self._run_cancel = run_cancel  # the whole run (cancel request)
+        self.services = services if services is not None else Services()
+        self.attempt = attempt
+
+    @property
+    def run_dir(self) -> Path:
+        path = self.artifacts_root / self.run_id
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def artifact_path(self, ref: ArtifactRef) -> Path:
+        """Where an artifact of this or an earlier run lies on disk (names cannot escape the run folder)."""
+        name = Path(ref.name)
+        if name.is_absolute() or ".." in name.parts:
+            raise ValueError(f"artifact name {ref.name!r} is not a plain file name")
+        return self.artifacts_root / ref.run_id / name
+
+    def new_artifact(self, name: str, media_type: str) -> tuple[ArtifactRef, Path]:
+        """Reserve a fresh artifact name in this run's folder (``name`` gets the step id as prefix)."""
+        base = f"{self.step_id}-{name}"
+        path = self.run_dir / base
+        stem, dot, ext = base.partition(".")
+        n = 1
+        while path.exists():
+            n += 1
+            path = self.run_dir / f"{stem}-{n}{dot}{ext}"
+        return ArtifactRef(run_id=self.run_id, name=path.name, media_type=media_type), path
+
+    def service(self, key: str, factory=None):
+        """A process-wide shared object, created by ``factory`` on first use (one per process)."""
+        return self.services.get(key, factory)
+
+    def progress(self, value: float, total: float | None = None, message: str = "") -> None:
+        """Report progress; raises ``Cancelled`` when the step should stop."""
+        self.check_cancelled()
+        if self._progress_cb is not None:
+            self._progress_cb(value, total, message)
+
+    @property
+    def cancelled(self) -> bool:
+        return self.cancel_event.is_set() or (self._run_cancel is not None and self._run_cancel.is_set())
+
+    def check_cancelled(self) -> None:
+        """Raise ``Cancelled`` if the step timed out or the run was cancelled; long nodes call this often."""
+        if self.cancelled:
+            raise Cancelled(f"step '{self.step_id}' was cancelled")

@@ -1,0 +1,273 @@
+"""The run store: runs, step runs, events and the output cache, in SQLite (WAL) or Postgres.
+
+Writes are short transactions through SQLAlchemy Core; a run's artifacts live
+on disk, one folder per run, beside the database.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+
+from .db import Base, CacheRow, EventRow, RunRow, StepRow
+from .events import Event, EventKind
+from .status import RunStatus, StepStatus
+
+
+def utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
+
+
+def _proc_start(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return "?"
+
+
+def process_owner() -> str:
+    """Identifies this process across pid reuse: host, pid and the process start time."""
+    pid = os.getpid()
+    return f"{socket.gethostname()}:{pid}:{_proc_start(pid)}"
+
+
+def owner_alive(owner: str | None) -> bool:
+    if not owner:
+        return False
+    host, _, rest = owner.partition(":")
+    pid_s, _, start = rest.partition(":")
+    if host != socket.gethostname():
+        return True  # another machine's process: we cannot tell, so we do not touch its runs
+    try:
+        pid = int(pid_s)
+        os.kill(pid, 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return start == "?" or _proc_start(pid) == start
+
+
+def make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA foreign_keys=ON")
+            cur.close()
+
+        return engine
+    return create_engine(url, pool_pre_ping=True)
+
+
+class RunStore:
+    def __init__(self, url: str, artifacts_root: Path):
+        self.url = url
+        self.engine = make_engine(url)
+        self.artifacts_root = Path(artifacts_root)
+        self.artifacts_root.mkdir(parents=True, exist_ok=True)
+        Base.metadata.create_all(self.engine)
+        self.owner = process_owner()
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # -- runs ---------------------------------------------------------------
+
+    def create_run(self, workflow: str, *, inputs: dict, trigger: dict | None = None, trigger_kind: str = "manual",
+                   workflow_file: str = "", run_id: str | None = None, retry_of: str | None = None,
+                   status: RunStatus = RunStatus.QUEUED) -> str:
+        run_id = run_id or uuid.uuid4().hex
+        with self.engine.begin() as conn:
+            conn.execute(insert(RunRow).values(
+                id=run_id, workflow=workflow, workflow_file=workflow_file, status=status.value,
+                trigger_kind=trigger_kind, trigger=trigger or {}, inputs=inputs, created_at=utcnow(),
+                retry_of=retry_of, cancel_requested=False,
+            ))
+            conn.execute(insert(EventRow).values(run_id=run_id, kind=EventKind.RUN_QUEUED.value, step_id=None,
+                                                 data={"workflow": workflow, "trigger_kind": trigger_kind},
+                                                 ts=utcnow().timestamp()))
+        return run_id
+
+    def claim(self, run_id: str) -> bool:
+        """Move a queued run to running for this process; False if someone else has it or it is no longer queued."""
+        with self.engine.begin() as conn:
+            res = conn.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status == RunStatus.QUEUED.value)
+                               .values(status=RunStatus.RUNNING.value, owner=self.owner, started_at=utcnow()))
+            return res.rowcount == 1
+
+    def get_run(self, run_id: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(RunRow.__table__).where(RunRow.id == run_id)).mappings().first()
+            if row is None:
+                return None
+            steps = conn.execute(select(StepRow.__table__).where(StepRow.run_id == run_id).order_by(StepRow.id)) \
+                .mappings().all()
+        run = _run_dict(row)
+        run["steps"] = [_step_dict(s) for s in steps]
+        return run
+
+    def list_runs(self, *, workflow: str | None = None, status: str | None = None, limit: int = 50,
+                  offset: int = 0) -> list[dict]:
+        q = select(RunRow.__table__).order_by(RunRow.created_at.desc(), RunRow.id).limit(limit).offset(offset)
+        if workflow:
+            q = q.where(RunRow.workflow == workflow)
+        if status:
+            q = q.where(RunRow.status == status)
+        with self.engine.connect() as conn:
+            return [_run_dict(r) for r in conn.execute(q).mappings()]
+
+    def count_runs(self, *, workflow: str | None = None, status: str | None = None) -> int:
+        q = select(func.count()).select_from(RunRow)
+        if workflow:
+            q = q.where(RunRow.workflow == workflow)
+        if status:
+            q = q.where(RunRow.status == status)
+        with self.engine.connect() as conn:
+            return conn.execute(q).scalar_one()
+
+    def request_cancel(self, run_id: str) -> str | None:
+        """Cancel a queued run at once, or flag a running one; returns the status after the call."""
+        with self.engine.begin() as conn:
+            conn.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status == RunStatus.QUEUED.value)
+                         .values(status=RunStatus.CANCELLED.value, finished_at=utcnow(), cancel_requested=True))
+            conn.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status == RunStatus.RUNNING.value)
+                         .values(cancel_requested=True))
+            row = conn.execute(select(RunRow.status).where(RunRow.id == run_id)).first()
+        return row[0] if row else None
+
+    def cancel_requested(self, run_id: str) -> bool:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(RunRow.cancel_requested).where(RunRow.id == run_id)).first()
+        return bool(row and row[0])
+
+    def recover_interrupted(self, requeue: bool = False) -> list[str]:
+        """Runs left ``running`` by a dead process on this host become ``interrupted`` (or ``queued`` again)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(RunRow.id, RunRow.owner).where(RunRow.status == RunStatus.RUNNING.value)).all()
+        dead = [rid for rid, owner in rows if not owner_alive(owner)]
+        new = RunStatus.QUEUED if requeue else RunStatus.INTERRUPTED
+        with self.engine.begin() as conn:
+            for rid in dead:
+                conn.execute(update(RunRow).where(RunRow.id == rid, RunRow.status == RunStatus.RUNNING.value).values(
+                    status=new.value, owner=None,
+                    finished_at=None if requeue else utcnow(),
+                    error=None if requeue else {"message": "the process running this run died", "type": "Interrupted"},
+                ))
+                conn.execute(update(StepRow).where(StepRow.run_id == rid, StepRow.status == StepStatus.RUNNING.value)
+                             .values(status=StepStatus.INTERRUPTED.value, finished_at=utcnow()))
+        return dead
+
+    def delete_run(self, run_id: str) -> bool:
+        with self.engine.begin() as conn:
+            conn.execute(delete(EventRow).where(EventRow.run_id == run_id))
+            conn.execute(delete(StepRow).where(StepRow.run_id == run_id))
+            res = conn.execute(delete(RunRow).where(RunRow.id == run_id))
+        shutil.rmtree(self.artifacts_root / run_id, ignore_errors=True)
+        return res.rowcount == 1
+
+    def prune(self, older_than: datetime) -> int:
+        """Delete finished runs created before ``older_than`` with their steps, events and artifacts."""
+        finished = [s.value for s in RunStatus if s.finished]
+        with self.engine.connect() as conn:
+            ids = [r[0] for r in conn.execute(
+                select(RunRow.id).where(RunRow.created_at < older_than, RunRow.status.in_(finished)))]
+        for rid in ids:
+            self.delete_run(rid)
+        return len(ids)
+
+    # -- events: the executor records each one here before anyone else sees it --
+
+    def record(self, ev: Event) -> int:
+        now = datetime.fromtimestamp(ev.ts, timezone.utc).replace(tzinfo=None)
+        with self.engine.begin() as conn:
+            res = conn.execute(insert(EventRow).values(run_id=ev.run_id, kind=ev.kind.value, step_id=ev.step_id,
+                                                       data=ev.data, ts=ev.ts))
+            self._apply(conn, ev, now)
+            return res.inserted_primary_key[0]
+
+    def _apply(self, conn, ev: Event, now: datetime) -> None:
+        d = ev.data
+        if ev.kind is EventKind.RUN_STARTED:
+            conn.execute(update(RunRow).where(RunRow.id == ev.run_id).values(
+                status=RunStatus.RUNNING.value, owner=self.owner, started_at=now))
+        elif ev.kind is EventKind.RUN_FINISHED:
+            conn.execute(update(RunRow).where(RunRow.id == ev.run_id).values(
+                status=d["status"], outputs=d.get("outputs"), error=d.get("error"), finished_at=now))
+        elif ev.kind is EventKind.STEP_STARTED:
+            values = dict(status=StepStatus.RUNNING.value, attempts=d.get("attempt", 1), started_at=now,
+                          inputs=d.get("inputs"))
+            try:
+                conn.execute(insert(StepRow).values(run_id=ev.run_id, step_id=ev.step_id, node_type=d["node"],
+                                                    node_version=d.get("version", "1"), **values))
+            except IntegrityError:  # a step retried from an earlier attempt of the same run
+                conn.execute(update(StepRow).where(StepRow.run_id == ev.run_id, StepRow.step_id == ev.step_id)
+                             .values(**values))
+        elif ev.kind is EventKind.STEP_RETRYING:
+            conn.execute(update(StepRow).where(StepRow.run_id == ev.run_id, StepRow.step_id == ev.step_id)
+                         .values(attempts=d.get("attempt", 1), error=d.get("error")))
+        elif ev.kind in (EventKind.STEP_FINISHED, EventKind.STEP_FAILED, EventKind.STEP_SKIPPED):
+            values = dict(status=d["status"], finished_at=now, outputs=d.get("outputs"), error=d.get("error"),
+                          duration_s=d.get("duration_s"), attempts=d.get("attempts", 0))
+            res = conn.execute(update(StepRow).where(StepRow.run_id == ev.run_id, StepRow.step_id == ev.step_id)
+                               .values(**values))
+            if res.rowcount == 0:  # skipped or cached steps never "started"
+                conn.execute(insert(StepRow).values(run_id=ev.run_id, step_id=ev.step_id, node_type=d.get("node", ""),
+                                                    node_version=d.get("version", "1"), started_at=now,
+                                                    inputs=d.get("inputs"), **values))
+
+    def events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
+        q = (select(EventRow.__table__).where(EventRow.run_id == run_id, EventRow.id > after)
+             .order_by(EventRow.id).limit(limit))
+        with self.engine.connect() as conn:
+            return [Event(EventKind(r["kind"]), r["run_id"], r["step_id"], r["data"] or {}, r["ts"], r["id"])
+                    for r in conn.execute(q).mappings()]
+
+    # -- output cache -------------------------------------------------------
+
+    def cache_get(self, key: str) -> dict | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(CacheRow.outputs).where(CacheRow.key == key)).first()
+        return row[0] if row else None
+
+    def cache_put(self, key: str, node_type: str, outputs: dict, run_id: str) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(delete(CacheRow).where(CacheRow.key == key))
+            conn.execute(insert(CacheRow).values(key=key, node_type=node_type, outputs=outputs, run_id=run_id,
+                                                 created_at=utcnow()))
+
+
+def _iso(value):
+    return value.replace(tzinfo=timezone.utc).isoformat() if value else None
+
+
+def _run_dict(row) -> dict:
+    d = dict(row)
+    for k in ("created_at", "started_at", "finished_at"):
+        d[k] = _iso(d[k])
+    return d
+
+
+def _step_dict(row) -> dict:
+    d = dict(row)
+    d.pop("id", None)
+    for k in ("started_at", "finished_at"):
+        d[k] = _iso(d[k])
+    return d
