@@ -380,7 +380,8 @@ def _validate_inputs(model, rendered: dict, sid: str):
             where = ".".join(str(p) for p in err["loc"]) or "inputs"
             value = err.get("input")
             got = f" (got {value!r})" if not isinstance(value, (dict, list)) else ""
-            parts.append(f"input '{where}': {err['msg'][0].lower() + err['msg'][1:]}{got}")
+            msg = err["msg"].replace("Input should", "must", 1)
+            parts.append(f"input '{where}': {msg}{got}")
         raise StepFailure("; ".join(parts)) from None
 
 

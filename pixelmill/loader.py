@@ -70,14 +70,18 @@ def load_text(text: str, file: str, registry: Registry) -> LoadedWorkflow:
 
     input_names = set(data.get("inputs") or {}) if isinstance(data.get("inputs"), dict) else set()
     steps = _parse_steps(data.get("steps"))
-    step_index = {}
-    for i, step in steps:
-        if step.id in step_index:
-            first = located.where(("steps", step_index[step.id], "id"))[0]
-            check.add(("steps", i, "id"), f"duplicate step id '{step.id}' (first defined on line {first})",
+    step_index = {}  # every step id written in the file, valid step or not
+    raw_steps = data.get("steps") if isinstance(data.get("steps"), list) else []
+    for i, raw in enumerate(raw_steps):
+        sid = raw.get("id") if isinstance(raw, dict) else None
+        if not isinstance(sid, str):
+            continue
+        if sid in step_index:
+            first = located.where(("steps", step_index[sid], "id"))[0]
+            check.add(("steps", i, "id"), f"duplicate step id '{sid}' (first defined on line {first})",
                       "each step needs its own id")
         else:
-            step_index[step.id] = i
+            step_index[sid] = i
 
     nodes: dict[str, NodeInfo] = {}
     configs: dict[str, BaseModel] = {}
@@ -243,9 +247,12 @@ def _check_expr(check: _Check, path, text: str, step_id, index: int, step_index,
     found: set[str] = set()
     by_id = dict((s.id, s) for _, s in steps)
     for tree in trees:
-        for name in ex.blocked_attributes(tree):
+        blocked = ex.blocked_attributes(tree)
+        for name in blocked:
             check.add(path, f"expression reaches blocked attribute '{name}'",
                       "names starting with '_' and interpreter internals are not available in expressions")
+        if blocked:
+            continue
         for ref in ex.references(tree):
             if ref.root not in CONTEXT_ROOTS:
                 check.add(path, f"unknown name '{ref.root}' in expression",
@@ -264,7 +271,8 @@ def _check_expr(check: _Check, path, text: str, step_id, index: int, step_index,
                               f"move '{target}' above '{step_id}'")
                 else:
                     found.add(target)
-                    _check_output(check, path, ref, by_id[target], nodes)
+                    if target in by_id:
+                        _check_output(check, path, ref, by_id[target], nodes)
     return found
 
 

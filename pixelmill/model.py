@@ -51,11 +51,19 @@ class WebhookAuth(Strict):
 class Webhook(Strict):
     """Start the workflow when ``/webhook/<path>`` is called (n8n conventions)."""
 
-    path: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-/:.]*$")
+    path: str = Field(description="served at /webhook/<path>; ':name' segments are route parameters")
     methods: list[Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]] = Field(default_factory=lambda: ["POST"])
     auth: WebhookAuth = Field(default_factory=WebhookAuth)
     respond: Literal["immediately", "when_done"] = "immediately"
     respond_timeout: float = Field(30.0, gt=0, le=3600)
+
+    @field_validator("path")
+    @classmethod
+    def _clean_path(cls, value: str) -> str:
+        value = value.strip().strip("/")
+        if not re.match(r"^[A-Za-z0-9:][A-Za-z0-9_\-/:.]*$", value) or "//" in value or ".." in value:
+            raise ValueError("a webhook path uses letters, digits, '-', '_', '.', '/' and ':param' segments")
+        return value
 
 
 class Triggers(Strict):

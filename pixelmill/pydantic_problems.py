@@ -102,7 +102,9 @@ def problems_from(
             keys = allowed_keys(model_cls, loc[:-1])
             if not hint and keys:
                 hint = "allowed: " + ", ".join(keys)
-            problem = located.problem(base + loc, f"{this_label}: unknown key '{key}'", hint, key=True)
+            parent = _dotted(shown[:-1]) if shown else ""
+            where_text = f" in '{parent}'" if parent else ""
+            problem = located.problem(base + loc, f"{this_label}: unknown key '{key}'{where_text}", hint, key=True)
         elif etype == "missing" and rest:
             key = rest[0]
             where = missing_at if missing_at is not None else base + rel
@@ -126,6 +128,8 @@ def problems_from(
 
 def _message(err: dict) -> str:
     msg = err["msg"]
+    if msg.startswith("Input should"):
+        msg = "must" + msg[len("Input should"):]
     msg = msg[0].lower() + msg[1:] if msg else msg
     if "input" in err and not isinstance(err["input"], (dict, list)):
         msg += f" (got {err['input']!r})"
