@@ -133,4 +133,6 @@ def _message(err: dict) -> str:
     msg = msg[0].lower() + msg[1:] if msg else msg
     if "input" in err and not isinstance(err["input"], (dict, list)):
         msg += f" (got {err['input']!r})"
+    if err["type"] == "string_type" and isinstance(err.get("input"), bool):
+        msg += "; YAML reads yes/no/on/off/true/false as booleans: quote the value"
     return msg

@@ -220,6 +220,12 @@ CASES = [
               "string as an integer (got '${{ inputs.n }}')",
               "wf.yaml:5:26: step 'a': config values are literal; expressions belong under 'with' "
               "(move this field to the step's 'with' inputs if the node accepts it)"]),
+    ("yaml_boolean_id", """
+        name: wf
+        steps:
+          - {id: no, node: t_echo}
+        """, ["wf.yaml:3:10: workflow: 'steps[0].id' must be a valid string (got False); YAML reads "
+              "yes/no/on/off/true/false as booleans: quote the value"]),
     ("hmac_without_secret", """
         name: wf
         on:

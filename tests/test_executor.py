@@ -1,0 +1,267 @@
+"""Executor semantics: order, overlap, GPU serialisation, retries, timeouts, conditions, on_error, cache."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import pytest
+
+from pixelmill.loader import load_text
+from pixelmill.status import RunStatus, StepStatus
+
+from .conftest import dedent
+from .testnodes import CALLS
+
+
+@pytest.fixture(autouse=True)
+def _clear_calls():
+    CALLS.clear()
+
+
+def run(runtime, text, inputs=None):
+    wf = load_text(dedent(text), "wf.yaml", runtime.registry)
+    return runtime.run(wf, inputs)
+
+
+def test_steps_run_in_dependency_order_and_pass_outputs(runtime):
+    result = run(runtime, """
+        name: wf
+        inputs: {n: {type: integer, default: 2}}
+        steps:
+          - id: a
+            node: t_echo
+            with: {value: "${{ inputs.n * 10 }}"}
+          - id: c
+            node: t_echo
+            needs: [b]
+            with: {value: last}
+          - id: b
+            node: t_echo
+            with: {value: "${{ steps.a.outputs.value + 1 }}"}
+        outputs: {text: "n=${{ steps.b.outputs.value }}", native: "${{ steps.a.outputs.value }}"}
+        """)
+    assert result.status is RunStatus.SUCCEEDED
+    assert [c[1] for c in CALLS.items] == ["a", "b", "c"]
+    assert result.outputs == {"native": 20, "text": "n=21"}  # a single expression keeps its native type
+    assert result.steps["b"].outputs == {"value": 21}
+
+
+def test_independent_steps_overlap_and_gpu_steps_do_not(runtime):
+    result = run(runtime, """
+        name: wf
+        steps:
+          - {id: s1, node: t_sleep, with: {seconds: 0.4}}
+          - {id: s2, node: t_sleep, with: {seconds: 0.4}}
+          - {id: g1, node: t_gpu_sleep, with: {seconds: 0.3}, needs: [s1, s2]}
+          - {id: g2, node: t_gpu_sleep, with: {seconds: 0.3}, needs: [s1, s2]}
+        """)
+    assert result.status is RunStatus.SUCCEEDED
+    spans = {c[1]: (c[2], c[3]) for c in CALLS.items}
+    s1, s2, g1, g2 = spans["s1"], spans["s2"], spans["g1"], spans["g2"]
+    assert s1[0] < s2[1] and s2[0] < s1[1], "independent CPU steps should overlap"
+    assert g1[1] <= g2[0] or g2[1] <= g1[0], "GPU steps must not overlap"
+
+
+def test_retry_count_and_exponential_backoff(runtime):
+    result = run(runtime, """
+        name: wf
+        steps:
+          - id: f
+            node: t_flaky
+            config: {fail_times: 2}
+            retry: {max_attempts: 3, delay: 0.1, factor: 3}
+        """)
+    assert result.status is RunStatus.SUCCEEDED
+    assert result.steps["f"].attempts == 3 and result.steps["f"].outputs == {"attempt": 3}
+    times = [c[3] for c in CALLS.items]
+    gaps = [b - a for a, b in zip(times, times[1:])]
+    assert 0.1 <= gaps[0] < 0.25 and 0.3 <= gaps[1] < 0.5, gaps
+    events = runtime.store.events(result.run_id)
+    assert [e.data["delay_s"] for e in events if e.kind.value == "step.retrying"] == [pytest.approx(0.1),
+                                                                                      pytest.approx(0.3)]
+
+
+def test_retries_exhausted_fail_the_run_with_step_id(runtime):
+    result = run(runtime, """
+        name: wf
+        steps:
+          - {id: f, node: t_flaky, config: {fail_times: 5}, retry: {max_attempts: 2, delay: 0}}
+          - {id: after, node: t_echo, needs: [f]}
+        """)
+    assert result.status is RunStatus.FAILED
+    assert result.error["step_id"] == "f" and result.error["type"] == "RuntimeError"
+    assert result.error["message"] == "step 'f' (t_flaky) failed: flaky failure 2"
+    assert "Traceback" in result.error["traceback"]
+    assert result.steps["f"].attempts == 2
+    assert result.steps["after"].status is StepStatus.CANCELLED
+    stored = runtime.store.get_run(result.run_id)
+    assert stored["status"] == "failed" and stored["error"]["step_id"] == "f"
+
+
+def test_timeout_fails_step_and_stops_cooperative_node(runtime):
+    t0 = time.monotonic()
+    result = run(runtime, """
+        name: wf
+        steps:
+          - {id: slow, node: t_sleep, with: {seconds: 5}, timeout: 0.3}
+        """)
+    assert time.monotonic() - t0 < 2
+    assert result.status is RunStatus.FAILED
+    assert result.error["type"] == "StepTimeout"
+    assert result.error["message"] == "step 'slow' (t_sleep) failed: timed out after 0.3 s"
+
+
+def test_on_error_continue_skips_dependents_but_run_succeeds(runtime):
+    result = run(runtime, """
+        name: wf
+        steps:
+          - {id: bad, node: t_flaky, config: {fail_times: 9}, on_error: continue}
+          - {id: dep, node: t_echo, with: {value: "${{ steps.bad.outputs.attempt }}"}}
+          - {id: free, node: t_echo, with: {value: 1}}
+        outputs: {v: "${{ steps.free.outputs.value }}"}
+        """)
+    assert result.status is RunStatus.SUCCEEDED
+    assert result.steps["bad"].status is StepStatus.FAILED
+    assert result.steps["dep"].status is StepStatus.SKIPPED
+    assert result.steps["free"].status is StepStatus.SUCCEEDED
+    assert result.outputs == {"v": 1}
+
+
+def test_conditions(runtime):
+    result = run(runtime, """
+        name: wf
+        inputs: {go: {type: boolean, default: false}}
+        steps:
+          - {id: taken, node: t_echo, if: "not inputs.go", with: {value: 1}}
+          - {id: skipped, node: t_echo, if: "${{ inputs.go }}", with: {value: 2}}
+          - {id: after_no, node: t_echo, with: {value: "${{ steps.skipped.outputs.value }}"}}
+        outputs: {a: "${{ steps.taken.outputs.value }}", b: "${{ steps.skipped.outputs.value }}"}
+        """)
+    assert result.status is RunStatus.SUCCEEDED
+    assert result.steps["taken"].status is StepStatus.SUCCEEDED
+    assert result.steps["skipped"].status is StepStatus.SKIPPED
+    assert result.steps["after_no"].status is StepStatus.SKIPPED
+    assert result.outputs == {"a": 1, "b": None}
+
+
+CACHE_WF = """
+    name: wf
+    inputs: {v: {type: string, default: x}}
+    steps:
+      - {id: e, node: t_echo, with: {value: "${{ inputs.v }}"}}
+      - {id: nocache, node: t_echo, cache: false, with: {value: "${{ inputs.v }}"}}
+    """
+
+
+def test_cache_hit_and_miss(runtime):
+    first = run(runtime, CACHE_WF)
+    second = run(runtime, CACHE_WF)
+    third = run(runtime, CACHE_WF, {"v": "y"})
+    assert first.steps["e"].status is StepStatus.SUCCEEDED
+    assert second.steps["e"].status is StepStatus.CACHED and second.steps["e"].outputs == {"value": "x"}
+    assert third.steps["e"].status is StepStatus.SUCCEEDED
+    assert [c[1] for c in CALLS.items].count("e") == 2  # miss, hit, miss
+    assert [c[1] for c in CALLS.items].count("nocache") == 3  # opted out: always runs
+    assert runtime.store.get_run(second.run_id)["steps"][0]["status"] == "cached"
+
+
+def test_missing_secret_fails_run_naming_variable(runtime, monkeypatch):
+    monkeypatch.delenv("PM_TEST_TOKEN", raising=False)
+    result = run(runtime, """
+        name: wf
+        steps:
+          - {id: s, node: t_secret, with: {token: "${{ secrets.PM_TEST_TOKEN }}"}}
+        """)
+    assert result.status is RunStatus.FAILED
+    assert "PM_TEST_TOKEN" in result.error["message"]
+    assert "export the environment variable PM_TEST_TOKEN" in result.error["message"]
+
+
+def test_secrets_never_reach_store_or_logs(runtime, monkeypatch, caplog, tmp_path):
+    secret = "s3cr3t-value-that-must-not-leak"
+    monkeypatch.setenv("PM_TEST_TOKEN", secret)
+    caplog.set_level(logging.DEBUG)
+    result = run(runtime, """
+        name: wf
+        steps:
+          - {id: s, node: t_secret, with: {token: "${{ secrets.PM_TEST_TOKEN }}"}}
+        outputs: {echo: "${{ steps.s.outputs.echoed }}"}
+        """)
+    assert result.status is RunStatus.SUCCEEDED
+    assert result.steps["s"].outputs["length"] == len(secret)
+    assert result.outputs == {"echo": "token=***"}
+    assert secret not in caplog.text and "using token ***" in caplog.text
+    runtime.store.engine.dispose()
+    for path in (tmp_path / "home").rglob("*"):
+        if path.is_file():
+            assert secret.encode() not in path.read_bytes(), path
+
+
+def test_invalid_rendered_input_names_step_and_field(runtime):
+    result = run(runtime, """
+        name: wf
+        inputs: {seed: {default: abc}}
+        steps:
+          - id: p
+            node: prompt
+            with: {template: hi, seed: "${{ inputs.seed }}"}
+        """)
+    assert result.status is RunStatus.FAILED
+    assert result.error["message"] == (
+        "step 'p' (prompt) failed: input 'seed': must be a valid integer, unable to parse string as an integer "
+        "(got 'abc')")
+
+
+def test_cancel_a_running_run(runtime):
+    wf = load_text(dedent("""
+        name: wf
+        steps:
+          - {id: slow, node: t_sleep, with: {seconds: 5}}
+          - {id: next, node: t_echo, needs: [slow]}
+        """), "wf.yaml", runtime.registry)
+    run_id = runtime.submit(wf)
+    box = {}
+    worker = threading.Thread(target=lambda: box.setdefault("r", runtime.executor.execute(wf, run_id, inputs={})))
+    worker.start()
+    time.sleep(0.3)
+    runtime.executor.cancel(run_id)
+    worker.join(3)
+    result = box["r"]
+    assert result.status is RunStatus.CANCELLED
+    assert result.steps["slow"].status is StepStatus.CANCELLED
+    assert result.steps["next"].status is StepStatus.CANCELLED
+    assert runtime.store.get_run(run_id)["status"] == "cancelled"
+
+
+def test_a_run_is_claimed_once(runtime):
+    wf = load_text("name: wf\nsteps: [{id: a, node: t_echo}]\n", "wf.yaml", runtime.registry)
+    run_id = runtime.submit(wf)
+    assert runtime.executor.execute(wf, run_id, inputs={}).status is RunStatus.SUCCEEDED
+    assert runtime.executor.execute(wf, run_id, inputs={}) is None
+
+
+def test_reuse_outputs_when_retrying_from_failed_step(runtime):
+    wf = load_text(dedent("""
+        name: wf
+        steps:
+          - {id: a, node: t_echo, cache: false, with: {value: 5}}
+          - {id: b, node: t_echo, cache: false, with: {value: "${{ steps.a.outputs.value }}"}}
+        """), "wf.yaml", runtime.registry)
+    run_id = runtime.submit(wf)
+    result = runtime.executor.execute(wf, run_id, inputs={}, reuse={"a": {"value": 7}})
+    assert result.steps["b"].outputs == {"value": 7}
+    assert [c[1] for c in CALLS.items] == ["b"]
+
+
+def test_events_are_ordered_and_persisted(runtime):
+    seen = []
+    runtime.bus.subscribe(seen.append)
+    result = run(runtime, "name: wf\nsteps: [{id: a, node: t_sleep, with: {seconds: 0.1}}]\n")
+    kinds = [e.kind.value for e in seen]
+    assert kinds[0] == "run.started" and kinds[-1] == "run.finished"
+    assert kinds.index("step.started") < kinds.index("step.progress") < kinds.index("step.finished")
+    stored = runtime.store.events(result.run_id)
+    assert [e.kind.value for e in stored] == ["run.queued"] + kinds
+    assert [e.id for e in stored][1:] == [e.id for e in seen]
