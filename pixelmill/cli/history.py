@@ -15,7 +15,9 @@ from .common import echo_json
 
 def _store() -> RunStore:
     settings = Settings.from_env()
-    return RunStore(settings.db_url, settings.artifacts_root)
+    store = RunStore(settings.db_url, settings.artifacts_root)
+    store.recover_interrupted()  # runs left 'running' by a dead process become 'interrupted'
+    return store
 
 
 @click.command("runs")

@@ -39,6 +39,7 @@ def run_cmd(file: Path, pairs, as_json: bool) -> None:
     """Run a workflow FILE once, here, with live per-step progress."""
     given = _parse_inputs(pairs)
     runtime = Runtime.create(registry=registry())
+    runtime.store.recover_interrupted()
     try:
         try:
             loaded = load_file(file, runtime.registry)
