@@ -1,0 +1,101 @@
+"""Engine overhead: in-process cost per step of a 10-step trivial workflow with SQLite persistence,
+and the CLI's start-to-finish time for the same workflow.
+
+    python bench/engine.py [--runs 50]
+
+Target: < 2 ms per step in process. Prints measured figures from this run only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from pixelmill.loader import load_text  # noqa: E402
+from pixelmill.node import Model, Node  # noqa: E402
+from pixelmill.registry import Registry  # noqa: E402
+from pixelmill.runtime import Runtime  # noqa: E402
+from pixelmill.settings import Settings  # noqa: E402
+
+
+class PassInputs(Model):
+    value: int = 0
+
+
+class PassOutputs(Model):
+    value: int
+
+
+class Pass(Node):
+    """Add one to a number: the cheapest possible node."""
+
+    type = "bench_pass"
+    Inputs = PassInputs
+    Outputs = PassOutputs
+
+    def run(self, inputs, ctx):
+        return PassOutputs(value=inputs.value + 1)
+
+
+def chain(node: str, n: int = 10) -> str:
+    lines = ["# yaml-language-server: $schema=./pixelmill.schema.json", "name: bench-chain", "steps:"]
+    for i in range(n):
+        if node == "bench_pass":
+            value = "0" if i == 0 else f"'${{{{ steps.s{i - 1}.outputs.value }}}}'"
+            lines.append(f"  - {{id: s{i}, node: bench_pass, with: {{value: {value}}}}}")
+        else:
+            prev = "start" if i == 0 else f"${{{{ steps.s{i - 1}.outputs.text }}}}"
+            lines.append(f"  - {{id: s{i}, node: prompt, with: {{template: 'x', vars: {{p: '{prev}'}}, seed: 1}}}}")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=50)
+    parser.add_argument("--cli-runs", type=int, default=5)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        registry = Registry.from_entry_points()
+        registry.register(Pass)
+        rt = Runtime.create(Settings.from_env(home=Path(tmp) / "home"), registry=registry)
+        wf = load_text(chain("bench_pass"), "chain.yaml", registry)
+        for _ in range(5):  # warm-up: imports, compiled expressions, SQLite pages
+            rt.run(wf)
+        per_run = []
+        for _ in range(args.runs):
+            t0 = time.perf_counter()
+            result = rt.run(wf)
+            per_run.append(time.perf_counter() - t0)
+            assert result.status.value == "succeeded" and result.steps["s9"].outputs == {"value": 10}
+        rt.close()
+        steps = len(wf.order)
+        med = statistics.median(per_run) / steps * 1000
+        p90 = sorted(per_run)[int(0.9 * len(per_run))] / steps * 1000
+        print(f"in-process, {steps}-step chain, SQLite WAL, {args.runs} runs: "
+              f"median {med:.3f} ms/step, p90 {p90:.3f} ms/step (target < 2 ms/step: "
+              f"{'met' if med < 2 else 'NOT met'}; ratio to target {med / 2:.2f})")
+
+        wf_file = Path(tmp) / "chain.yaml"
+        wf_file.write_text(chain("prompt"))
+        env = dict(os.environ, PIXELMILL_HOME=str(Path(tmp) / "cli-home"))
+        cli_times = []
+        for _ in range(args.cli_runs):
+            t0 = time.perf_counter()
+            subprocess.run([sys.executable, "-m", "pixelmill.cli", "run", str(wf_file)], env=env, check=True,
+                           capture_output=True)
+            cli_times.append(time.perf_counter() - t0)
+        print(f"CLI 'pixelmill run' start to finish, 10-step prompt chain, {args.cli_runs} runs: "
+              f"median {statistics.median(cli_times):.3f} s (min {min(cli_times):.3f}, max {max(cli_times):.3f})")
+
+
+if __name__ == "__main__":
+    main()
