@@ -25,7 +25,7 @@ test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 lint: setup
-	$(BIN)/ruff check pixelmill nodes tests bench server.py
+	$(BIN)/ruff check .
 
 bench: setup
 	$(BIN)/python bench/engine.py
