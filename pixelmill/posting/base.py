@@ -86,6 +86,7 @@ class Limits:
     max_text: int | None = None
     count_text: Callable[[str], int] = len
     text_unit: str = "characters"
+    max_text_bytes: int | None = None  # UTF-8 bytes (Bluesky: 3,000 besides the 300 graphemes)
     max_alt: int | None = None
     count_alt: Callable[[str], int] = len
     needs_image_url: bool = False

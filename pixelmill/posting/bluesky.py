@@ -167,7 +167,7 @@ class BlueskyTarget(Target):
 
     def limits(self) -> Limits:
         return Limits(max_images=4, max_image_bytes=BLOB_LIMIT, media_types=("image/jpeg", "image/png", "image/webp"),
-                      max_text=300, count_text=_bsky_length, text_unit="graphemes", max_alt=2000,
+                      max_text=300, count_text=graphemes, text_unit="graphemes", max_text_bytes=3000, max_alt=2000,
                       count_alt=graphemes)
 
     def identity(self) -> str:
@@ -183,7 +183,7 @@ class BlueskyTarget(Target):
         if post.images:
             rec["embed"] = {"$type": "app.bsky.embed.images", "images": [
                 {"image": blob, "alt": img.alt, "aspectRatio": {"width": img.width, "height": img.height}}
-                for blob, img in zip(blobs, post.images)]}
+                for blob, img in zip(blobs, post.images, strict=True)]}
         return rec
 
     def describe(self, post: Post, keys: Keys) -> list[dict]:
@@ -255,8 +255,3 @@ class BlueskyTarget(Target):
         return Delivery(uri, f"{self.web_url}/profile/{sess.handle}/post/{rkey}",
                         {"cid": data.get("cid"), "existing": existing})
 
-
-def _bsky_length(text: str) -> int:
-    # 300 graphemes, and the lexicon's 3000-byte cap, whichever bites first (scaled to graphemes).
-    n = graphemes(text)
-    return n if len(text.encode("utf-8")) <= 3000 else max(n, 301)

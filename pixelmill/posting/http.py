@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -96,6 +97,8 @@ def platform_message(resp: requests.Response) -> str:
         body = resp.json()
     except ValueError:
         text = (resp.text or "").strip()
+        if "html" in resp.headers.get("Content-Type", ""):
+            text = " ".join(re.sub(r"<[^>]+>", " ", text).split())
         return text[:300] if text else (resp.reason or "")
     if isinstance(body, dict):
         err, msg = body.get("error"), body.get("message")

@@ -48,7 +48,7 @@ class OutboxTarget(Target):
         return {
             "text": post.text,
             "images": [{"file": n, "media_type": i.media_type, "width": i.width, "height": i.height, "alt": i.alt}
-                       for n, i in zip(names, post.images)],
+                       for n, i in zip(names, post.images, strict=True)],
             "caption": post.caption,
             "labels": post.labels,
             "workflow": post.workflow,
@@ -82,7 +82,7 @@ class OutboxTarget(Target):
         tmp.mkdir()
         try:
             names = self._names(post)
-            for name, img in zip(names, post.images):
+            for name, img in zip(names, post.images, strict=True):
                 _write(tmp / name, img.data)
             _write(tmp / "post.json", json.dumps(self.document(post, keys, names), indent=2,
                                                  ensure_ascii=False).encode("utf-8"))

@@ -194,19 +194,25 @@ def check(post: Post, limits: Limits, *, target: str, allow_truncate: bool, disc
     body, suffix = compose_text(post.text, disclosure)
     text = body + suffix
     if limits.max_text is not None:
-        length = limits.count_text(text)
-        if length > limits.max_text:
-            cut = truncate_to(body, suffix, limits.max_text, limits.count_text) if allow_truncate else None
+        max_bytes = limits.max_text_bytes
+
+        def count(t: str) -> int:  # a text over the byte cap counts as over the length limit
+            n = limits.count_text(t)
+            return n if max_bytes is None or len(t.encode("utf-8")) <= max_bytes else max(n, limits.max_text + 1)
+
+        length, nbytes = limits.count_text(text), len(text.encode("utf-8"))
+        if count(text) > limits.max_text:
+            cut = truncate_to(body, suffix, limits.max_text, count) if allow_truncate else None
+            over = (f"text is {length} {limits.text_unit}, {target} allows {limits.max_text}"
+                    if length > limits.max_text else
+                    f"text is {nbytes:,} bytes of UTF-8, {target} allows {max_bytes:,}")
             if cut is not None:
-                notes.append(f"text cut from {length} to {limits.count_text(cut)} {limits.text_unit} "
-                             f"(limit {limits.max_text})")
+                notes.append(f"{over}: cut to {limits.count_text(cut)} {limits.text_unit}")
                 text = cut
             elif allow_truncate:
-                problems.append(f"the disclosure alone is longer than {target}'s {limits.max_text} "
-                                f"{limits.text_unit}")
+                problems.append(f"the disclosure alone is longer than {target} allows")
             else:
-                problems.append(f"text is {length} {limits.text_unit}, {target} allows {limits.max_text}; "
-                                "shorten it or set config 'allow_truncate: true'")
+                problems.append(f"{over}; shorten it or set config 'allow_truncate: true'")
     images: list[PostImage] = []
     for i, img in enumerate(post.images, 1):
         label = f"image {i} ('{img.filename}')"
