@@ -153,7 +153,8 @@ class PostSocialNode(Node):
         content = _content_hash(prepared)
         seed = hashlib.sha256(f"{origin}\x1f{ctx.step_id}\x1f{identity}".encode()).hexdigest()
         keys = Keys(idempotency_key=f"pixelmill-{seed[:32]}",
-                    rkey=make_tid(_micros(origin_created), int(seed[:4], 16)), slot=seed[:16])
+                    rkey=make_tid(_micros(origin_created) // 1_000_000 * 1_000_000 + int(seed[4:9], 16) % 1_000_000,
+                                  int(seed[:3], 16)), slot=seed[:16])
         ledger = Ledger(store)
         key = ledger_key(ctx.workflow, origin, ctx.step_id, identity, content)
         base = dict(target=cfg.target, destination=identity, text=prepared.text, images=len(prepared.images),

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, PngImagePlugin
+from posting_fakes import FakeBluesky, FakeMastodon, FakeWebhooks
 
 from pixelmill.loader import load_file, load_text
 from pixelmill.node import ArtifactRef, Model, Node
@@ -19,7 +20,6 @@ from pixelmill.problems import WorkflowInvalid
 from pixelmill.runtime import Runtime
 from pixelmill.settings import Settings
 from pixelmill.status import RunStatus
-from posting_fakes import FakeBluesky, FakeMastodon, FakeWebhooks
 
 ROOT = Path(__file__).resolve().parent.parent
 MTOKEN = "mastodon-token-5ecret-0123456789"
@@ -581,3 +581,50 @@ def test_no_secret_reaches_store_or_logs(rt, env, caplog):
         assert secret not in rows, secret[:8]
         assert secret not in caplog.text, secret[:8]
     assert "pixelmill" in caplog.text  # the logs were captured at all
+
+
+# -- helpers ------------------------------------------------------------------------------------
+
+def test_tid_is_valid_and_deterministic():
+    from pixelmill.posting.bluesky import TID_RE, make_tid
+    micros = 1_764_000_000_123_456
+    tid = make_tid(micros, 513)
+    assert TID_RE.match(tid) and tid == make_tid(micros, 513) and tid != make_tid(micros, 514)
+    assert make_tid(micros, 0) < make_tid(micros + 1, 0)  # sortable by time
+
+
+def test_mastodon_counts_urls_as_23_and_graphemes():
+    from pixelmill.posting.preflight import mastodon_length
+    assert mastodon_length("see https://example.com/" + "a" * 200) == 4 + 23
+    assert mastodon_length("hi @someone@mastodon.social") == len("hi @someone")
+    assert mastodon_length("e\u0301" * 10) == 10
+
+
+def test_retry_after_accepts_seconds_and_http_dates():
+    from email.utils import formatdate
+
+    from pixelmill.posting.http import retry_after_seconds
+    assert retry_after_seconds("7") == 7.0
+    now = time.time()
+    assert 29 <= retry_after_seconds(formatdate(now + 30, usegmt=True), now=now) <= 31
+    assert retry_after_seconds("soon") is None and retry_after_seconds(None) is None
+
+
+def test_resize_over_pixel_limit_keeps_png_and_label():
+    from pixelmill.posting.base import Limits, PostImage
+    from pixelmill.posting.preflight import fit_image
+    im = Image.new("RGB", (400, 300), (10, 20, 30))
+    info = PngImagePlugin.PngInfo()
+    info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+    buf = io.BytesIO()
+    im.save(buf, "PNG", pnginfo=info)
+    out = fit_image(PostImage(buf.getvalue(), "image/png", 400, 300, "alt", "a.png"), Limits(max_pixels=30_000))
+    assert out.media_type == "image/png" and out.width * out.height <= 30_000
+    assert round(out.width / out.height, 2) == round(400 / 300, 2)
+    assert AI in out.data and any("resized" in c for c in out.changes)
+
+
+def test_truncate_keeps_disclosure_and_cuts_at_a_word():
+    from pixelmill.posting.preflight import truncate_to
+    out = truncate_to("one two three four five six", "\n\n#AI", 20, len)
+    assert out == "one two three…\n\n#AI" and len(out) <= 20

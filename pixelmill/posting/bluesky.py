@@ -20,7 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .base import Delivery, Keys, Limits, Post, PostingError, Target
+import requests
+
+from .base import AmbiguousDelivery, Delivery, Keys, Limits, Post, PostingError, Target
 from .http import Http, mark_sensitive, platform_message
 from .preflight import graphemes
 
@@ -32,7 +34,10 @@ _LINK = re.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]]")
 
 
 def make_tid(micros: int, clock_id: int) -> str:
-    """A TID: 53 bits of microseconds since the epoch and a 10-bit clock id, base32-sortable."""
+    """A TID: 53 bits of microseconds since the epoch and a 10-bit clock id, base32-sortable.
+
+    pixelmill derives both from (original run, step, target): the run's creation second plus 20 bits
+    of a hash as the microseconds, and 10 more bits of the hash as clock id."""
     value = ((micros & ((1 << 53) - 1)) << 10) | (clock_id & 0x3FF)
     out = []
     for _ in range(13):
@@ -220,19 +225,28 @@ class BlueskyTarget(Target):
                 sess = self.sessions.renew(self.http, sess, self._password)
         raise AssertionError("unreachable")
 
-    def _existing(self, did: str, rkey: str):
-        resp = self.http.session.get(f"{self.service}/xrpc/com.atproto.repo.getRecord",
-                                     params={"repo": did, "collection": "app.bsky.feed.post", "rkey": rkey},
-                                     timeout=(self.http.policy.connect_timeout, self.http.policy.read_timeout))
-        if resp.status_code == 200:
-            self.http.logger.info("%s: record %s already exists; not creating it again", self.http.label, rkey)
-            return resp
-        return None
+    def _existing(self, did: str, rkey: str, text: str):
+        """The post under our record key, if an earlier try created it (com.atproto.repo.getRecord)."""
+        try:
+            resp = self.http.session.get(f"{self.service}/xrpc/com.atproto.repo.getRecord",
+                                         params={"repo": did, "collection": "app.bsky.feed.post", "rkey": rkey},
+                                         timeout=(self.http.policy.connect_timeout, self.http.policy.read_timeout))
+        except requests.RequestException as exc:
+            raise AmbiguousDelivery(f"{self.http.label}: could not check whether record {rkey} already exists "
+                                    f"({type(exc).__name__}); not sending again for now") from None
+        if resp.status_code != 200:
+            return None
+        found = (resp.json().get("value") or {}).get("text")
+        if found != text:
+            raise PostingError(f"{self.http.label}: record {rkey} already exists with other text; "
+                               "refusing to treat it as this post")
+        self.http.logger.info("%s: record %s already exists; not creating it again", self.http.label, rkey)
+        return resp
 
     def send(self, post: Post, keys: Keys, *, resume: bool) -> Delivery:
         sess = self.sessions.get(self.http, self.service, self.identifier, self._password)
         if resume:
-            found = self._existing(sess.did, keys.rkey)
+            found = self._existing(sess.did, keys.rkey, post.text)
             if found is not None:
                 return self._delivery(found.json(), sess, keys, existing=True)
         blobs = []
@@ -246,7 +260,7 @@ class BlueskyTarget(Target):
         body = {"repo": sess.did, "collection": "app.bsky.feed.post", "rkey": keys.rkey,
                 "record": self.record(post, blobs)}
         resp, sess = self._call("POST", "com.atproto.repo.createRecord", json=body,
-                                before_retry=lambda: self._existing(sess.did, keys.rkey))
+                                before_retry=lambda: self._existing(sess.did, keys.rkey, post.text))
         return self._delivery(resp.json(), sess, keys, existing=False)
 
     def _delivery(self, data: dict, sess: Session, keys: Keys, *, existing: bool) -> Delivery:

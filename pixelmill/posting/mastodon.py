@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
+from pixelmill.node import Cancelled
+
 from .base import Delivery, Keys, Limits, Post, PostingError, Target
 from .http import Http
 from .preflight import graphemes, mastodon_length
@@ -95,7 +97,7 @@ class MastodonTarget(Target):
                 raise PostingError(f"Mastodon did not finish processing media {media_id} within "
                                    f"{self.media_timeout:g} s", definitive=True)
             if self._wait(self.poll_interval):
-                raise PostingError("cancelled while Mastodon processed the media")
+                raise Cancelled("cancelled while Mastodon processed the media")
             resp = self.http.request("GET", f"{self.instance}/api/v1/media/{media_id}", idempotent=True,
                                      headers=self._auth())
             if resp.status_code == 206:
