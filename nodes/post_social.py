@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -181,6 +181,14 @@ class PostSocialNode(Node):
             return PostSocialOutputs(state="sent", deduplicated=True, remote_id=entry.remote_id, url=entry.url,
                                      **base)
         resume = entry.previous_state == SENDING
+        age = (_utcnow() - entry.last_attempt_at).total_seconds() if entry.last_attempt_at else 0.0
+        if (resume and target.dedupe_window_s is not None and age > target.dedupe_window_s
+                and not cfg.resend_unconfirmed):
+            raise PostingError(
+                f"an earlier attempt to post to {_label(cfg)} ended without an answer {age / 60:.0f} minutes ago, "
+                "longer than the platform remembers its idempotency key, so the post may already be there and "
+                "would not be recognised; it is not sent again. Check the account; to send anyway set config "
+                "'resend_unconfirmed: true'", definitive=False)
         if resume and not target.dedupes and not cfg.resend_unconfirmed:
             raise PostingError(
                 f"an earlier attempt to post to {_label(cfg)} ended without an answer, so the post may already be "
@@ -279,6 +287,10 @@ def _origin(store, run_id: str) -> tuple[str, str | None]:
         seen.add(parent["id"])
         run = parent
     return run["id"], run.get("created_at")
+
+
+def _utcnow() -> datetime:
+    return datetime.now(timezone.utc).replace(tzinfo=None)
 
 
 def _micros(created: str | None) -> int:

@@ -628,3 +628,20 @@ def test_truncate_keeps_disclosure_and_cuts_at_a_word():
     from pixelmill.posting.preflight import truncate_to
     out = truncate_to("one two three four five six", "\n\n#AI", 20, len)
     assert out == "one two three…\n\n#AI" and len(out) <= 20
+
+
+def test_mastodon_unconfirmed_post_older_than_idempotency_window_is_not_resent(rt, monkeypatch):
+    with FakeMastodon(MTOKEN) as m:
+        m.script["statuses"] = ["stall"]
+        m.stall_s = 1.0
+        loaded = load_text(flow(mastodon_cfg(m, timeout=0.3, retries=0)), "posting-test.yaml", rt.registry)
+        first = rt.run(loaded, {})
+        assert first.status is RunStatus.FAILED and len(m.statuses) == 1
+        with rt.store.engine.begin() as conn:  # the failed attempt was two hours ago
+            conn.exec_driver_sql("UPDATE posting_ledger SET updated_at = datetime(updated_at, '-2 hours')")
+        m.idempotent.clear()  # and Mastodon forgot the key
+        rerun = rt.store.create_run(loaded.name, inputs={"caption": CAPTION}, retry_of=first.run_id)
+        second = rt.executor.execute(loaded, rerun, inputs={"caption": CAPTION})
+        assert second.status is RunStatus.FAILED
+        assert "longer than the platform remembers" in second.error["message"]
+        assert len(m.statuses) == 1 and len(m.calls("/api/v1/statuses")) == 1

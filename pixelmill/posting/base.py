@@ -99,6 +99,8 @@ class Target:
     # True when re-sending after an unknown outcome cannot create a second post (idempotency key,
     # record key, atomic folder); otherwise the node refuses to re-send an unconfirmed post.
     dedupes: ClassVar[bool] = True
+    # How long the platform remembers a request for deduplication (None: forever).
+    dedupe_window_s: ClassVar[float | None] = None
 
     def limits(self) -> Limits:
         raise NotImplementedError

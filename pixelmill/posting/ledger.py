@@ -68,6 +68,7 @@ class Entry:
     url: str | None
     detail: dict | None
     created_at: datetime
+    last_attempt_at: datetime | None = None  # when the previous attempt claimed the row
 
 
 class Ledger:
@@ -140,4 +141,4 @@ class Ledger:
 
 def _entry(row, previous) -> Entry:
     return Entry(row["id"], row["key"], row["state"], previous, row["attempts"], row["remote_id"], row["url"],
-                 row["detail"], row["created_at"])
+                 row["detail"], row["created_at"], row["updated_at"])

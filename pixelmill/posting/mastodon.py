@@ -19,7 +19,8 @@ IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/avif
 
 class MastodonTarget(Target):
     kind = "mastodon"
-    dedupes = True  # Idempotency-Key
+    dedupes = True  # Idempotency-Key ...
+    dedupe_window_s = 55 * 60  # ... which Mastodon keeps for about an hour
 
     def __init__(self, http: Http, instance: str, token: Callable[[], str], *, visibility: str = "public",
                  language: str | None = None, spoiler_text: str | None = None, sensitive: bool = False,
