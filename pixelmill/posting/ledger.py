@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+import weakref
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -44,7 +45,7 @@ class PostingLedgerRow(Base):
     updated_at: Mapped[datetime] = mapped_column(DateTime)
 
 
-_READY: set[int] = set()
+_READY: weakref.WeakSet = weakref.WeakSet()  # engines whose table exists (weak: ids get reused)
 _READY_LOCK = threading.Lock()
 
 
@@ -75,9 +76,9 @@ class Ledger:
     def __init__(self, store):
         self.engine = store.engine
         with _READY_LOCK:
-            if id(self.engine) not in _READY:
+            if self.engine not in _READY:
                 Base.metadata.create_all(self.engine, tables=[PostingLedgerRow.__table__])
-                _READY.add(id(self.engine))
+                _READY.add(self.engine)
 
     def get(self, key: str) -> Entry | None:
         with self.engine.connect() as conn:
