@@ -200,7 +200,9 @@ class PostSocialNode(Node):
         try:
             delivery = target.send(prepared, keys, resume=resume)
         except PostingError as exc:
-            if exc.definitive:
+            # A refusal means this attempt posted nothing; after an unconfirmed attempt the row stays
+            # 'sending', because that earlier attempt may still have posted.
+            if exc.definitive and not resume:
                 ledger.mark_failed(entry.id, str(exc))
             raise
         ledger.mark_sent(entry.id, delivery.remote_id, delivery.url, delivery.detail)
