@@ -1,0 +1,120 @@
+"""Mastodon target: ``POST /api/v2/media`` per image (alt text as ``description``), poll
+``GET /api/v1/media/:id`` while it is processing, then ``POST /api/v1/statuses`` with ``media_ids[]``
+and an ``Idempotency-Key`` header so a repeated request returns the same status.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from pixelmill.node import Cancelled
+
+from .base import Delivery, Keys, Limits, Post, PostingError, Target
+from .http import Http
+from .preflight import graphemes, mastodon_length
+
+IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/avif", "image/heic")
+
+
+class MastodonTarget(Target):
+    kind = "mastodon"
+    dedupes = True  # Idempotency-Key ...
+    dedupe_window_s = 55 * 60  # ... which Mastodon keeps for about an hour
+
+    def __init__(self, http: Http, instance: str, token: Callable[[], str], *, visibility: str = "public",
+                 language: str | None = None, spoiler_text: str | None = None, sensitive: bool = False,
+                 max_chars: int = 500, media_timeout: float = 60.0, poll_interval: float = 1.0,
+                 wait: Callable[[float], bool] | None = None):
+        self.http = http
+        self.instance = instance.rstrip("/")
+        self._token = token
+        self.visibility = visibility
+        self.language = language
+        self.spoiler_text = spoiler_text
+        self.sensitive = sensitive
+        self.max_chars = max_chars
+        self.media_timeout = media_timeout
+        self.poll_interval = poll_interval
+        self._wait = wait or (lambda s: time.sleep(s) or False)
+
+    def limits(self) -> Limits:
+        # Mastodon 4.x defaults: 4 attachments, 16 MiB and 33,177,600 pixels an image, 1,500-character
+        # descriptions, 500 characters a status (URLs count 23); instances may raise them (max_chars).
+        return Limits(max_images=4, max_image_bytes=16 * 1024 * 1024, max_pixels=33_177_600,
+                      media_types=IMAGE_TYPES, max_text=self.max_chars, count_text=mastodon_length,
+                      max_alt=1500, count_alt=graphemes)
+
+    def identity(self) -> str:
+        return f"mastodon:{self.instance}"
+
+    def _status_fields(self, post: Post, media_ids: list[str]) -> list[tuple[str, str]]:
+        fields = [("status", post.text), ("visibility", self.visibility)]
+        fields += [("media_ids[]", m) for m in media_ids]
+        if self.language:
+            fields.append(("language", self.language))
+        if self.spoiler_text:
+            fields.append(("spoiler_text", self.spoiler_text))
+        if self.sensitive:
+            fields.append(("sensitive", "true"))
+        return fields
+
+    def describe(self, post: Post, keys: Keys) -> list[dict]:
+        auth = {"Authorization": "Bearer ***"}
+        reqs = [{"method": "POST", "url": f"{self.instance}/api/v2/media", "headers": auth,
+                 "multipart": {"file": f"{img.filename} ({img.media_type}, {len(img.data)} bytes, "
+                               f"{img.width}x{img.height})", "description": img.alt}} for img in post.images]
+        fields = self._status_fields(post, [f"<id of media {i}>" for i in range(1, len(post.images) + 1)])
+        reqs.append({"method": "POST", "url": f"{self.instance}/api/v1/statuses",
+                     "headers": {**auth, "Idempotency-Key": keys.idempotency_key}, "form": fields})
+        return reqs
+
+    def _auth(self) -> dict:
+        return {"Authorization": f"Bearer {self._token()}"}
+
+    def send(self, post: Post, keys: Keys, *, resume: bool) -> Delivery:
+        media_ids = [self._upload(img) for img in post.images]
+        resp = self.http.request("POST", f"{self.instance}/api/v1/statuses", idempotent=True,
+                                 headers={**self._auth(), "Idempotency-Key": keys.idempotency_key},
+                                 data=self._status_fields(post, media_ids))
+        status = _json(resp, "POST /api/v1/statuses")
+        if not status.get("id"):
+            raise PostingError(f"Mastodon answered POST /api/v1/statuses without a status id: {str(status)[:200]}")
+        return Delivery(str(status["id"]), status.get("url") or status.get("uri"),
+                        {"uri": status.get("uri"), "media_ids": media_ids})
+
+    def _upload(self, img) -> str:
+        # An upload is safe to repeat: a media attachment no status uses is removed by the instance.
+        resp = self.http.request("POST", f"{self.instance}/api/v2/media", idempotent=True, headers=self._auth(),
+                                 files={"file": (img.filename, img.data, img.media_type)},
+                                 data={"description": img.alt})
+        media = _json(resp, "POST /api/v2/media")
+        media_id = str(media.get("id") or "")
+        if not media_id:
+            raise PostingError(f"Mastodon answered POST /api/v2/media without a media id: {str(media)[:200]}")
+        deadline = time.monotonic() + self.media_timeout
+        while resp.status_code == 202 or media.get("url") is None:
+            if time.monotonic() > deadline:
+                raise PostingError(f"Mastodon did not finish processing media {media_id} within "
+                                   f"{self.media_timeout:g} s", definitive=True)
+            if self._wait(self.poll_interval):
+                raise Cancelled("cancelled while Mastodon processed the media")
+            resp = self.http.request("GET", f"{self.instance}/api/v1/media/{media_id}", idempotent=True,
+                                     headers=self._auth())
+            if resp.status_code == 206:
+                continue
+            media = _json(resp, f"GET /api/v1/media/{media_id}")
+            if resp.status_code == 200 and media.get("url"):
+                break
+        return media_id
+
+
+def _json(resp, what: str) -> dict:
+    try:
+        body = resp.json()
+    except ValueError:
+        raise PostingError(f"Mastodon answered {what} with something that is not JSON "
+                           f"(HTTP {resp.status_code})") from None
+    if not isinstance(body, dict):
+        raise PostingError(f"Mastodon answered {what} with unexpected JSON")
+    return body
