@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pytest
 from PIL import Image, PngImagePlugin
-from posting_fakes import FakeBluesky, FakeMastodon, FakeWebhooks
 
 from pixelmill.loader import load_file, load_text
 from pixelmill.node import ArtifactRef, Model, Node
@@ -20,6 +19,8 @@ from pixelmill.problems import WorkflowInvalid
 from pixelmill.runtime import Runtime
 from pixelmill.settings import Settings
 from pixelmill.status import RunStatus
+
+from .posting_fakes import FakeBluesky, FakeMastodon, FakeWebhooks
 
 ROOT = Path(__file__).resolve().parent.parent
 MTOKEN = "mastodon-token-5ecret-0123456789"
