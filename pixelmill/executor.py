@@ -288,7 +288,7 @@ class Executor:
             except Cancelled as exc:
                 return self._fail(run, sid, exc, attempt, t0, StepStatus.CANCELLED, stored_inputs)
             except Exception as exc:  # noqa: BLE001 - every node failure is recorded with its step id
-                if attempt >= step.retry.max_attempts or run.cancel.is_set():
+                if attempt >= step.retry.max_attempts or run.cancel.is_set() or not getattr(exc, "retryable", True):
                     return self._fail(run, sid, exc, attempt, t0, inputs=stored_inputs)
                 delay = step.retry.wait_before(attempt + 1)
                 self._emit(run, EventKind.STEP_RETRYING, sid, attempt=attempt + 1, delay_s=delay,

@@ -39,6 +39,15 @@ class Cancelled(Exception):
     """Raised inside a node when its step was cancelled or timed out."""
 
 
+class NoRetry(Exception):
+    """A failure that retrying cannot fix (bad input, a failed pre-flight check): the step fails at once.
+
+    Any exception with a false ``retryable`` attribute is treated the same way.
+    """
+
+    retryable = False
+
+
 class Blocked(Exception):
     """Raised by a node that refuses the run on policy grounds (never retried).
 

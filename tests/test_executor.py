@@ -100,6 +100,17 @@ def test_retries_exhausted_fail_the_run_with_step_id(runtime):
     assert stored["status"] == "failed" and stored["error"]["step_id"] == "f"
 
 
+def test_no_retry_errors_fail_at_once(runtime):
+    result = run(runtime, """
+        name: wf
+        steps:
+          - {id: f, node: t_flaky, config: {fail_times: 5, permanent: true}, retry: {max_attempts: 4, delay: 0}}
+        """)
+    assert result.status is RunStatus.FAILED
+    assert result.steps["f"].attempts == 1
+    assert result.error["message"] == "step 'f' (t_flaky) failed: permanent failure 1"
+
+
 def test_timeout_fails_step_and_stops_cooperative_node(runtime):
     t0 = time.monotonic()
     result = run(runtime, """

@@ -646,3 +646,12 @@ def test_mastodon_unconfirmed_post_older_than_idempotency_window_is_not_resent(r
         assert second.status is RunStatus.FAILED
         assert "longer than the platform remembers" in second.error["message"]
         assert len(m.statuses) == 1 and len(m.calls("/api/v1/statuses")) == 1
+
+
+def test_preflight_and_definitive_refusals_are_not_retried_by_the_step():
+    from pixelmill.posting.base import PostingError, PreflightError
+
+    assert PreflightError("mastodon", ["6 images"]).retryable is False
+    assert PostingError("unauthorized", status=401).retryable is False
+    assert PostingError("slow down", status=429).retryable is True
+    assert PostingError("server error", status=503).retryable is True

@@ -7,7 +7,7 @@ import time
 
 from pydantic import Field
 
-from pixelmill.node import Model, Node
+from pixelmill.node import Model, Node, NoRetry
 
 
 class Calls:
@@ -53,6 +53,7 @@ class Echo(Node):
 
 class FlakyConfig(Model):
     fail_times: int = Field(1, ge=0)
+    permanent: bool = False
 
 
 class FlakyOutputs(Model):
@@ -69,6 +70,8 @@ class Flaky(Node):
     def run(self, inputs, ctx):
         CALLS.add(("flaky", ctx.step_id, ctx.attempt, time.monotonic()))
         if ctx.attempt <= self.config.fail_times:
+            if self.config.permanent:
+                raise NoRetry(f"permanent failure {ctx.attempt}")
             raise RuntimeError(f"flaky failure {ctx.attempt}")
         return FlakyOutputs(attempt=ctx.attempt)
 

@@ -14,6 +14,8 @@ class PostingError(Exception):
         super().__init__(message)
         self.status = status
         self.definitive = definitive
+        # a definitive refusal (4xx other than 429) will be refused again: the step is not retried
+        self.retryable = not (definitive and status is not None and 400 <= status < 500 and status != 429)
 
 
 class AmbiguousDelivery(PostingError):
@@ -30,6 +32,7 @@ class PreflightError(PostingError):
         self.problems = problems
         lines = "; ".join(problems)
         super().__init__(f"pre-flight check for {target} failed (nothing was sent): {lines}")
+        self.retryable = False
 
 
 @dataclass
