@@ -38,11 +38,11 @@ TOKEN = re.compile(r"[a-z0-9@$!|+*€£¡]+")
 _TRAILING = "!|+"
 
 
-def light(text: str) -> str:
+def light(text: str, *, collapse: bool = True) -> str:
     text = unicodedata.normalize("NFKC", text).translate(INVISIBLE).casefold()
     text = "".join(CONFUSABLES.get(ch, ch) for ch in text)
     text = "".join(ch for ch in unicodedata.normalize("NFKD", text) if not unicodedata.combining(ch))
-    return " ".join(text.split())
+    return " ".join(text.split()) if collapse else text
 
 
 def _spellings(raw: str) -> tuple[str, ...]:
@@ -58,10 +58,23 @@ def tokens(text_light: str) -> list[tuple[str, ...]]:
     return [_spellings(t) for t in TOKEN.findall(text_light)]
 
 
-def join_single_runs(seq: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
-    """Join runs of 3 or more one-character tokens (``n u d e`` -> ``nude``)."""
+def gaps(text_light: str) -> list[str]:
+    """The separator before each token (``""`` for the first)."""
+    out, end = [], 0
+    for m in TOKEN.finditer(text_light):
+        out.append(text_light[end:m.start()])
+        end = m.end()
+    return out
+
+
+def join_single_runs(seq: list[tuple[str, ...]], seps: list[str] | None = None) -> list[tuple[str, ...]]:
+    """Join runs of 3 or more one-character tokens (``n u d e`` -> ``nude``).
+
+    A run stops where the separator changes (``k.i.d.s n.u.d.e`` and ``K I D S   N U D E`` are two words).
+    """
     out: list[tuple[str, ...]] = []
     run: list[tuple[str, ...]] = []
+    run_sep: list[str | None] = [None]
 
     def flush():
         if len(run) >= 3:
@@ -71,9 +84,15 @@ def join_single_runs(seq: list[tuple[str, ...]]) -> list[tuple[str, ...]]:
         else:
             out.extend(run)
         run.clear()
+        run_sep[0] = None
 
-    for tok in seq:
+    for i, tok in enumerate(seq):
+        sep = seps[i] if seps is not None and i < len(seps) else " "
         if len(tok[0]) == 1 and tok[0] != "_":
+            if run and run_sep[0] is None:
+                run_sep[0] = sep
+            elif run and sep != run_sep[0]:
+                flush()
             run.append(tok)
         else:
             flush()

@@ -287,7 +287,7 @@ class Policy:
         text_light = _mask_light(base, self.allow_phrases)
         toks = nz.tokens(base)
         seqs = [_mask(toks, self.allow)]
-        seqs.append(nz.join_single_runs(seqs[0]))
+        seqs.append(nz.join_single_runs(seqs[0], nz.gaps(nz.light(text, collapse=False))))
         matches: list[Match] = []
         for rule in self.rules:
             rseqs, rlight = seqs, text_light
