@@ -66,7 +66,7 @@ def dev_cert_cmd(directory: Path, days: int, force: bool) -> None:
     paths = make_dev_cert(directory, days=days)
     click.echo(f"wrote {paths['chain']} (end-entity + intermediate), {paths['key']} (private key, mode 600) "
                f"and {paths['ca']} (test root CA)")
-    click.echo("label_ai config: c2pa: {cert_chain: %s, private_key: %s}" % (paths["chain"], paths["key"]))
+    click.echo("label_ai config: c2pa: {{cert_chain: {}, private_key: {}}}".format(paths["chain"], paths["key"]))
     click.echo("note: validators will call this signature untrusted; it is for local tests only.")
 
 
