@@ -28,7 +28,7 @@ from pixelmill.runtime import Runtime
 from pixelmill.settings import Settings
 from pixelmill.status import RunStatus
 
-PARAMS = {"prompt": "a red fox in the snow, 35mm", "model": "tiny-sd", "seed": 1234, "steps": 4}
+PARAMS = {"prompt": "a red fox <in> the snow & ice — 狐, 35mm", "model": "tiny-sd", "seed": 1234, "steps": 4}
 
 
 class _MakeInputs(Model):

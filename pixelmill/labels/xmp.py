@@ -37,10 +37,18 @@ def _camel(name: str) -> str:
 _FROM_CAMEL = {_camel(n): n for n in PARAM_FIELDS}
 
 
+_CONTROL = dict.fromkeys(c for c in range(32) if c not in (9, 10, 13))
+
+
+def _clean(value: Any) -> str:
+    """Text that XML 1.0 can hold (control characters dropped)."""
+    return str(value).translate(_CONTROL)
+
+
 def build_xmp(source_type: str, params: dict[str, Any] | None = None, *, badge: str | None = None,
               watermark: str | None = None, creator_tool: str = "pixelmill") -> bytes:
     """An XMP packet with the digital source type and the generation parameters."""
-    params = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
+    params = {k: _clean(v) for k, v in (params or {}).items() if v is not None and v != ""}
     props = [f"   <Iptc4xmpExt:DigitalSourceType>{escape(source_type)}</Iptc4xmpExt:DigitalSourceType>",
              f"   <xmp:CreatorTool>{escape(creator_tool)}</xmp:CreatorTool>"]
     prompt = params.get("prompt")
