@@ -101,9 +101,15 @@ class LabelAiNode(Node):
         labels: list[str] = []
         skipped: dict[str, str] = {}
 
+        badge_text = None
         if cfg.badge:
-            image, _ = badge_mod.draw_badge(image, cfg.badge_text, cfg.badge_corner, cfg.badge_size)
-            labels.append("badge")
+            try:
+                image, _, badge_text = badge_mod.draw_badge(image, cfg.badge_text, cfg.badge_corner,
+                                                            cfg.badge_size)
+                labels.append("badge")
+            except badge_mod.BadgeDoesNotFit as exc:
+                skipped["badge"] = str(exc)
+                ctx.logger.warning("label_ai: badge skipped: %s", exc)
         ctx.check_cancelled()
 
         payload = None
@@ -123,7 +129,7 @@ class LabelAiNode(Node):
             "width": image.width, "height": image.height, "pixelmill_version": __version__,
             "run_id": ctx.run_id, "workflow": ctx.workflow, "step_id": ctx.step_id,
         } if cfg.parameters else {}
-        packet = xmp_mod.build_xmp(source_type, params, badge=cfg.badge_text if cfg.badge else None,
+        packet = xmp_mod.build_xmp(source_type, params, badge=badge_text,
                                    watermark=f"pixelmill-dct-qim-64:{payload}" if payload else None,
                                    creator_tool=f"pixelmill {__version__}")
         ext, media_type = ("png", "image/png") if fmt == "png" else ("jpg", "image/jpeg")

@@ -197,7 +197,8 @@ def test_badge_is_drawn_in_the_corner_and_readable_on_light_and_dark():
     for kind in ("light", "dark"):
         img = generated_like(256, 2, kind)
         for corner in badge_mod.CORNERS:
-            out, (x0, y0, x1, y1) = badge_mod.draw_badge(img, "AI-generated", corner, 0.08)
+            out, (x0, y0, x1, y1), text = badge_mod.draw_badge(img, "AI-generated", corner, 0.08)
+            assert text == "AI-generated"
             assert out.size == img.size
             assert (x0 < 128) == corner.endswith("left") and (y0 < 128) == corner.startswith("top")
             height = y1 - y0
@@ -209,11 +210,31 @@ def test_badge_is_drawn_in_the_corner_and_readable_on_light_and_dark():
             # text (light) against the pill (dark): WCAG AA contrast for text
             assert badge_mod.contrast_ratio((light,) * 3, (dark,) * 3) >= 4.5, (kind, corner)
         # the badge changes the picture where it is and nowhere else
-        out, (x0, y0, x1, y1) = badge_mod.draw_badge(img)
+        out, (x0, y0, x1, y1), _ = badge_mod.draw_badge(img)
         diff = np.abs(np.asarray(out, dtype=int) - np.asarray(img, dtype=int)).sum(axis=2)
         mask = np.zeros_like(diff, dtype=bool)
         mask[y0:y1 + 1, x0:x1 + 1] = True
         assert diff[~mask].max() == 0 and diff[mask].mean() > 10
+
+
+def test_badge_on_small_images_shortens_or_is_skipped():
+    out, box, text = badge_mod.draw_badge(Image.new("RGB", (24, 24), "white"))
+    assert text == "AI" and box[2] <= 24 and box[3] <= 24
+    with pytest.raises(badge_mod.BadgeDoesNotFit, match="4x4"):
+        badge_mod.draw_badge(Image.new("RGB", (4, 4), "white"))
+
+
+def test_independent_writer_is_read_by_inspect(tmp_path):
+    """XMP written by exiftool (not by us) is read back by `pixelmill inspect`."""
+    exiftool = shutil.which("exiftool")
+    if exiftool is None:
+        pytest.skip("exiftool is not installed and could not be installed here")
+    path = tmp_path / "ext.jpg"
+    generated_like(96, 4).save(path, "JPEG")
+    subprocess.run([exiftool, "-q", "-overwrite_original", f"-XMP-iptcExt:DigitalSourceType={COMPOSITE}",
+                    str(path)], check=True)
+    code, report = _inspect_cli(path, "--no-c2pa")
+    assert code == 0 and report["source_type"] == COMPOSITE and report["signals"] == ["xmp"]
 
 
 def test_badge_config_is_validated(tmp_path):

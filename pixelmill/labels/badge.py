@@ -13,6 +13,11 @@ from PIL import Image, ImageDraw, ImageFont
 Corner = Literal["bottom-right", "bottom-left", "top-right", "top-left"]
 CORNERS = ("bottom-right", "bottom-left", "top-right", "top-left")
 MIN_FONT_PX = 7
+MIN_TINY_FONT_PX = 5
+
+
+class BadgeDoesNotFit(ValueError):
+    """The image is too small for a readable badge."""
 
 
 def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
@@ -23,8 +28,9 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def draw_badge(image: Image.Image, text: str = "AI-generated", corner: str = "bottom-right",
-               size: float = 0.06, opacity: float = 0.72) -> tuple[Image.Image, tuple[int, int, int, int]]:
-    """Return a copy with the badge drawn, and the badge's box (left, top, right, bottom)."""
+               size: float = 0.06, opacity: float = 0.72) -> tuple[Image.Image, tuple[int, int, int, int], str]:
+    """Return a copy with the badge drawn, the badge's box (left, top, right, bottom) and the text drawn
+    (``"AI"`` when the full text does not fit a small image); raise BadgeDoesNotFit when nothing fits."""
     if corner not in CORNERS:
         raise ValueError(f"badge corner {corner!r} is not one of {', '.join(CORNERS)}")
     if not 0 < size <= 0.5:
@@ -40,14 +46,20 @@ def draw_badge(image: Image.Image, text: str = "AI-generated", corner: str = "bo
     tw, th = right - left, bottom - top
     pad_x, pad_y = max(2, round(font_px * 0.45)), max(1, round(font_px * 0.3))
     bw, bh = tw + 2 * pad_x, th + 2 * pad_y
-    if bw > w or bh > h:  # tiny image: shrink the font to fit the width
-        scale = min(w / bw, h / bh) * 0.95
-        font_px = max(4, int(font_px * scale))
-        font = _font(font_px)
-        left, top, right, bottom = probe.textbbox((0, 0), text, font=font)
-        tw, th = right - left, bottom - top
-        pad_x, pad_y = max(1, round(font_px * 0.3)), max(1, round(font_px * 0.2))
-        bw, bh = tw + 2 * pad_x, th + 2 * pad_y
+    if bw > w or bh > h:  # small image: shrink the font, then fall back to the short text "AI"
+        for candidate in (text, "AI"):
+            scale = min(w / bw, h / bh) * 0.95
+            font_px = max(MIN_TINY_FONT_PX, int(font_px * min(scale, 1.0)))
+            font = _font(font_px)
+            left, top, right, bottom = probe.textbbox((0, 0), candidate, font=font)
+            tw, th = right - left, bottom - top
+            pad_x, pad_y = max(1, round(font_px * 0.3)), max(1, round(font_px * 0.2))
+            bw, bh = tw + 2 * pad_x, th + 2 * pad_y
+            if bw <= w and bh <= h:
+                text = candidate
+                break
+        else:
+            raise BadgeDoesNotFit(f"image is {w}x{h}; even an 'AI' badge needs {bw}x{bh} px")
     margin = max(1, round(short * 0.02))
     x0 = margin if corner.endswith("left") else w - bw - margin
     y0 = margin if corner.startswith("top") else h - bh - margin
@@ -67,7 +79,7 @@ def draw_badge(image: Image.Image, text: str = "AI-generated", corner: str = "bo
     out = Image.alpha_composite(base, overlay)
     if image.mode != "RGBA":
         out = out.convert("RGB")
-    return out, box
+    return out, box, text
 
 
 def contrast_ratio(rgb1: tuple[float, float, float], rgb2: tuple[float, float, float]) -> float:
