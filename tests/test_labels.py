@@ -55,14 +55,15 @@ class MakeImage(Node):
         return _MakeOutputs(image=ref)
 
 
-def _runtime(tmp_path):
+def _runtime(tmp_path, environ=None):
     reg = Registry.from_entry_points()
     reg.register(MakeImage)
-    return Runtime.create(Settings.from_env(home=tmp_path), registry=reg)
+    return Runtime.create(Settings.from_env(home=tmp_path), registry=reg, environ=environ)
 
 
-def _label(tmp_path, *, size=128, fmt="PNG", config="{}", extra_with="", kind="scene"):
-    rt = _runtime(tmp_path)
+def _label(tmp_path, *, size=128, fmt="PNG", config="{}", extra_with="", kind="scene", environ=None,
+           status=RunStatus.SUCCEEDED):
+    rt = _runtime(tmp_path, environ)
     wf = load_text(f"""
 name: label-test
 steps:
@@ -86,7 +87,9 @@ outputs:
   source_type: "${{{{ steps.label.outputs.source_type }}}}"
 """, "label-test.yaml", rt.registry)
     result = rt.run(wf, {})
-    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert result.status is status, result.error
+    if status is not RunStatus.SUCCEEDED:
+        return rt, result
     ref = result.outputs["image"]
     path = rt.store.artifacts_root / ref["run_id"] / ref["name"]
     assert path.is_file()
@@ -334,6 +337,24 @@ def test_dev_cert_cli_and_c2pa_signed_file_validates(tmp_path):
         assert code == 0 and set(report["signals"]) == {"xmp", "c2pa", "watermark"}
         assert report["c2pa"]["validation_state"] == "Trusted"
         assert _exiftool_source_type(path) == TRAINED
+
+
+def test_c2pa_key_from_secret_never_reaches_the_store(tmp_path):
+    certs = c2pa_mod.make_dev_cert(tmp_path / "certs")
+    key = certs["key"].read_text()
+    config = "{c2pa: {cert_chain: '%s', private_key_secret: C2PA_KEY}}" % certs["chain"]
+    path, outputs, run_id = _label(tmp_path / "ok", config=config, environ={"C2PA_KEY": key})
+    assert "c2pa" in outputs["labels"]
+    assert c2pa_mod.read(path, "image/png", trust_anchors_pem=certs["ca"].read_bytes()).validation_state == "Trusted"
+    rt, result = _label(tmp_path / "missing", config=config, environ={}, status=RunStatus.FAILED)
+    assert "C2PA_KEY" in result.error["message"]
+    # a key that is not a key: a clear error, and the value never shows up in the history
+    rt, result = _label(tmp_path / "bad", config=config, environ={"C2PA_KEY": "not-a-pem-key-at-all"},
+                        status=RunStatus.FAILED)
+    assert "C2PA signing failed" in result.error["message"]
+    run_id = rt.store.list_runs(limit=1)[0]["id"]
+    dump = json.dumps([e.to_dict() for e in rt.store.events(run_id)]) + json.dumps(rt.store.get_run(run_id))
+    assert "not-a-pem-key-at-all" not in dump
 
 
 def test_c2pa_tampered_file_is_invalid(tmp_path):
