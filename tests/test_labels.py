@@ -300,6 +300,14 @@ def test_watermark_is_invisible_enough_and_absent_from_unmarked_images():
     assert false_positives == 0
 
 
+def test_watermark_on_large_non_square_image():
+    img = generated_like(512, 6).resize((1536, 1024), Image.Resampling.BICUBIC)
+    marked = wm.embed(img, "big")
+    for attacked in (_jpeg(marked), marked.resize((768, 512), Image.Resampling.BICUBIC)):
+        det = wm.decode(attacked)
+        assert det.crc_ok and det.text == "big"
+
+
 def test_watermark_below_min_side_is_refused():
     with pytest.raises(wm.WatermarkError, match="at least 64 px"):
         wm.embed(generated_like(32, 0), "AI-GEN")
@@ -342,7 +350,7 @@ def test_dev_cert_cli_and_c2pa_signed_file_validates(tmp_path):
 def test_c2pa_key_from_secret_never_reaches_the_store(tmp_path):
     certs = c2pa_mod.make_dev_cert(tmp_path / "certs")
     key = certs["key"].read_text()
-    config = "{c2pa: {cert_chain: '%s', private_key_secret: C2PA_KEY}}" % certs["chain"]
+    config = "{{c2pa: {{cert_chain: '{}', private_key_secret: C2PA_KEY}}}}".format(certs["chain"])
     path, outputs, run_id = _label(tmp_path / "ok", config=config, environ={"C2PA_KEY": key})
     assert "c2pa" in outputs["labels"]
     assert c2pa_mod.read(path, "image/png", trust_anchors_pem=certs["ca"].read_bytes()).validation_state == "Trusted"

@@ -30,6 +30,7 @@ NBITS = PAYLOAD_BYTES * 8 + 16
 DELTA = 1.6  # lattice step, in grey levels of the normalised projection
 MIN_SIDE = 64  # smaller images are skipped: too few pixels to hide 64 bits reliably (see bench)
 DEFAULT_KEY = 0x5049584D  # "PIXM"
+DECODE_MAX_SIDE = 1024  # decoding works on at most this size (memory and time on huge images)
 
 
 class WatermarkError(ValueError):
@@ -161,6 +162,10 @@ def decode(image: Image.Image, *, key: int = DEFAULT_KEY) -> Detection:
     if min(image.size) < 8:
         raise WatermarkError(f"image is {image.size[0]}x{image.size[1]}; too small to hold a watermark")
     basis = _basis(key)
+    if max(image.size) > DECODE_MAX_SIDE:  # the mark lives in the lowest frequencies: a thumbnail keeps it
+        scale = DECODE_MAX_SIDE / max(image.size)
+        image = image.convert("RGB").resize((max(8, round(image.width * scale)), max(8, round(image.height * scale))),
+                                            Image.Resampling.BOX)
     y = _luma(np.asarray(image.convert("RGB"), dtype=np.float64))
     s = _projections(y, basis)
     frac = np.mod((s - basis.dither) / DELTA, 1.0)  # 0 -> bit 0, 0.5 -> bit 1
