@@ -240,7 +240,8 @@ class Executor:
             "node": info.type,
             "type": type(exc).__name__,
             "message": f"step '{sid}' ({info.type}) failed: {exc}",
-            "traceback": "".join(traceback.format_exception(exc)) if not isinstance(exc, StepFailure) else "",
+            # a policy block or a bad rendered input is not a bug: no traceback in the audit trail
+            "traceback": "" if isinstance(exc, (StepFailure, Blocked)) else "".join(traceback.format_exception(exc)),
         }
         if isinstance(exc, Blocked):
             error.update(message=f"step '{sid}' ({info.type}) blocked the run: {exc}", rule=exc.rule,

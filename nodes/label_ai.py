@@ -1,0 +1,188 @@
+"""The ``label_ai`` node: label an image as AI-generated (badge, IPTC XMP, parameters, watermark, C2PA)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+from PIL import Image, UnidentifiedImageError
+from pydantic import Field, field_validator
+
+from pixelmill import __version__
+from pixelmill.labels import badge as badge_mod
+from pixelmill.labels import c2pa as c2pa_mod
+from pixelmill.labels import watermark as wm
+from pixelmill.labels import xmp as xmp_mod
+from pixelmill.node import ArtifactRef, Model, Node
+
+
+class C2paConfig(Model):
+    cert_chain: str = Field(description="PEM file: end-entity certificate first, then intermediates (no root)")
+    private_key: str | None = Field(None, description="PEM file of the signing key (PKCS#8)")
+    private_key_secret: str | None = Field(
+        None, description="name of an environment secret holding the PEM key instead of a file")
+    alg: Literal["es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519"] = "es256"
+    tsa_url: str | None = Field(None, description="timestamp authority URL (needs network); none by default")
+
+
+class LabelConfig(Model):
+    badge: bool = Field(True, description="draw a visible badge")
+    badge_text: str = Field("AI-generated", min_length=1, max_length=64)
+    badge_corner: Literal["bottom-right", "bottom-left", "top-right", "top-left"] = "bottom-right"
+    badge_size: float = Field(0.06, gt=0, le=0.5, description="badge height as a fraction of the short side")
+    edited: bool = Field(False, description="the image is an AI edit of a real one (compositeWith... source type)")
+    format: Literal["same", "png", "jpeg"] = Field("same", description="output format; 'same' keeps JPEG, else PNG")
+    jpeg_quality: int = Field(92, ge=50, le=100)
+    parameters: bool = Field(True, description="record generation parameters (PNG text chunk and XMP)")
+    watermark: bool = Field(True, description="embed the invisible watermark")
+    watermark_payload: str = Field("AI-GEN", description=f"up to {wm.PAYLOAD_BYTES} bytes of UTF-8")
+    watermark_key: int = Field(wm.DEFAULT_KEY, ge=0, description="seed of the watermark pattern")
+    c2pa: C2paConfig | None = Field(None, description="sign a C2PA manifest (needs c2pa-python)")
+
+    @field_validator("watermark_payload")
+    @classmethod
+    def _fits(cls, value: str) -> str:
+        wm.payload_bytes(value)  # raises with the size limit in the message
+        return value
+
+
+class LabelInputs(Model):
+    image: ArtifactRef
+    prompt: str | None = None
+    negative_prompt: str | None = None
+    model: str | None = None
+    seed: int | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    edited: bool | None = Field(None, description="overrides config.edited for this image")
+
+
+class LabelOutputs(Model):
+    image: ArtifactRef
+    labels: list[str] = Field(description="labels written: badge, xmp, parameters, watermark, c2pa")
+    skipped: dict[str, str] = Field(default_factory=dict, description="label -> why it was not written")
+    source_type: str
+    watermark_payload: str | None = None
+
+
+class LabelAiNode(Node):
+    """Label an image as AI-generated: a visible badge, IPTC ``DigitalSourceType`` in XMP, the generation
+    parameters (PNG ``parameters`` text chunk and XMP), an invisible watermark and, when configured, a
+    signed C2PA manifest. Writes a new artifact; ``labels`` says which labels were written and ``skipped``
+    why any were not."""
+
+    type = "label_ai"
+    version = "1"
+    Config = LabelConfig
+    Inputs = LabelInputs
+    Outputs = LabelOutputs
+
+    def run(self, inputs: LabelInputs, ctx) -> LabelOutputs:
+        cfg: LabelConfig = self.config
+        src = ctx.artifact_path(inputs.image)
+        if not src.is_file():
+            raise ValueError(f"label_ai: input image artifact {inputs.image.name!r} of run {inputs.image.run_id} "
+                             f"does not exist ({src})")
+        try:
+            with Image.open(src) as opened:
+                opened.load()
+                in_format = opened.format
+                image = opened.copy()
+        except (UnidentifiedImageError, OSError) as exc:
+            raise ValueError(f"label_ai: {inputs.image.name!r} is not a readable image: {exc}") from None
+
+        fmt = cfg.format if cfg.format != "same" else ("jpeg" if in_format == "JPEG" else "png")
+        edited = cfg.edited if inputs.edited is None else inputs.edited
+        source_type = xmp_mod.COMPOSITE if edited else xmp_mod.TRAINED
+        keep_alpha = fmt == "png" and (image.mode in ("RGBA", "LA", "PA") or
+                                       (image.mode == "P" and "transparency" in image.info))
+        image = image.convert("RGBA" if keep_alpha else "RGB")
+        labels: list[str] = []
+        skipped: dict[str, str] = {}
+
+        badge_text = None
+        if cfg.badge:
+            try:
+                image, _, badge_text = badge_mod.draw_badge(image, cfg.badge_text, cfg.badge_corner,
+                                                            cfg.badge_size)
+                labels.append("badge")
+            except badge_mod.BadgeDoesNotFit as exc:
+                skipped["badge"] = str(exc)
+                ctx.logger.warning("label_ai: badge skipped: %s", exc)
+        ctx.check_cancelled()
+
+        payload = None
+        if cfg.watermark:
+            try:
+                image = wm.embed(image, cfg.watermark_payload, key=cfg.watermark_key)
+                payload = cfg.watermark_payload
+                labels.append("watermark")
+            except wm.WatermarkError as exc:
+                skipped["watermark"] = str(exc)
+                ctx.logger.warning("label_ai: watermark skipped: %s", exc)
+        ctx.check_cancelled()
+
+        params = {
+            "prompt": inputs.prompt, "negative_prompt": inputs.negative_prompt, "model": inputs.model,
+            "seed": inputs.seed, "steps": inputs.steps, "guidance": inputs.guidance,
+            "width": image.width, "height": image.height, "pixelmill_version": __version__,
+            "run_id": ctx.run_id, "workflow": ctx.workflow, "step_id": ctx.step_id,
+        } if cfg.parameters else {}
+        packet = xmp_mod.build_xmp(source_type, params, badge=badge_text,
+                                   watermark=f"pixelmill-dct-qim-64:{payload}" if payload else None,
+                                   creator_tool=f"pixelmill {__version__}")
+        ext, media_type = ("png", "image/png") if fmt == "png" else ("jpg", "image/jpeg")
+        ref, out_path = ctx.new_artifact(f"labelled.{ext}", media_type)
+        tmp = out_path.with_name(out_path.name + ".tmp")
+        if fmt == "png":
+            xmp_mod.save_png(image, tmp, packet, xmp_mod.a1111_parameters(params) if cfg.parameters else None)
+        else:
+            xmp_mod.save_jpeg(image, tmp, packet, cfg.jpeg_quality)
+            if cfg.parameters:
+                skipped["parameters_text_chunk"] = "JPEG has no PNG text chunks; parameters are in XMP only"
+        labels.append("xmp")
+        if cfg.parameters:
+            labels.append("parameters")
+
+        if cfg.c2pa is not None:
+            try:
+                self._sign(cfg.c2pa, tmp, out_path, media_type, source_type, params, ctx)
+                tmp.unlink()
+                labels.append("c2pa")
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                out_path.unlink(missing_ok=True)
+                raise
+        else:
+            os.replace(tmp, out_path)
+            skipped["c2pa"] = "not configured (set config.c2pa with cert_chain and private_key)"
+        ctx.logger.info("label_ai: wrote %s with %s", ref.name, ", ".join(labels))
+        return LabelOutputs(image=ref, labels=labels, skipped=skipped, source_type=source_type,
+                            watermark_payload=payload)
+
+    @staticmethod
+    def _sign(c: C2paConfig, src: Path, dst: Path, mime: str, source_type: str, params: dict, ctx) -> None:
+        chain_path = Path(c.cert_chain).expanduser()
+        if not chain_path.is_file():
+            raise ValueError(f"label_ai: config.c2pa.cert_chain {str(chain_path)!r} does not exist "
+                             "(make a test one with: pixelmill c2pa dev-cert DIR)")
+        if c.private_key_secret:
+            key = ctx.secrets.get(c.private_key_secret).encode()
+        elif c.private_key:
+            key_path = Path(c.private_key).expanduser()
+            if not key_path.is_file():
+                raise ValueError(f"label_ai: config.c2pa.private_key {str(key_path)!r} does not exist")
+            key = key_path.read_bytes()
+        else:
+            raise ValueError("label_ai: config.c2pa needs private_key (a PEM file) or private_key_secret")
+        manifest = c2pa_mod.manifest_definition(
+            source_type, title=dst.name, version=__version__,
+            params={k: v for k, v in params.items() if k in ("model", "seed", "steps", "run_id")})
+        try:
+            c2pa_mod.sign_file(src, dst, mime, cert_chain_pem=chain_path.read_bytes(), key_pem=key,
+                               manifest=manifest, alg=c.alg, tsa_url=c.tsa_url)
+        except c2pa_mod.C2paUnavailable:
+            raise
+        except Exception as exc:  # c2pa errors name the problem (bad key, bad chain, missing EKU)
+            raise ValueError(f"label_ai: C2PA signing failed: {exc}") from None
