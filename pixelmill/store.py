@@ -93,17 +93,23 @@ class RunStore:
 
     def create_run(self, workflow: str, *, inputs: dict, trigger: dict | None = None, trigger_kind: str = "manual",
                    workflow_file: str = "", run_id: str | None = None, retry_of: str | None = None,
-                   status: RunStatus = RunStatus.QUEUED) -> str:
+                   status: RunStatus = RunStatus.QUEUED, conn=None) -> str:
+        """Write a run row and its ``run.queued`` event; pass ``conn`` to join a caller's transaction."""
         run_id = run_id or uuid.uuid4().hex
-        with self.engine.begin() as conn:
-            conn.execute(insert(RunRow).values(
-                id=run_id, workflow=workflow, workflow_file=workflow_file, status=status.value,
-                trigger_kind=trigger_kind, trigger=trigger or {}, inputs=inputs, created_at=utcnow(),
-                retry_of=retry_of, cancel_requested=False,
-            ))
-            conn.execute(insert(EventRow).values(run_id=run_id, kind=EventKind.RUN_QUEUED.value, step_id=None,
-                                                 data={"workflow": workflow, "trigger_kind": trigger_kind},
-                                                 ts=utcnow().timestamp()))
+        if conn is None:
+            with self.engine.begin() as conn:
+                return self.create_run(workflow, inputs=inputs, trigger=trigger, trigger_kind=trigger_kind,
+                                       workflow_file=workflow_file, run_id=run_id, retry_of=retry_of,
+                                       status=status, conn=conn)
+        now = utcnow()
+        conn.execute(insert(RunRow).values(
+            id=run_id, workflow=workflow, workflow_file=workflow_file, status=status.value,
+            trigger_kind=trigger_kind, trigger=trigger or {}, inputs=inputs, created_at=now,
+            retry_of=retry_of, cancel_requested=False,
+        ))
+        conn.execute(insert(EventRow).values(run_id=run_id, kind=EventKind.RUN_QUEUED.value, step_id=None,
+                                             data={"workflow": workflow, "trigger_kind": trigger_kind},
+                                             ts=now.replace(tzinfo=timezone.utc).timestamp()))
         return run_id
 
     def claim(self, run_id: str) -> bool:

@@ -19,9 +19,9 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import history, workflows
+    from . import history, serve, workflows
 
-    for module in (workflows, history):
+    for module in (workflows, history, serve):
         for command in module.COMMANDS:
             main.add_command(command)
 

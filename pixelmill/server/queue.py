@@ -1,0 +1,166 @@
+"""The durable run queue: every accepted run is a ``queued`` row first; a bounded pool of worker threads
+claims and executes them. On start, runs left ``running`` by a dead process are re-queued and every
+queued run is picked up again; ``store.claim`` (queued -> running, atomic) makes each run execute once
+even when two processes share one database.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from sqlalchemy import select
+
+from ..db import RunRow
+from ..events import Event, EventKind
+from ..problems import WorkflowInvalid
+from ..status import RunStatus, StepStatus
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    pass
+
+
+class RunQueue:
+    def __init__(self, runtime, workflows, *, workers: int = 4, max_queue: int = 10_000, sweep_interval: float = 10.0):
+        self.runtime = runtime
+        self.workflows = workflows
+        self.workers = max(1, workers)
+        self.max_queue = max_queue
+        self.sweep_interval = sweep_interval
+        self._q: queue.Queue[str | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._busy = 0
+        self._lock = threading.Lock()
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> list[str]:
+        """Re-queue runs of dead processes, enqueue every queued run, start the workers; returns re-queued ids."""
+        recovered = self.runtime.store.recover_interrupted(requeue=True)
+        if recovered:
+            log.warning("re-queued %d run(s) interrupted by a crash: %s", len(recovered), ", ".join(recovered))
+        for run_id in self.queued_ids():
+            self._q.put(run_id)
+        for i in range(self.workers):
+            t = threading.Thread(target=self._work, name=f"pixelmill-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        sweeper = threading.Thread(target=self._sweep, name="pixelmill-sweeper", daemon=True)
+        sweeper.start()
+        self._threads.append(sweeper)
+        return recovered
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        for _ in range(self.workers):
+            self._q.put(None)
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    # -- producers ----------------------------------------------------------------
+
+    def create(self, loaded, inputs: dict | None, *, trigger: dict, trigger_kind: str, retry_of: str | None = None) -> str:
+        """Write a queued run (raises ``InputError`` for bad inputs, ``QueueFull`` when too many wait)."""
+        if self._q.qsize() >= self.max_queue:
+            raise QueueFull(f"{self._q.qsize()} runs are waiting (PIXELMILL_MAX_QUEUE={self.max_queue})")
+        if retry_of is None:
+            return self.runtime.submit(loaded, inputs, trigger=trigger, trigger_kind=trigger_kind)
+        return self.runtime.store.create_run(loaded.name, inputs=inputs or {}, trigger=trigger,
+                                             trigger_kind=trigger_kind, workflow_file=loaded.file, retry_of=retry_of)
+
+    def enqueue(self, run_id: str) -> None:
+        self._q.put(run_id)
+
+    # -- introspection --------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        return self._q.qsize()
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    def queued_ids(self, older_than: float | None = None) -> list[str]:
+        q = select(RunRow.id).where(RunRow.status == RunStatus.QUEUED.value).order_by(RunRow.created_at, RunRow.id)
+        if older_than is not None:
+            from datetime import datetime, timedelta, timezone
+            cutoff = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=older_than)
+            q = q.where(RunRow.created_at < cutoff)
+        with self.runtime.store.engine.connect() as conn:
+            return [r[0] for r in conn.execute(q)]
+
+    # -- workers --------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            run_id = self._q.get()
+            if run_id is None:
+                return
+            with self._lock:
+                self._busy += 1
+            try:
+                self._execute(run_id)
+            except Exception:  # a worker never dies with a run
+                log.exception("run %s: unexpected error in the worker", run_id)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+
+    def _row(self, run_id: str) -> dict | None:
+        t = RunRow.__table__
+        with self.runtime.store.engine.connect() as conn:
+            row = conn.execute(select(t.c.id, t.c.workflow, t.c.workflow_file, t.c.status, t.c.inputs, t.c.trigger,
+                                      t.c.retry_of).where(t.c.id == run_id)).mappings().first()
+        return dict(row) if row else None
+
+    def _execute(self, run_id: str) -> None:
+        row = self._row(run_id)
+        if row is None or row["status"] != RunStatus.QUEUED.value:
+            return  # deleted, cancelled, or another worker has it
+        try:
+            loaded = self.workflows.for_run(row)
+        except WorkflowInvalid as exc:
+            self._fail_unrunnable(run_id, f"workflow '{row['workflow']}' cannot be loaded: {exc}")
+            return
+        reuse = self._reuse(row["retry_of"], loaded) if row["retry_of"] else None
+        self.runtime.executor.execute(loaded, run_id, inputs=row["inputs"] or {}, trigger=row["trigger"] or {},
+                                      reuse=reuse)
+
+    def _reuse(self, old_id: str, loaded) -> dict:
+        """Outputs of the steps that succeeded in the run being retried (and still exist in the workflow)."""
+        old = self.runtime.store.get_run(old_id)
+        if old is None:
+            return {}
+        ok = (StepStatus.SUCCEEDED.value, StepStatus.CACHED.value)
+        return {s["step_id"]: s["outputs"] or {} for s in old["steps"]
+                if s["status"] in ok and s["step_id"] in loaded.nodes}
+
+    def _fail_unrunnable(self, run_id: str, message: str) -> None:
+        store = self.runtime.store
+        if not store.claim(run_id):
+            return
+        ev = Event(EventKind.RUN_FINISHED, run_id, None,
+                   {"status": RunStatus.FAILED.value, "outputs": {}, "duration_s": 0.0,
+                    "error": {"type": "WorkflowInvalid", "message": message, "step_id": None}})
+        event_id = store.record(ev)
+        self.runtime.bus.publish(Event(ev.kind, run_id, None, ev.data, ev.ts, event_id))
+
+    def _sweep(self) -> None:
+        """Pick up runs queued by another process on this database, or left by one that died."""
+        while not self._stop.wait(self.sweep_interval):
+            try:
+                if self.runtime.store.recover_interrupted(requeue=True):
+                    log.warning("re-queued runs of a process that died")
+                if self._q.qsize() == 0:
+                    for run_id in self.queued_ids(older_than=self.sweep_interval):
+                        self._q.put(run_id)
+            except Exception:
+                log.exception("queue sweep failed")
