@@ -203,7 +203,7 @@ class Scheduler:
         if not new:
             self._catch_up(key, sched, trigger, first_seen, now)
         next_run = trigger.get_next_fire_time(None, now + timedelta(microseconds=1))
-        grace = None if sched.misfire == "run_once" else self.misfire_grace
+        grace = None if sched.misfire == "run_once" else max(1, int(round(self.misfire_grace)))
         self._aps.add_job(_noop, trigger, id=key, name=key, replace_existing=True, coalesce=True, max_instances=1,
                           misfire_grace_time=grace, next_run_time=next_run)
 

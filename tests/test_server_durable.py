@@ -1,0 +1,153 @@
+"""Crash and restart behaviour of the real server: kill -9 with queued runs, schedules firing, missed slots
+following the misfire policy across a restart, one run per slot with two servers on one database."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import requests
+from serverutil import Server, write
+
+
+def _finished_counts(srv: Server) -> dict[str, int]:
+    with srv.db() as db:
+        rows = db.execute("SELECT run_id, COUNT(*) FROM events WHERE kind = 'run.finished' GROUP BY run_id").fetchall()
+    return dict(rows)
+
+
+def test_kill9_with_queued_runs_then_each_finishes_exactly_once(tmp_path):
+    wf = tmp_path / "wf"
+    mark = tmp_path / "done.log"
+    write(wf, "q.yaml", f"""
+name: q
+on: {{webhook: {{path: q, respond: immediately}}}}
+steps:
+  - {{id: nap, node: test_sleep, with: {{seconds: 0.6, steps: 3, mark: "{mark}"}}}}
+""")
+    env = {"PIXELMILL_WORKERS": "1", "PIXELMILL_SCHEDULER": "0"}
+    srv = Server(tmp_path / "home", wf, env).start()
+    n = 6
+    try:
+        ids = []
+        for _ in range(n):
+            r = requests.post(srv.url + "/webhook/q", json={}, timeout=10)
+            assert r.status_code == 202
+            ids.append(r.json()["run_id"])
+        srv.wait_run(ids[0], done=("running",))
+        time.sleep(0.2)
+    finally:
+        srv.kill9()  # mid-run: one running, the rest queued
+    with srv.db() as db:
+        statuses = dict(db.execute("SELECT id, status FROM runs").fetchall())
+    assert set(statuses) == set(ids)
+    assert statuses[ids[0]] == "running" and sum(s == "queued" for s in statuses.values()) >= n - 2
+    srv2 = Server(tmp_path / "home", wf, env).start()
+    try:
+        for rid in ids:
+            assert srv2.wait_run(rid, timeout=30)["status"] == "succeeded"
+        time.sleep(0.5)
+        assert _finished_counts(srv2) == {rid: 1 for rid in ids}
+        done = mark.read_text().split()
+        assert sorted(set(done)) == sorted(ids)  # every run completed its step
+        assert any("re-queued 1 run" in line for line in srv2.log)
+    finally:
+        srv2.stop()
+
+
+def test_interval_schedule_fires_about_every_second(tmp_path):
+    wf = tmp_path / "wf"
+    write(wf, "tick.yaml", """
+name: tick
+on: {schedule: [{interval: 1s, misfire: run_once}]}
+steps: [{id: p, node: prompt, with: {template: tick}}]
+""")
+    srv = Server(tmp_path / "home", wf).start()
+    try:
+        time.sleep(3.6)
+        runs = srv.get("/api/v1/runs", params={"workflow": "tick"}).json()["items"]
+        assert 2 <= len(runs) <= 5, runs
+        assert all(r["trigger_kind"] == "schedule" for r in runs)
+        for r in runs:
+            assert srv.wait_run(r["id"])["status"] == "succeeded"
+        slots = sorted(srv.get(f"/api/v1/runs/{r['id']}").json()["trigger"]["scheduled_for"] for r in runs)
+        gaps = [(datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() for a, b in zip(slots, slots[1:])]
+        assert all(abs(g - 1.0) < 1e-3 for g in gaps), gaps  # slots on a 1 s grid, none twice
+        wfs = srv.get("/api/v1/workflows").json()["items"]
+        assert wfs[0]["schedules"][0]["next_run"]
+    finally:
+        srv.stop()
+
+
+def _schedule_rows(srv: Server):
+    with srv.db() as db:
+        return db.execute("SELECT fire_time, run_id, catch_up FROM schedule_fires ORDER BY fire_time").fetchall()
+
+
+def _restart_with_gap(tmp_path, misfire: str):
+    wf = tmp_path / "wf"
+    write(wf, "slot.yaml", f"""
+name: slot
+on: {{schedule: [{{interval: 2s, misfire: {misfire}}}]}}
+steps: [{{id: p, node: prompt, with: {{template: slot}}}}]
+""")
+    home = tmp_path / "home"
+    srv = Server(home, wf).start()
+    try:
+        time.sleep(2.5)  # at least one slot fires
+    finally:
+        srv.kill9()
+    before = _schedule_rows(srv)
+    assert len(before) >= 1
+    time.sleep(4.5)  # two or more slots pass while the service is down
+    srv2 = Server(home, wf).start()
+    try:
+        time.sleep(0.8)
+        after = _schedule_rows(srv2)
+        runs = srv2.get("/api/v1/runs", params={"workflow": "slot", "limit": 100}).json()["items"]
+    finally:
+        srv2.stop()
+    return before, after, runs
+
+
+def test_restart_missed_slots_run_once(tmp_path):
+    before, after, runs = _restart_with_gap(tmp_path, "run_once")
+    caught = [r for r in after if r[2]]
+    assert len(caught) == 1, after  # one run for all the missed slots
+    assert caught[0][0] > before[-1][0]
+    assert len({r[0] for r in after}) == len(after)  # one ledger row per slot
+    assert len(runs) == len(after)  # one run per ledger row, nothing else
+    assert all(r["trigger_kind"] == "schedule" for r in runs)
+
+
+def test_restart_missed_slots_skip(tmp_path):
+    before, after, runs = _restart_with_gap(tmp_path, "skip")
+    assert not [r for r in after if r[2]]
+    new = [r for r in after if r[0] > before[-1][0]]
+    # nothing for the slots that passed while down: at most the one slot after the restart (0.8 s later)
+    assert len(new) <= 1, (before, after)
+    assert len(runs) == len(after)
+
+
+def test_two_servers_on_one_database_run_each_slot_once(tmp_path):
+    wf = tmp_path / "wf"
+    write(wf, "both.yaml", """
+name: both
+on: {schedule: [{interval: 1s}]}
+steps: [{id: p, node: prompt, with: {template: both}}]
+""")
+    home = tmp_path / "home"
+    a = Server(home, wf).start()
+    b = Server(home, wf).start()
+    try:
+        time.sleep(3.5)
+    finally:
+        a.stop()
+        b.stop()
+    rows = _schedule_rows(a)
+    with a.db() as db:
+        runs = db.execute("SELECT COUNT(*) FROM runs WHERE workflow = 'both'").fetchone()[0]
+        per_slot = db.execute("SELECT json_extract(trigger, '$.scheduled_for'), COUNT(*) FROM runs "
+                              "GROUP BY 1 HAVING COUNT(*) > 1").fetchall()
+    assert len(rows) >= 2 and runs == len(rows) and per_slot == []
+    assert any("already has a run" in line for line in a.log + b.log)
