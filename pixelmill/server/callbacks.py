@@ -67,7 +67,7 @@ class CallbackDispatcher:
             self._cond.notify_all()
 
     def register(self, run_id: str, url: str, base_url: str) -> None:
-        with self.runtime.store.engine.begin() as conn:
+        with self.runtime.store.writing() as conn:
             conn.execute(insert(CallbackRow).values(run_id=run_id, url=url, base_url=base_url, state="pending",
                                                     attempts=0))
         self._pending.add(run_id)
@@ -122,7 +122,7 @@ class CallbackDispatcher:
             state = "pending"
         else:
             state = "failed"
-        with self.runtime.store.engine.begin() as conn:
+        with self.runtime.store.writing() as conn:
             conn.execute(update(t).where(t.c.run_id == run_id).values(state=state, attempts=attempt,
                                                                         last_error=error, last_status=status))
         if state == "pending":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import threading
@@ -22,6 +23,7 @@ def make_server(app, host: str = "127.0.0.1", port: int = 8080, threads: int | N
 
 
 def serve(app, host: str = "127.0.0.1", port: int = 8080, threads: int | None = None, announce=None) -> None:
+    sys.setswitchinterval(float(os.environ.get("PIXELMILL_SWITCH_INTERVAL", "0.001")))
     svc = app.extensions["pixelmill"]
     server = make_server(app, host, port, threads)
     url = f"http://{host}:{server.effective_port}"

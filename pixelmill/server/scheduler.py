@@ -184,7 +184,7 @@ class Scheduler:
         if row:
             return row[0], False
         try:
-            with engine.begin() as conn:
+            with self.runtime.store.writing() as conn:
                 conn.execute(insert(t).values(schedule_key=key, workflow=workflow, first_seen=_utc_naive(now)))
             return _utc_naive(now), True
         except IntegrityError:  # another server registered it a moment ago
@@ -263,7 +263,7 @@ class Scheduler:
             trigger["missed_slots"] = catch_up
         store = self.runtime.store
         try:
-            with store.engine.begin() as conn:
+            with store.writing() as conn:
                 run_id = store.create_run(loaded.name, inputs=inputs, trigger=trigger, trigger_kind="schedule",
                                           workflow_file=loaded.file, conn=conn)
                 conn.execute(insert(ScheduleFireRow).values(
