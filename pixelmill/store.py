@@ -23,7 +23,6 @@ from .db import Base, CacheRow, EventRow, RunRow, StepRow
 from .events import Event, EventKind
 from .status import RunStatus, StepStatus
 
-
 _RUNS, _STEPS, _EVENTS = RunRow.__table__, StepRow.__table__, EventRow.__table__
 # Prebuilt statements executed with parameter dicts: compiled once, cheap per call (the hot path of every run).
 _INSERT_RUN = insert(_RUNS)

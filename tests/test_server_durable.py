@@ -71,7 +71,7 @@ steps: [{id: p, node: prompt, with: {template: tick}}]
         for r in runs:
             assert srv.wait_run(r["id"])["status"] == "succeeded"
         slots = sorted(srv.get(f"/api/v1/runs/{r['id']}").json()["trigger"]["scheduled_for"] for r in runs)
-        gaps = [(datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() for a, b in zip(slots, slots[1:])]
+        gaps = [(datetime.fromisoformat(b) - datetime.fromisoformat(a)).total_seconds() for a, b in zip(slots, slots[1:], strict=False)]
         assert all(abs(g - 1.0) < 1e-3 for g in gaps), gaps  # slots on a 1 s grid, none twice
         wfs = srv.get("/api/v1/workflows").json()["items"]
         assert wfs[0]["schedules"][0]["next_run"]
