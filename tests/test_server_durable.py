@@ -151,3 +151,46 @@ steps: [{id: p, node: prompt, with: {template: both}}]
                               "GROUP BY 1 HAVING COUNT(*) > 1").fetchall()
     assert len(rows) >= 2 and runs == len(rows) and per_slot == []
     assert any("already has a run" in line for line in a.log + b.log)
+
+
+def test_cancel_queued_run_and_reload_on_sighup(tmp_path):
+    import json
+    import signal
+
+    wf = tmp_path / "wf"
+    write(wf, "one.yaml", """
+name: one
+on: {webhook: {path: one, respond: immediately}}
+steps: [{id: nap, node: test_sleep, with: {seconds: 1.0, steps: 4}}]
+""")
+    srv = Server(tmp_path / "home", wf, {"PIXELMILL_WORKERS": "1", "PIXELMILL_SCHEDULER": "0"}).start()
+    try:
+        first = requests.post(srv.url + "/webhook/one", json={}, timeout=10).json()["run_id"]
+        second = requests.post(srv.url + "/webhook/one", json={}, timeout=10).json()["run_id"]
+        srv.wait_run(first, done=("running",))
+        r = srv.post(f"/api/v1/runs/{second}/cancel")
+        assert r.json() == {"run_id": second, "status": "cancelled"}
+        events = srv.get(f"/api/v1/runs/{second}/events", timeout=10).text  # ends: the run is over
+        last = [ln for ln in events.splitlines() if ln.startswith("data:")][-1]
+        assert json.loads(last[5:])["data"]["status"] == "cancelled"
+        assert srv.wait_run(first)["status"] == "succeeded"
+        time.sleep(0.3)
+        run2 = srv.get(f"/api/v1/runs/{second}").json()
+        assert run2["status"] == "cancelled" and run2["steps"] == []  # never started
+        # SIGHUP reloads the folder
+        write(wf, "two.yaml", """
+name: two
+on: {webhook: {path: two, respond: when_done}}
+steps: [{id: p, node: prompt, with: {template: two}}]
+outputs: {text: "${{ steps.p.outputs.text }}"}
+""")
+        srv.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            r = requests.post(srv.url + "/webhook/two", json={}, timeout=10)
+            if r.status_code != 404:
+                break
+            time.sleep(0.1)
+        assert r.status_code == 200 and r.json()["outputs"] == {"text": "two"}
+    finally:
+        srv.stop()

@@ -14,6 +14,7 @@ from ..inputs import InputError
 from ..loader import load_text
 from ..problems import WorkflowInvalid
 from . import schemas as s
+from .auth import check_bearer
 from .http import ApiError, endpoint, json_response, parse_body, parse_query
 from .queue import QueueFull
 from .service import current_service, public_error
@@ -297,17 +298,8 @@ def reload():
 
 @bp.before_request
 def _bearer():
-    import hmac
-
-    token = current_service().config.api_token
-    if not token or request.endpoint == "api.openapi":
-        return None
-    header = request.headers.get("Authorization", "")
-    given = header[7:].strip() if header[:7].lower() == "bearer " else ""
-    if not given or not hmac.compare_digest(given.encode(), token.encode()):
-        raise ApiError(401, "unauthorized", "send 'Authorization: Bearer <token>' (the server's PIXELMILL_API_TOKEN)"
-                       if not given else "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
-    return None
+    if request.endpoint != "api.openapi":
+        check_bearer(current_service().config.api_token)
 
 
 def init_app(app) -> None:
