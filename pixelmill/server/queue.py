@@ -15,6 +15,7 @@ from sqlalchemy import select
 
 from ..db import RunRow
 from ..events import Event, EventKind
+from ..inputs import resolve_inputs
 from ..problems import WorkflowInvalid
 from ..status import RunStatus, StepStatus
 
@@ -23,6 +24,74 @@ log = logging.getLogger(__name__)
 
 class QueueFull(Exception):
     pass
+
+
+class _Pending:
+    __slots__ = ("kwargs", "done", "error")
+
+    def __init__(self, kwargs: dict):
+        self.kwargs = kwargs
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+class GroupWriter:
+    """Writes queued runs for many request threads in one transaction (group commit).
+
+    A request thread hands its run over and waits until the transaction holding it has committed, so the
+    response still goes out only after the run is in the store; under load one commit covers many runs.
+    """
+
+    def __init__(self, store, max_batch: int = 256):
+        self.store = store
+        self.max_batch = max_batch
+        self._items: list[_Pending] = []
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="pixelmill-group-writer", daemon=True)
+        self._thread.start()
+
+    def create_run(self, **kwargs) -> str:
+        import uuid
+
+        kwargs.setdefault("run_id", uuid.uuid4().hex)
+        item = _Pending(kwargs)
+        with self._cond:
+            if self._stop:
+                raise RuntimeError("the service is shutting down")
+            self._items.append(item)
+            self._cond.notify()
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+        return kwargs["run_id"]
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._items and not self._stop:
+                    self._cond.wait()
+                if not self._items and self._stop:
+                    return
+                batch, self._items = self._items[:self.max_batch], self._items[self.max_batch:]
+            try:
+                with self.store.writing() as conn:
+                    for item in batch:
+                        self.store.create_run(conn=conn, **item.kwargs)
+            except Exception:  # one bad row must not fail the others: write them one by one
+                for item in batch:
+                    try:
+                        self.store.create_run(**item.kwargs)
+                    except Exception as exc:
+                        item.error = exc
+            for item in batch:
+                item.done.set()
 
 
 class RunQueue:
@@ -37,6 +106,7 @@ class RunQueue:
         self._stop = threading.Event()
         self._busy = 0
         self._lock = threading.Lock()
+        self.writer = GroupWriter(runtime.store)
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -58,6 +128,7 @@ class RunQueue:
 
     def stop(self, timeout: float = 5.0) -> None:
         self._stop.set()
+        self.writer.stop()
         for _ in range(self.workers):
             self._q.put(None)
         deadline = time.monotonic() + timeout
@@ -71,7 +142,9 @@ class RunQueue:
         if self._q.qsize() >= self.max_queue:
             raise QueueFull(f"{self._q.qsize()} runs are waiting (PIXELMILL_MAX_QUEUE={self.max_queue})")
         if retry_of is None:
-            return self.runtime.submit(loaded, inputs, trigger=trigger, trigger_kind=trigger_kind)
+            resolved = resolve_inputs(loaded.workflow.inputs, inputs)
+            return self.writer.create_run(workflow=loaded.name, inputs=resolved, trigger=trigger or {},
+                                          trigger_kind=trigger_kind, workflow_file=loaded.file)
         return self.runtime.store.create_run(loaded.name, inputs=inputs or {}, trigger=trigger,
                                              trigger_kind=trigger_kind, workflow_file=loaded.file, retry_of=retry_of)
 
