@@ -90,7 +90,7 @@ def _handle(svc, subpath: str):
         raise ApiError(404, "not_found", f"no workflow listens on /webhook/{subpath}")
     loaded, params = match
     hook = loaded.workflow.on.webhook
-    if request.method not in hook.methods and not (request.method == "HEAD" and "GET" in hook.methods):
+    if request.method not in hook.methods:
         raise ApiError(405, "method_not_allowed",
                        f"/webhook/{subpath} accepts {', '.join(hook.methods)}, not {request.method}",
                        headers={"Allow": ", ".join(hook.methods)})
