@@ -207,7 +207,7 @@ class Scheduler:
         self._aps.add_job(_noop, trigger, id=key, name=key, replace_existing=True, coalesce=True, max_instances=1,
                           misfire_grace_time=grace, next_run_time=next_run)
 
-    def _missed(self, trigger, after: datetime, now: datetime, cap: int = 1_000_000) -> tuple[int, datetime | None]:
+    def _missed(self, trigger, after: datetime, now: datetime, cap: int = 10_000) -> tuple[int, datetime | None]:
         """How many slots fall in (after, now] and the latest of them."""
         if isinstance(trigger, IntervalTrigger):
             start = trigger.start_date
@@ -224,6 +224,11 @@ class Scheduler:
         while t is not None and t <= now and count < cap:
             count, latest = count + 1, t
             t = trigger.get_next_fire_time(t, t + timedelta(microseconds=1))
+        if count >= cap:  # a very frequent cron over a long outage: find the latest slot from the last day
+            t = trigger.get_next_fire_time(None, max(after, now - timedelta(days=1)) + timedelta(microseconds=1))
+            while t is not None and t <= now:
+                latest = t
+                t = trigger.get_next_fire_time(t, t + timedelta(microseconds=1))
         return count, latest
 
     def _catch_up(self, key: str, sched, trigger, first_seen: datetime, now: datetime) -> None:
