@@ -194,3 +194,50 @@ outputs: {text: "${{ steps.p.outputs.text }}"}
         assert r.status_code == 200 and r.json()["outputs"] == {"text": "two"}
     finally:
         srv.stop()
+
+
+def test_sigterm_leaves_long_runs_for_the_next_start(tmp_path):
+    wf = tmp_path / "wf"
+    write(wf, "long.yaml", """
+name: long
+on: {webhook: {path: long, respond: immediately}}
+steps: [{id: nap, node: test_sleep, with: {seconds: 2.0, steps: 4}}]
+""")
+    env = {"PIXELMILL_SHUTDOWN_GRACE": "0.2", "PIXELMILL_SCHEDULER": "0"}
+    srv = Server(tmp_path / "home", wf, env).start()
+    run_id = requests.post(srv.url + "/webhook/long", json={}, timeout=10).json()["run_id"]
+    srv.wait_run(run_id, done=("running",))
+    srv.stop()  # SIGTERM: the run outlasts the grace period and is not cancelled
+    with srv.db() as db:
+        assert db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0] == "running"
+    assert any("re-queued on the next start" in line for line in srv.log)
+    srv2 = Server(tmp_path / "home", wf, env).start()
+    try:
+        assert srv2.wait_run(run_id)["status"] == "succeeded"
+    finally:
+        srv2.stop()
+
+
+def test_reload_resyncs_schedules(tmp_path):
+    wf = tmp_path / "wf"
+    path = write(wf, "tick.yaml", """
+name: tick
+on: {schedule: [{interval: 1s}]}
+steps: [{id: p, node: prompt, with: {template: tick}}]
+""")
+    srv = Server(tmp_path / "home", wf).start()
+    try:
+        time.sleep(1.5)
+        path.write_text("""
+name: tick
+steps: [{id: p, node: prompt, with: {template: tick}}]
+""")
+        r = srv.post("/api/v1/reload").json()
+        assert r["changed"] == ["tick"] and len(r["schedules"]["removed"]) == 1
+        time.sleep(0.3)
+        n = srv.get("/api/v1/runs", params={"workflow": "tick"}).json()["total"]
+        assert n >= 1
+        time.sleep(1.5)
+        assert srv.get("/api/v1/runs", params={"workflow": "tick"}).json()["total"] == n  # the job is gone
+    finally:
+        srv.stop()

@@ -64,6 +64,7 @@ class ServerConfig:
     scheduler: bool = True                     # PIXELMILL_SCHEDULER (0 disables schedules in this process)
     misfire_grace: float = 30.0                # PIXELMILL_MISFIRE_GRACE (seconds late a 'skip' slot may still run)
     sweep_interval: float = 10.0               # PIXELMILL_SWEEP_INTERVAL (seconds between queue sweeps)
+    shutdown_grace: float = 10.0               # PIXELMILL_SHUTDOWN_GRACE (seconds running runs get on SIGTERM)
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> ServerConfig:
@@ -84,6 +85,7 @@ class ServerConfig:
             scheduler=_bool(env, "PIXELMILL_SCHEDULER", True),
             misfire_grace=_float(env, "PIXELMILL_MISFIRE_GRACE", 30.0, 0.0),
             sweep_interval=_float(env, "PIXELMILL_SWEEP_INTERVAL", 10.0, 0.1),
+            shutdown_grace=_float(env, "PIXELMILL_SHUTDOWN_GRACE", 10.0, 0.0),
         )
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():

@@ -61,11 +61,19 @@ class Service:
         log.info("serving %d workflow(s) with %d worker(s)", len(self.workflows.all()), self.queue.workers)
 
     def close(self) -> None:
+        """Stop taking runs, give running ones ``shutdown_grace`` seconds to finish. Runs still going after
+        that are left as they are: the next start re-queues them (as after a crash) instead of cancelling."""
         if self.scheduler is not None:
             self.scheduler.stop()
         self.callbacks.stop()
-        self.queue.stop(timeout=2.0)
+        self.queue.stop(timeout=self.config.shutdown_grace)
         self._unsubscribe()
+        still = self.runtime.executor.active_runs()
+        if still:
+            log.warning("%d run(s) still running at shutdown; they will be re-queued on the next start: %s",
+                        len(still), ", ".join(still))
+            self.runtime.store.close()
+            return
         self.runtime.close()
 
     def reload(self) -> dict:
