@@ -241,3 +241,57 @@ steps: [{id: p, node: prompt, with: {template: tick}}]
         assert srv.get("/api/v1/runs", params={"workflow": "tick"}).json()["total"] == n  # the job is gone
     finally:
         srv.stop()
+
+
+def test_pending_callback_is_delivered_after_a_restart(tmp_path):
+    import json
+    import socket
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    with socket.socket() as s:  # a port nobody listens on yet
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    wf = tmp_path / "wf"
+    write(wf, "cb.yaml", """
+name: cb
+on: {webhook: {path: cb, respond: immediately}}
+steps: [{id: p, node: prompt, with: {template: called back}}]
+outputs: {text: "${{ steps.p.outputs.text }}"}
+""")
+    env = {"PIXELMILL_CALLBACK_BACKOFF": "0.2", "PIXELMILL_CALLBACK_ATTEMPTS": "50", "PIXELMILL_SCHEDULER": "0"}
+    srv = Server(tmp_path / "home", wf, env).start()
+    callback = f"http://127.0.0.1:{port}/resume"
+    try:
+        run_id = requests.post(srv.url + "/webhook/cb", json={"callback_url": callback}, timeout=10).json()["run_id"]
+        srv.wait_run(run_id)
+        time.sleep(0.5)
+        state = srv.get(f"/api/v1/runs/{run_id}").json()["callback"]
+        assert state["state"] == "pending" and state["attempts"] >= 1 and "ConnectionError" in state["last_error"]
+    finally:
+        srv.kill9()
+    got = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):
+            got.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    rx = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    threading.Thread(target=rx.serve_forever, daemon=True).start()
+    srv2 = Server(tmp_path / "home", wf, env).start()
+    try:
+        deadline = time.monotonic() + 10
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(got) == 1 and got[0]["run_id"] == run_id and got[0]["outputs"] == {"text": "called back"}
+        time.sleep(0.3)
+        assert srv2.get(f"/api/v1/runs/{run_id}").json()["callback"]["state"] == "delivered"
+        assert len(got) == 1
+    finally:
+        srv2.stop()
+        rx.shutdown()
