@@ -116,7 +116,7 @@ def problems_from(
             problem = located.problem(base + rel, f"{this_label}: {what}{_message(err)}")
         # a union reports one error per member; one problem per place is enough
         key_ = (problem.line, problem.col) if etype not in ("extra_forbidden", "missing") else problem
-
+        
         if key_ in seen:
             continue
         seen.add(key_)

@@ -7,7 +7,7 @@ type, each with that node's config and inputs, so editors autocomplete both.
 from __future__ import annotations
 
 import copy
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, TypeAdapter, create_model
 
@@ -37,7 +37,7 @@ def workflow_schema(registry: Registry) -> dict:
     infos = list(registry)
     if infos:
         variants = [_step_variant(i) for i in infos]
-        step_type = Annotated[tuple(variants), Field(discriminator="node")] if len(variants) > 1 else variants[0]
+        step_type = Annotated[Union[tuple(variants)], Field(discriminator="node")] if len(variants) > 1 else variants[0]
         model = create_model("Workflow", __base__=Workflow, steps=(list[step_type], Field(min_length=1)))
     else:
         model = Workflow
