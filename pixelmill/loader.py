@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from . import expressions as ex
-from .model import InputSpec, Schedule, Step, Webhook, Workflow
+from .model import InputSpec, Schedule, Step, Workflow, Webhook
 from .problems import Problem, WorkflowInvalid, did_you_mean
 from .pydantic_problems import problems_from
 from .registry import NodeInfo, Registry
