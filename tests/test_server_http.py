@@ -299,7 +299,8 @@ def _read_sse(resp, until_kind="run.finished", limit=10.0):
             continue
         if raw == "":
             if cur.get("data"):
-                events.append({"id": int(cur["id"]), "event": cur["event"], "data": json.loads(cur["data"])})
+                events.append({"id": int(cur["id"]), "event": cur["event"], "data": json.loads(cur["data"]),
+                               "at": time.monotonic() - t0})
                 if cur["event"] == until_kind:
                     break
             cur = {}
@@ -342,6 +343,7 @@ def test_sse_heartbeats_while_nothing_happens(srv):
         events, heartbeats = _read_sse(resp)
     assert events[-1]["event"] == "run.finished"
     assert heartbeats >= 2  # 0.2 s heartbeat over a ~1 s silence
+    assert events[-1]["at"] - events[0]["at"] > 0.8  # streamed live, not buffered until the end
 
 
 # -- REST API --------------------------------------------------------------------------------------
