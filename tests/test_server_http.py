@@ -343,7 +343,7 @@ def test_sse_heartbeats_while_nothing_happens(srv):
         events, heartbeats = _read_sse(resp)
     assert events[-1]["event"] == "run.finished"
     assert heartbeats >= 2  # 0.2 s heartbeat over a ~1 s silence
-    assert events[-1]["at"] - events[0]["at"] > 0.8  # streamed live, not buffered until the end
+    assert events[-1]["at"] - events[0]["at"] > 0.4  # streamed live (the run had ~0.7 s left), not buffered
 
 
 # -- REST API --------------------------------------------------------------------------------------
