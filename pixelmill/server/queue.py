@@ -107,6 +107,7 @@ class RunQueue:
         self._busy = 0
         self._lock = threading.Lock()
         self.writer = GroupWriter(runtime.store)
+        self._created: dict[str, dict] = {}  # runs created here and not yet taken: saves a read per run
 
     # -- lifecycle --------------------------------------------------------------
 
@@ -143,8 +144,12 @@ class RunQueue:
             raise QueueFull(f"{self._q.qsize()} runs are waiting (PIXELMILL_MAX_QUEUE={self.max_queue})")
         if retry_of is None:
             resolved = resolve_inputs(loaded.workflow.inputs, inputs)
-            return self.writer.create_run(workflow=loaded.name, inputs=resolved, trigger=trigger or {},
-                                          trigger_kind=trigger_kind, workflow_file=loaded.file)
+            run_id = self.writer.create_run(workflow=loaded.name, inputs=resolved, trigger=trigger or {},
+                                            trigger_kind=trigger_kind, workflow_file=loaded.file)
+            self._created[run_id] = {"id": run_id, "workflow": loaded.name, "workflow_file": loaded.file,
+                                     "status": RunStatus.QUEUED.value, "inputs": resolved,
+                                     "trigger": trigger or {}, "retry_of": None}
+            return run_id
         return self.runtime.store.create_run(loaded.name, inputs=inputs or {}, trigger=trigger,
                                              trigger_kind=trigger_kind, workflow_file=loaded.file, retry_of=retry_of)
 
@@ -195,7 +200,8 @@ class RunQueue:
         return dict(row) if row else None
 
     def _execute(self, run_id: str) -> None:
-        row = self._row(run_id)
+        # A run created here is taken from memory; claim() in the executor still decides who runs it.
+        row = self._created.pop(run_id, None) or self._row(run_id)
         if row is None or row["status"] != RunStatus.QUEUED.value:
             return  # deleted, cancelled, or another worker has it
         try:
