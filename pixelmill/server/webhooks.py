@@ -129,6 +129,8 @@ def _handle(svc, subpath: str):
         if run is None or run["status"] in ("queued", "running"):
             return accepted(svc, run_id, loaded.name, base, status=run["status"] if run else "queued")
     run = svc.runtime.store.get_run(run_id)
+    if run is None:  # deleted through the API while we waited
+        raise ApiError(410, "run_deleted", f"run {run_id} was deleted before it could be reported")
     result = svc.result_body(run, base)
     if run["status"] == "succeeded":
         return json_response(result, 200)
