@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 TORCH_PIN ?= torch==2.13.0
 export PIXELMILL_HOME ?= $(CURDIR)/.pixelmill
 
-.PHONY: setup run test lint bench clean schema exiftool
+.PHONY: setup run test lint bench bench-webhook schemathesis clean schema exiftool
 
 setup: $(STAMP)
 
@@ -18,8 +18,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
 
+# Serve workflows/, call the demo workflow's webhook once, print the result, keep serving (Ctrl-C stops).
+# PIXELMILL_DEMO_WORKFLOW picks another workflow; PIXELMILL_PORT another port.
 run: setup
-	$(BIN)/pixelmill run workflows/hello-prompt.yaml
+	$(BIN)/python -m pixelmill.demo
 
 test: setup exiftool
 	$(BIN)/python -m pytest -q -p no:cacheprovider
@@ -38,6 +40,13 @@ lint: setup
 
 bench: setup
 	$(BIN)/python bench/engine.py
+
+bench-webhook: setup
+	nice -n 10 $(BIN)/python bench/webhook.py
+
+# The fuzz test alone (it also runs in `make test`).
+schemathesis: setup
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests/test_server_schemathesis.py
 
 schema: setup
 	$(BIN)/pixelmill schema -o workflows/pixelmill.schema.json

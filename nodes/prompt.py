@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import random
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -14,6 +15,12 @@ from pydantic import Field, field_validator
 from pixelmill.node import Model, Node
 
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+@functools.lru_cache(maxsize=256)
+def _template(text: str):
+    """Compiled templates are reused: compiling costs far more than rendering."""
+    return _ENV.from_string(text)
 
 
 class PromptConfig(Model):
@@ -70,7 +77,7 @@ class PromptNode(Node):
             **inputs.vars, **chosen,
         }
         try:
-            text = _ENV.from_string(inputs.template).render(**variables)
+            text = _template(inputs.template).render(**variables)
         except TemplateError as exc:
             raise ValueError(f"prompt template: {exc}") from None
         text = " ".join(text.split())

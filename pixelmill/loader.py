@@ -98,8 +98,8 @@ def load_text(text: str, file: str, registry: Registry) -> LoadedWorkflow:
     deps: dict[str, set[str]] = {step.id: set() for _, step in steps}
     for i, step in steps:
         where = ("steps", i)
-        for path, text in ex.walk_strings(step.with_, ("with",)):
-            deps[step.id] |= _check_expr(check, where + path, text, step.id, i, step_index, steps, nodes, input_names)
+        for path, expr in ex.walk_strings(step.with_, ("with",)):
+            deps[step.id] |= _check_expr(check, where + path, expr, step.id, i, step_index, steps, nodes, input_names)
         if isinstance(step.if_, str):
             deps[step.id] |= _check_expr(check, where + ("if",), step.if_, step.id, i, step_index, steps, nodes,
                                          input_names, bare=True)
@@ -109,13 +109,13 @@ def load_text(text: str, file: str, registry: Registry) -> LoadedWorkflow:
                           did_you_mean(need, step_index))
             else:
                 deps[step.id].add(need)
-        for path, text in ex.walk_strings(step.config, ("config",)):
-            if ex.OPEN in text:
+        for path, expr in ex.walk_strings(step.config, ("config",)):
+            if ex.OPEN in expr:
                 check.add(where + path, f"step '{step.id}': config values are literal; expressions belong under 'with'",
                           "move this field to the step's 'with' inputs if the node accepts it")
     if isinstance(data.get("outputs"), dict):
-        for path, text in ex.walk_strings(data["outputs"], ("outputs",)):
-            _check_expr(check, path, text, None, len(steps) + 1, step_index, steps, nodes, input_names)
+        for path, expr in ex.walk_strings(data["outputs"], ("outputs",)):
+            _check_expr(check, path, expr, None, len(steps) + 1, step_index, steps, nodes, input_names)
 
     order = _order(check, steps, deps, step_index)
     _check_triggers(check, data.get("on"))

@@ -9,17 +9,28 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import threading
 import uuid
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import create_engine, delete, event, func, insert, select, update
+from sqlalchemy import bindparam, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
 from .db import Base, CacheRow, EventRow, RunRow, StepRow
 from .events import Event, EventKind
 from .status import RunStatus, StepStatus
+
+_RUNS, _STEPS, _EVENTS = RunRow.__table__, StepRow.__table__, EventRow.__table__
+# Prebuilt statements executed with parameter dicts: compiled once, cheap per call (the hot path of every run).
+_INSERT_RUN = insert(_RUNS)
+_INSERT_EVENT = insert(_EVENTS)
+_INSERT_STEP = insert(_STEPS)
+_UPDATE_RUN = update(_RUNS).where(_RUNS.c.id == bindparam("b_id"))
+_CLAIM = update(_RUNS).where(_RUNS.c.id == bindparam("b_id"), _RUNS.c.status == RunStatus.QUEUED.value)
+_UPDATE_STEP = update(_STEPS).where(_STEPS.c.run_id == bindparam("b_run"), _STEPS.c.step_id == bindparam("b_step"))
 
 
 def utcnow() -> datetime:
@@ -85,6 +96,15 @@ class RunStore:
         self.artifacts_root.mkdir(parents=True, exist_ok=True)
         Base.metadata.create_all(self.engine)
         self.owner = process_owner()
+        # SQLite has one writer at a time; queueing writers of this process on a lock keeps them out of
+        # SQLite's busy handler, which sleeps 1 to 100 ms per retry (the tail latency under load).
+        self._write_lock = threading.Lock() if url.startswith("sqlite") else nullcontext()
+
+    @contextmanager
+    def writing(self):
+        """A write transaction (serialized within this process on SQLite)."""
+        with self._write_lock, self.engine.begin() as conn:
+            yield conn
 
     def close(self) -> None:
         self.engine.dispose()
@@ -93,24 +113,31 @@ class RunStore:
 
     def create_run(self, workflow: str, *, inputs: dict, trigger: dict | None = None, trigger_kind: str = "manual",
                    workflow_file: str = "", run_id: str | None = None, retry_of: str | None = None,
-                   status: RunStatus = RunStatus.QUEUED) -> str:
+                   status: RunStatus = RunStatus.QUEUED, conn=None) -> str:
+        """Write a run row and its ``run.queued`` event; pass ``conn`` to join a caller's transaction."""
         run_id = run_id or uuid.uuid4().hex
-        with self.engine.begin() as conn:
-            conn.execute(insert(RunRow).values(
-                id=run_id, workflow=workflow, workflow_file=workflow_file, status=status.value,
-                trigger_kind=trigger_kind, trigger=trigger or {}, inputs=inputs, created_at=utcnow(),
-                retry_of=retry_of, cancel_requested=False,
-            ))
-            conn.execute(insert(EventRow).values(run_id=run_id, kind=EventKind.RUN_QUEUED.value, step_id=None,
-                                                 data={"workflow": workflow, "trigger_kind": trigger_kind},
-                                                 ts=utcnow().timestamp()))
+        if conn is None:
+            with self.writing() as conn:
+                return self.create_run(workflow, inputs=inputs, trigger=trigger, trigger_kind=trigger_kind,
+                                       workflow_file=workflow_file, run_id=run_id, retry_of=retry_of,
+                                       status=status, conn=conn)
+        now = utcnow()
+        conn.execute(_INSERT_RUN, dict(
+            id=run_id, workflow=workflow, workflow_file=workflow_file, status=status.value,
+            trigger_kind=trigger_kind, trigger=trigger or {}, inputs=inputs, created_at=now,
+            retry_of=retry_of, cancel_requested=False, outputs=None, error=None, started_at=None, finished_at=None,
+            owner=None,
+        ))
+        conn.execute(_INSERT_EVENT, dict(run_id=run_id, kind=EventKind.RUN_QUEUED.value, step_id=None,
+                                         data={"workflow": workflow, "trigger_kind": trigger_kind},
+                                         ts=now.replace(tzinfo=timezone.utc).timestamp()))
         return run_id
 
     def claim(self, run_id: str) -> bool:
         """Move a queued run to running for this process; False if someone else has it or it is no longer queued."""
-        with self.engine.begin() as conn:
-            res = conn.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status == RunStatus.QUEUED.value)
-                               .values(status=RunStatus.RUNNING.value, owner=self.owner, started_at=utcnow()))
+        with self.writing() as conn:
+            res = conn.execute(_CLAIM, {"b_id": run_id, "status": RunStatus.RUNNING.value, "owner": self.owner,
+                                        "started_at": utcnow()})
             return res.rowcount == 1
 
     def get_run(self, run_id: str) -> dict | None:
@@ -145,7 +172,7 @@ class RunStore:
 
     def request_cancel(self, run_id: str) -> str | None:
         """Cancel a queued run at once, or flag a running one; returns the status after the call."""
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             conn.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status == RunStatus.QUEUED.value)
                          .values(status=RunStatus.CANCELLED.value, finished_at=utcnow(), cancel_requested=True))
             conn.execute(update(RunRow).where(RunRow.id == run_id, RunRow.status == RunStatus.RUNNING.value)
@@ -164,7 +191,7 @@ class RunStore:
             rows = conn.execute(select(RunRow.id, RunRow.owner).where(RunRow.status == RunStatus.RUNNING.value)).all()
         dead = [rid for rid, owner in rows if not owner_alive(owner)]
         new = RunStatus.QUEUED if requeue else RunStatus.INTERRUPTED
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             for rid in dead:
                 conn.execute(update(RunRow).where(RunRow.id == rid, RunRow.status == RunStatus.RUNNING.value).values(
                     status=new.value, owner=None,
@@ -176,7 +203,7 @@ class RunStore:
         return dead
 
     def delete_run(self, run_id: str) -> bool:
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             conn.execute(delete(EventRow).where(EventRow.run_id == run_id))
             conn.execute(delete(StepRow).where(StepRow.run_id == run_id))
             res = conn.execute(delete(RunRow).where(RunRow.id == run_id))
@@ -197,41 +224,40 @@ class RunStore:
 
     def record(self, ev: Event) -> int:
         now = datetime.fromtimestamp(ev.ts, timezone.utc).replace(tzinfo=None)
-        with self.engine.begin() as conn:
-            res = conn.execute(insert(EventRow).values(run_id=ev.run_id, kind=ev.kind.value, step_id=ev.step_id,
-                                                       data=ev.data, ts=ev.ts))
+        with self.writing() as conn:
+            res = conn.execute(_INSERT_EVENT, dict(run_id=ev.run_id, kind=ev.kind.value, step_id=ev.step_id,
+                                                   data=ev.data, ts=ev.ts))
             self._apply(conn, ev, now)
             return res.inserted_primary_key[0]
 
     def _apply(self, conn, ev: Event, now: datetime) -> None:
         d = ev.data
         if ev.kind is EventKind.RUN_STARTED:
-            conn.execute(update(RunRow).where(RunRow.id == ev.run_id).values(
-                status=RunStatus.RUNNING.value, owner=self.owner, started_at=now))
+            conn.execute(_UPDATE_RUN, dict(b_id=ev.run_id, status=RunStatus.RUNNING.value, owner=self.owner,
+                                           started_at=now))
         elif ev.kind is EventKind.RUN_FINISHED:
-            conn.execute(update(RunRow).where(RunRow.id == ev.run_id).values(
-                status=d["status"], outputs=d.get("outputs"), error=d.get("error"), finished_at=now))
+            conn.execute(_UPDATE_RUN, dict(b_id=ev.run_id, status=d["status"], outputs=d.get("outputs"),
+                                           error=d.get("error"), finished_at=now))
         elif ev.kind is EventKind.STEP_STARTED:
             values = dict(status=StepStatus.RUNNING.value, attempts=d.get("attempt", 1), started_at=now,
                           inputs=d.get("inputs"))
             try:
-                conn.execute(insert(StepRow).values(run_id=ev.run_id, step_id=ev.step_id, node_type=d["node"],
-                                                    node_version=d.get("version", "1"), **values))
+                conn.execute(_INSERT_STEP, dict(run_id=ev.run_id, step_id=ev.step_id, node_type=d["node"],
+                                                node_version=d.get("version", "1"), outputs=None, error=None,
+                                                finished_at=None, duration_s=None, **values))
             except IntegrityError:  # a step retried from an earlier attempt of the same run
-                conn.execute(update(StepRow).where(StepRow.run_id == ev.run_id, StepRow.step_id == ev.step_id)
-                             .values(**values))
+                conn.execute(_UPDATE_STEP, dict(b_run=ev.run_id, b_step=ev.step_id, **values))
         elif ev.kind is EventKind.STEP_RETRYING:
-            conn.execute(update(StepRow).where(StepRow.run_id == ev.run_id, StepRow.step_id == ev.step_id)
-                         .values(attempts=d.get("attempt", 1), error=d.get("error")))
+            conn.execute(_UPDATE_STEP, dict(b_run=ev.run_id, b_step=ev.step_id, attempts=d.get("attempt", 1),
+                                            error=d.get("error")))
         elif ev.kind in (EventKind.STEP_FINISHED, EventKind.STEP_FAILED, EventKind.STEP_SKIPPED):
             values = dict(status=d["status"], finished_at=now, outputs=d.get("outputs"), error=d.get("error"),
                           duration_s=d.get("duration_s"), attempts=d.get("attempts", 0))
-            res = conn.execute(update(StepRow).where(StepRow.run_id == ev.run_id, StepRow.step_id == ev.step_id)
-                               .values(**values))
+            res = conn.execute(_UPDATE_STEP, dict(b_run=ev.run_id, b_step=ev.step_id, **values))
             if res.rowcount == 0:  # skipped or cached steps never "started"
-                conn.execute(insert(StepRow).values(run_id=ev.run_id, step_id=ev.step_id, node_type=d.get("node", ""),
-                                                    node_version=d.get("version", "1"), started_at=now,
-                                                    inputs=d.get("inputs"), **values))
+                conn.execute(_INSERT_STEP, dict(run_id=ev.run_id, step_id=ev.step_id, node_type=d.get("node", ""),
+                                                node_version=d.get("version", "1"), started_at=now,
+                                                inputs=d.get("inputs"), **values))
 
     def events(self, run_id: str, after: int = 0, limit: int = 1000) -> list[Event]:
         q = (select(EventRow.__table__).where(EventRow.run_id == run_id, EventRow.id > after)
@@ -248,7 +274,7 @@ class RunStore:
         return row[0] if row else None
 
     def cache_put(self, key: str, node_type: str, outputs: dict, run_id: str) -> None:
-        with self.engine.begin() as conn:
+        with self.writing() as conn:
             conn.execute(delete(CacheRow).where(CacheRow.key == key))
             conn.execute(insert(CacheRow).values(key=key, node_type=node_type, outputs=outputs, run_id=run_id,
                                                  created_at=utcnow()))

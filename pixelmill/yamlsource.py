@@ -56,6 +56,9 @@ def load(text: str, file: str) -> Located:
         message = f"YAML syntax error: {exc.problem or exc.context}"
         located.problems.append(Problem(file, line, col, message, "check indentation and quoting"))
         return located
+    except yaml.YAMLError as exc:  # e.g. ReaderError: a control character in the text
+        located.problems.append(Problem(file, 1, 1, f"YAML error: {exc}", "remove control characters from the file"))
+        return located
     if root is None:
         located.problems.append(Problem(file, 1, 1, "the file is empty", "a workflow needs at least 'name' and 'steps'"))
         return located
@@ -87,4 +90,9 @@ def _convert(node, path: Path, located: Located, constructor):
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_convert(item, path + (i,), located, constructor) for i, item in enumerate(node.value)]
-    return constructor.construct_object(node, deep=True)
+    try:
+        return constructor.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, OverflowError) as exc:  # e.g. a date like 2024-02-30
+        located.problems.append(Problem(located.file, *_pos(node), f"cannot read this value: {exc}",
+                                        "quote it to make it a string"))
+        return None

@@ -19,9 +19,9 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import history, inspect, workflows
+    from . import history, inspect, serve, workflows
 
-    for module in (workflows, history, inspect):
+    for module in (workflows, history, serve, inspect):
         for command in module.COMMANDS:
             main.add_command(command)
 

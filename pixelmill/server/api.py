@@ -1,0 +1,309 @@
+"""The REST API under ``/api/v1``: workflows, runs, artifacts, nodes, reload. Every view is declared with
+``endpoint()`` so the OpenAPI document lists it with its pydantic models."""
+
+from __future__ import annotations
+
+import mimetypes
+from datetime import datetime
+from pathlib import Path
+
+from flask import Blueprint, request, send_file
+
+from .. import __version__
+from ..inputs import InputError
+from ..loader import load_text
+from ..problems import WorkflowInvalid
+from . import schemas as s
+from .auth import check_bearer
+from .http import ApiError, endpoint, json_response, parse_body, parse_query
+from .queue import QueueFull
+from .service import current_service, public_error
+from .webhooks import accepted
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+root = Blueprint("root", __name__)
+
+NOT_FOUND = {404: s.ErrorOut}
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+def _workflow_or_404(svc, name: str):
+    loaded = svc.workflows.get(name)
+    if loaded is None:
+        raise ApiError(404, "not_found", f"no workflow named '{name}' is served; GET /api/v1/workflows lists them")
+    return loaded
+
+
+def _run_or_404(svc, run_id: str) -> dict:
+    run = svc.runtime.store.get_run(run_id) if len(run_id) <= 64 else None
+    if run is None:
+        raise ApiError(404, "not_found", f"no run with id '{run_id}'")
+    return run
+
+
+def _summary(svc, loaded, base: str) -> dict:
+    wf = loaded.workflow
+    hook = wf.on.webhook
+    jobs = {}
+    if svc.scheduler is not None:
+        jobs = {j["id"]: j["next_run"] for j in svc.scheduler.jobs() if j["workflow"] == loaded.name}
+    schedules = []
+    for sched in wf.on.schedule:
+        nxt = next((v for k, v in jobs.items() if k.startswith(f"{loaded.name}#{len(schedules)}:")), None)
+        schedules.append({"cron": sched.cron, "interval": sched.interval, "timezone": sched.timezone,
+                          "misfire": sched.misfire, "next_run": nxt})
+    return {
+        "name": wf.name, "description": wf.description, "file": loaded.file, "steps": len(wf.steps),
+        "webhook": None if hook is None else {
+            "path": hook.path, "url": f"{base}/webhook/{hook.path.strip('/')}", "methods": hook.methods,
+            "respond": hook.respond, "respond_timeout": hook.respond_timeout, "auth": hook.auth.type},
+        "schedules": schedules,
+    }
+
+
+def _duration(run: dict) -> float | None:
+    if run.get("started_at") and run.get("finished_at"):
+        a = datetime.fromisoformat(run["started_at"])
+        b = datetime.fromisoformat(run["finished_at"])
+        return round((b - a).total_seconds(), 6)
+    return None
+
+
+def _run_out(svc, run: dict, base: str) -> dict:
+    return {
+        "id": run["id"], "workflow": run["workflow"], "status": run["status"], "trigger_kind": run["trigger_kind"],
+        "created_at": run["created_at"], "started_at": run["started_at"], "finished_at": run["finished_at"],
+        "duration_s": _duration(run), "retry_of": run.get("retry_of"), "inputs": run.get("inputs"),
+        "outputs": svc.with_urls(run.get("outputs"), base) if run.get("outputs") is not None else None,
+        "error": public_error(run.get("error")), "url": f"{base}/api/v1/runs/{run['id']}",
+    }
+
+
+def _step_out(svc, step: dict, base: str) -> dict:
+    return {
+        "step_id": step["step_id"], "node_type": step["node_type"], "node_version": step["node_version"],
+        "status": step["status"], "attempts": step["attempts"], "started_at": step["started_at"],
+        "finished_at": step["finished_at"], "duration_s": step["duration_s"], "inputs": step["inputs"],
+        "outputs": svc.with_urls(step["outputs"], base) if step["outputs"] is not None else None,
+        "error": public_error(step["error"]),
+    }
+
+
+# -- health ----------------------------------------------------------------------------------------
+
+
+@endpoint(root, "/healthz", "GET", summary="Liveness and basic state", tag="service", auth=False,
+          responses={200: s.HealthOut})
+def healthz():
+    svc = current_service()
+    return json_response(s.HealthOut(
+        status="ok", version=__version__, workflows=len(svc.workflows.all()), queue_depth=svc.queue.depth,
+        workers=svc.queue.workers, workers_busy=svc.queue.busy, scheduler=svc.scheduler is not None))
+
+
+# -- workflows -------------------------------------------------------------------------------------
+
+
+@endpoint(bp, "/workflows", "GET", summary="List served workflows", tag="workflows",
+          responses={200: s.WorkflowList})
+def list_workflows():
+    svc = current_service()
+    base = svc.base_url()
+    return json_response({"items": [_summary(svc, wf, base) for wf in svc.workflows.all()],
+                          "problems": [p.to_dict() for p in svc.workflows.catalog.problems]})
+
+
+@endpoint(bp, "/workflows/<name>", "GET", summary="Show a workflow", tag="workflows",
+          responses={200: s.WorkflowDetail, **NOT_FOUND})
+def show_workflow(name: str):
+    svc = current_service()
+    loaded = _workflow_or_404(svc, name)
+    wf = loaded.workflow
+    body = _summary(svc, loaded, svc.base_url())
+    body.update(inputs={k: v.model_dump(mode="json") for k, v in wf.inputs.items()}, outputs=wf.outputs,
+                step_list=[st.model_dump(mode="json", by_alias=True, exclude_defaults=True) for st in wf.steps],
+                source=loaded.source)
+    return json_response(body)
+
+
+@endpoint(bp, "/workflows/validate", "POST", summary="Validate a workflow file's text", tag="workflows",
+          body=s.ValidateIn, responses={200: s.ValidateOut, 400: s.ErrorOut})
+def validate_workflow():
+    svc = current_service()
+    req = parse_body(s.ValidateIn)
+    try:
+        loaded = load_text(req.yaml, req.file, svc.runtime.registry)
+    except WorkflowInvalid as exc:
+        return json_response({"valid": False, "problems": [p.to_dict() for p in exc.problems]})
+    return json_response({"valid": True, "name": loaded.name, "steps": len(loaded.order), "problems": []})
+
+
+@endpoint(bp, "/workflows/<name>/runs", "POST", summary="Start a run of a workflow", tag="workflows",
+          body=s.TriggerIn, body_required=False,
+          responses={202: s.RunAccepted, 400: s.ErrorOut, **NOT_FOUND, 503: s.ErrorOut})
+def trigger_workflow(name: str):
+    svc = current_service()
+    loaded = _workflow_or_404(svc, name)
+    req = parse_body(s.TriggerIn, required=False)
+    from .webhooks import _callback_url
+
+    callback = _callback_url({"callback_url": req.callback_url}, {}) if req.callback_url else None
+    try:
+        run_id = svc.queue.create(loaded, req.inputs, trigger={"kind": "api", "body": req.model_dump()},
+                                  trigger_kind="api")
+    except InputError as exc:
+        raise ApiError(400, "invalid_inputs", f"workflow '{name}': " + "; ".join(exc.problems), exc.problems) from None
+    except QueueFull as exc:
+        raise ApiError(503, "queue_full", str(exc), headers={"Retry-After": "5"}) from None
+    base = svc.base_url()
+    if callback:
+        svc.callbacks.register(run_id, callback, base)
+    svc.queue.enqueue(run_id)
+    return accepted(svc, run_id, name, base)
+
+
+# -- runs ------------------------------------------------------------------------------------------
+
+
+@endpoint(bp, "/runs", "GET", summary="List runs, newest first", tag="runs", query=s.RunListQuery,
+          responses={200: s.RunList, 400: s.ErrorOut})
+def list_runs():
+    svc = current_service()
+    q = parse_query(s.RunListQuery)
+    store = svc.runtime.store
+    items = store.list_runs(workflow=q.workflow, status=q.status, limit=q.limit, offset=q.offset)
+    total = store.count_runs(workflow=q.workflow, status=q.status)
+    base = svc.base_url()
+    return json_response({"items": [_run_out(svc, r, base) for r in items], "total": total, "limit": q.limit,
+                          "offset": q.offset})
+
+
+@endpoint(bp, "/runs/<run_id>", "GET", summary="Show a run with its steps, timings, outputs and errors",
+          tag="runs", responses={200: s.RunDetail, **NOT_FOUND})
+def show_run(run_id: str):
+    svc = current_service()
+    run = _run_or_404(svc, run_id)
+    base = svc.base_url()
+    body = _run_out(svc, run, base)
+    body.update(trigger=run.get("trigger"), steps=[_step_out(svc, st, base) for st in run["steps"]],
+                events_url=f"{base}/api/v1/runs/{run_id}/events", artifacts_url=f"{base}/api/v1/runs/{run_id}/artifacts",
+                callback=svc.callbacks.status(run_id))
+    return json_response(body)
+
+
+@endpoint(bp, "/runs/<run_id>/cancel", "POST", summary="Cancel a queued or running run", tag="runs",
+          body_required=False, responses={200: s.CancelOut, **NOT_FOUND})
+def cancel_run(run_id: str):
+    svc = current_service()
+    before = _run_or_404(svc, run_id)["status"]
+    status = svc.runtime.executor.cancel(run_id)
+    if before == "queued" and status == "cancelled":
+        svc.finish_cancelled(run_id)
+    return json_response({"run_id": run_id, "status": status})
+
+
+@endpoint(bp, "/runs/<run_id>/retry", "POST", summary="Retry a finished run from its failed step", tag="runs",
+          body_required=False, responses={202: s.RunAccepted, **NOT_FOUND, 409: s.ErrorOut, 503: s.ErrorOut})
+def retry_run(run_id: str):
+    svc = current_service()
+    run = _run_or_404(svc, run_id)
+    if run["status"] in ("queued", "running", "succeeded"):
+        raise ApiError(409, "not_retryable", f"run {run_id} is {run['status']}; only failed, blocked, cancelled "
+                                             "or interrupted runs can be retried")
+    loaded = _workflow_or_404(svc, run["workflow"])
+    try:
+        new_id = svc.queue.create(loaded, run.get("inputs") or {}, trigger=run.get("trigger") or {},
+                                  trigger_kind="retry", retry_of=run_id)
+    except QueueFull as exc:
+        raise ApiError(503, "queue_full", str(exc), headers={"Retry-After": "5"}) from None
+    svc.queue.enqueue(new_id)
+    return accepted(svc, new_id, loaded.name, svc.base_url())
+
+
+@endpoint(bp, "/runs/<run_id>", "DELETE", summary="Delete a finished run with its artifacts", tag="runs",
+          responses={204: None, **NOT_FOUND, 409: s.ErrorOut})
+def delete_run(run_id: str):
+    svc = current_service()
+    run = _run_or_404(svc, run_id)
+    if run["status"] in ("queued", "running"):
+        raise ApiError(409, "run_active", f"run {run_id} is {run['status']}; cancel it first")
+    svc.runtime.store.delete_run(run_id)
+    return "", 204
+
+
+# -- artifacts -------------------------------------------------------------------------------------
+
+
+def _run_dir(svc, run_id: str) -> Path:
+    _run_or_404(svc, run_id)
+    return svc.runtime.store.artifacts_root / run_id
+
+
+@endpoint(bp, "/runs/<run_id>/artifacts", "GET", summary="List a run's artifacts", tag="artifacts",
+          responses={200: s.ArtifactList, **NOT_FOUND})
+def list_artifacts(run_id: str):
+    svc = current_service()
+    folder = _run_dir(svc, run_id)
+    base = svc.base_url()
+    items = []
+    if folder.is_dir():
+        for p in sorted(folder.iterdir()):
+            if p.is_file():
+                items.append({"name": p.name, "size": p.stat().st_size,
+                              "media_type": mimetypes.guess_type(p.name)[0] or "application/octet-stream",
+                              "url": f"{base}/api/v1/runs/{run_id}/artifacts/{p.name}"})
+    return json_response({"items": items})
+
+
+@endpoint(bp, "/runs/<run_id>/artifacts/<name>", "GET", summary="Download an artifact", tag="artifacts",
+          responses={200: "application/octet-stream", **NOT_FOUND})
+def get_artifact(run_id: str, name: str):
+    svc = current_service()
+    folder = _run_dir(svc, run_id).resolve()
+    bad = (not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name
+           or name != Path(name).name)
+    path = None if bad else (folder / name)
+    if path is None or not path.resolve().is_relative_to(folder) or not path.is_file():
+        raise ApiError(404, "not_found", f"run {run_id} has no artifact named {name!r}")
+    return send_file(path, mimetype=mimetypes.guess_type(name)[0] or "application/octet-stream",
+                     as_attachment=False, download_name=name, conditional=True)
+
+
+# -- nodes, reload -----------------------------------------------------------------------------------
+
+
+@endpoint(bp, "/nodes", "GET", summary="Node catalog with config, input and output schemas", tag="nodes",
+          responses={200: s.NodeList})
+def list_nodes():
+    svc = current_service()
+    return json_response({"items": [{
+        "type": i.type, "version": i.version, "source": i.source, "gpu": i.cls.uses_gpu,
+        "deterministic": i.cls.deterministic, "description": (i.cls.__doc__ or "").strip(),
+        "config": i.cls.Config.model_json_schema(), "inputs": i.cls.Inputs.model_json_schema(),
+        "outputs": i.cls.Outputs.model_json_schema(),
+    } for i in svc.runtime.registry]})
+
+
+@endpoint(bp, "/reload", "POST", summary="Reload workflows from the folder and re-sync schedules",
+          tag="service", body_required=False, responses={200: s.ReloadOut})
+def reload():
+    svc = current_service()
+    return json_response(svc.reload())
+
+
+# -- auth ------------------------------------------------------------------------------------------
+
+
+@bp.before_request
+def _bearer():
+    if request.endpoint != "api.openapi":
+        check_bearer(current_service().config.api_token)
+
+
+def init_app(app) -> None:
+    from . import openapi, sse  # noqa: F401 - register their views on bp before it is attached
+
+    app.register_blueprint(bp)
+    app.register_blueprint(root)

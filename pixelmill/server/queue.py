@@ -1,0 +1,245 @@
+"""The durable run queue: every accepted run is a ``queued`` row first; a bounded pool of worker threads
+claims and executes them. On start, runs left ``running`` by a dead process are re-queued and every
+queued run is picked up again; ``store.claim`` (queued -> running, atomic) makes each run execute once
+even when two processes share one database.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+from sqlalchemy import select
+
+from ..db import RunRow
+from ..events import Event, EventKind
+from ..inputs import resolve_inputs
+from ..problems import WorkflowInvalid
+from ..status import RunStatus, StepStatus
+
+log = logging.getLogger(__name__)
+
+
+class QueueFull(Exception):
+    pass
+
+
+class _Pending:
+    __slots__ = ("kwargs", "done", "error")
+
+    def __init__(self, kwargs: dict):
+        self.kwargs = kwargs
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+
+
+class GroupWriter:
+    """Writes queued runs for many request threads in one transaction (group commit).
+
+    A request thread hands its run over and waits until the transaction holding it has committed, so the
+    response still goes out only after the run is in the store; under load one commit covers many runs.
+    """
+
+    def __init__(self, store, max_batch: int = 256):
+        self.store = store
+        self.max_batch = max_batch
+        self._items: list[_Pending] = []
+        self._cond = threading.Condition()
+        self._stop = False
+        self._thread = threading.Thread(target=self._loop, name="pixelmill-group-writer", daemon=True)
+        self._thread.start()
+
+    def create_run(self, **kwargs) -> str:
+        import uuid
+
+        kwargs.setdefault("run_id", uuid.uuid4().hex)
+        item = _Pending(kwargs)
+        with self._cond:
+            if self._stop:
+                raise RuntimeError("the service is shutting down")
+            self._items.append(item)
+            self._cond.notify()
+        item.done.wait()
+        if item.error is not None:
+            raise item.error
+        return kwargs["run_id"]
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        self._thread.join(5)
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                while not self._items and not self._stop:
+                    self._cond.wait()
+                if not self._items and self._stop:
+                    return
+                batch, self._items = self._items[:self.max_batch], self._items[self.max_batch:]
+            try:
+                with self.store.writing() as conn:
+                    for item in batch:
+                        self.store.create_run(conn=conn, **item.kwargs)
+            except Exception:  # one bad row must not fail the others: write them one by one
+                for item in batch:
+                    try:
+                        self.store.create_run(**item.kwargs)
+                    except Exception as exc:
+                        item.error = exc
+            for item in batch:
+                item.done.set()
+
+
+class RunQueue:
+    def __init__(self, runtime, workflows, *, workers: int = 4, max_queue: int = 10_000, sweep_interval: float = 10.0):
+        self.runtime = runtime
+        self.workflows = workflows
+        self.workers = max(1, workers)
+        self.max_queue = max_queue
+        self.sweep_interval = sweep_interval
+        self._q: queue.Queue[str | None] = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._stop = threading.Event()
+        self._busy = 0
+        self._lock = threading.Lock()
+        self.writer = GroupWriter(runtime.store)
+        self._created: dict[str, dict] = {}  # runs created here and not yet taken: saves a read per run
+
+    # -- lifecycle --------------------------------------------------------------
+
+    def start(self) -> list[str]:
+        """Re-queue runs of dead processes, enqueue every queued run, start the workers; returns re-queued ids."""
+        recovered = self.runtime.store.recover_interrupted(requeue=True)
+        if recovered:
+            log.warning("re-queued %d run(s) interrupted by a crash: %s", len(recovered), ", ".join(recovered))
+        for run_id in self.queued_ids():
+            self._q.put(run_id)
+        for i in range(self.workers):
+            t = threading.Thread(target=self._work, name=f"pixelmill-worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+        sweeper = threading.Thread(target=self._sweep, name="pixelmill-sweeper", daemon=True)
+        sweeper.start()
+        self._threads.append(sweeper)
+        return recovered
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self.writer.stop()
+        for _ in range(self.workers):
+            self._q.put(None)
+        deadline = time.monotonic() + timeout
+        for t in self._threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    # -- producers ----------------------------------------------------------------
+
+    def create(self, loaded, inputs: dict | None, *, trigger: dict, trigger_kind: str, retry_of: str | None = None) -> str:
+        """Write a queued run (raises ``InputError`` for bad inputs, ``QueueFull`` when too many wait)."""
+        if self._q.qsize() >= self.max_queue:
+            raise QueueFull(f"{self._q.qsize()} runs are waiting (PIXELMILL_MAX_QUEUE={self.max_queue})")
+        if retry_of is None:
+            resolved = resolve_inputs(loaded.workflow.inputs, inputs)
+            run_id = self.writer.create_run(workflow=loaded.name, inputs=resolved, trigger=trigger or {},
+                                            trigger_kind=trigger_kind, workflow_file=loaded.file)
+            self._created[run_id] = {"id": run_id, "workflow": loaded.name, "workflow_file": loaded.file,
+                                     "status": RunStatus.QUEUED.value, "inputs": resolved,
+                                     "trigger": trigger or {}, "retry_of": None}
+            return run_id
+        return self.runtime.store.create_run(loaded.name, inputs=inputs or {}, trigger=trigger,
+                                             trigger_kind=trigger_kind, workflow_file=loaded.file, retry_of=retry_of)
+
+    def enqueue(self, run_id: str) -> None:
+        self._q.put(run_id)
+
+    # -- introspection --------------------------------------------------------------
+
+    @property
+    def depth(self) -> int:
+        return self._q.qsize()
+
+    @property
+    def busy(self) -> int:
+        return self._busy
+
+    def queued_ids(self, older_than: float | None = None) -> list[str]:
+        q = select(RunRow.id).where(RunRow.status == RunStatus.QUEUED.value).order_by(RunRow.created_at, RunRow.id)
+        if older_than is not None:
+            from datetime import datetime, timedelta, timezone
+            cutoff = datetime.now(timezone.utc).replace(tzinfo=None) - timedelta(seconds=older_than)
+            q = q.where(RunRow.created_at < cutoff)
+        with self.runtime.store.engine.connect() as conn:
+            return [r[0] for r in conn.execute(q)]
+
+    # -- workers --------------------------------------------------------------------
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            run_id = self._q.get()
+            if run_id is None:
+                return
+            with self._lock:
+                self._busy += 1
+            try:
+                self._execute(run_id)
+            except Exception:  # a worker never dies with a run
+                log.exception("run %s: unexpected error in the worker", run_id)
+            finally:
+                with self._lock:
+                    self._busy -= 1
+
+    def _row(self, run_id: str) -> dict | None:
+        t = RunRow.__table__
+        with self.runtime.store.engine.connect() as conn:
+            row = conn.execute(select(t.c.id, t.c.workflow, t.c.workflow_file, t.c.status, t.c.inputs, t.c.trigger,
+                                      t.c.retry_of).where(t.c.id == run_id)).mappings().first()
+        return dict(row) if row else None
+
+    def _execute(self, run_id: str) -> None:
+        # A run created here is taken from memory; claim() in the executor still decides who runs it.
+        row = self._created.pop(run_id, None) or self._row(run_id)
+        if row is None or row["status"] != RunStatus.QUEUED.value:
+            return  # deleted, cancelled, or another worker has it
+        try:
+            loaded = self.workflows.for_run(row)
+        except WorkflowInvalid as exc:
+            self._fail_unrunnable(run_id, f"workflow '{row['workflow']}' cannot be loaded: {exc}")
+            return
+        reuse = self._reuse(row["retry_of"], loaded) if row["retry_of"] else None
+        self.runtime.executor.execute(loaded, run_id, inputs=row["inputs"] or {}, trigger=row["trigger"] or {},
+                                      reuse=reuse)
+
+    def _reuse(self, old_id: str, loaded) -> dict:
+        """Outputs of the steps that succeeded in the run being retried (and still exist in the workflow)."""
+        old = self.runtime.store.get_run(old_id)
+        if old is None:
+            return {}
+        ok = (StepStatus.SUCCEEDED.value, StepStatus.CACHED.value)
+        return {s["step_id"]: s["outputs"] or {} for s in old["steps"]
+                if s["status"] in ok and s["step_id"] in loaded.nodes}
+
+    def _fail_unrunnable(self, run_id: str, message: str) -> None:
+        store = self.runtime.store
+        if not store.claim(run_id):
+            return
+        ev = Event(EventKind.RUN_FINISHED, run_id, None,
+                   {"status": RunStatus.FAILED.value, "outputs": {}, "duration_s": 0.0,
+                    "error": {"type": "WorkflowInvalid", "message": message, "step_id": None}})
+        event_id = store.record(ev)
+        self.runtime.bus.publish(Event(ev.kind, run_id, None, ev.data, ev.ts, event_id))
+
+    def _sweep(self) -> None:
+        """Pick up runs queued by another process on this database, or left by one that died."""
+        while not self._stop.wait(self.sweep_interval):
+            try:
+                if self.runtime.store.recover_interrupted(requeue=True):
+                    log.warning("re-queued runs of a process that died")
+                if self._q.qsize() == 0:
+                    for run_id in self.queued_ids(older_than=self.sweep_interval):
+                        self._q.put(run_id)
+            except Exception:
+                log.exception("queue sweep failed")

@@ -1,0 +1,53 @@
+"""Serve an app under waitress with signal handling: SIGTERM/SIGINT stop, SIGHUP reloads workflows."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import threading
+
+from waitress import create_server
+
+log = logging.getLogger(__name__)
+
+
+def make_server(app, host: str = "127.0.0.1", port: int = 8080, threads: int | None = None):
+    svc = app.extensions["pixelmill"]
+    limit = svc.config.max_body
+    return create_server(app, host=host, port=port, threads=threads or svc.config.http_threads,
+                         ident="pixelmill", channel_timeout=120, connection_limit=1000, backlog=1024,
+                         # waitress must let oversized bodies through so the app can answer 413 as JSON
+                         max_request_body_size=max(limit * 4, limit + 16 * 1024 * 1024), expose_tracebacks=False)
+
+
+def serve(app, host: str = "127.0.0.1", port: int = 8080, threads: int | None = None, announce=None) -> None:
+    sys.setswitchinterval(float(os.environ.get("PIXELMILL_SWITCH_INTERVAL", "0.001")))
+    svc = app.extensions["pixelmill"]
+    server = make_server(app, host, port, threads)
+    url = f"http://{host}:{server.effective_port}"
+    print(f"pixelmill: serving {len(svc.workflows.all())} workflow(s) on {url} "
+          f"(API {url}/api/v1, webhooks {url}/webhook/<path>)", flush=True)
+    if announce is not None:
+        announce(url)
+
+    def stop(signum, _frame):
+        log.info("signal %s: shutting down", signum)
+        raise KeyboardInterrupt
+
+    def hup(_signum, _frame):
+        threading.Thread(target=svc.reload, name="pixelmill-reload", daemon=True).start()
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, stop)
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, hup)
+    try:
+        server.run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.close()
+        svc.close()
+        print("pixelmill: stopped", file=sys.stderr, flush=True)

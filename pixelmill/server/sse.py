@@ -1,0 +1,80 @@
+"""Server-Sent Events per run: replay from the store after ``Last-Event-ID`` (or ``?after=``), then live
+events as they are recorded, with heartbeat comments; the stream ends after ``run.finished``.
+
+The bus only wakes the stream; events are always read from the store in id order, so parallel steps
+publishing out of order cannot make a client miss one.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+from flask import Response, request, stream_with_context
+
+from ..events import EventKind
+from . import schemas as s
+from .api import NOT_FOUND, _run_or_404, bp
+from .http import ApiError, endpoint
+from .service import current_service
+
+
+def _format(ev) -> str:
+    data = json.dumps(ev.to_dict(), default=str, separators=(",", ":"))
+    return f"id: {ev.id}\nevent: {ev.kind.value}\ndata: {data}\n\n"
+
+
+def _after() -> int:
+    raw = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ApiError(400, "invalid_last_event_id", f"Last-Event-ID must be an event id (a number), not {raw!r}") \
+            from None
+    if value < 0 or value > 2**62:
+        raise ApiError(400, "invalid_last_event_id", f"Last-Event-ID {value} is out of range")
+    return value
+
+
+@endpoint(bp, "/runs/<run_id>/events", "GET", summary="Live events of a run (text/event-stream)", tag="runs",
+          responses={200: "text/event-stream", 400: s.ErrorOut, **NOT_FOUND})
+def run_events(run_id: str):
+    svc = current_service()
+    run = _run_or_404(svc, run_id)
+    last = _after()
+    store, bus = svc.runtime.store, svc.runtime.bus
+    heartbeat = svc.config.sse_heartbeat
+    wake = threading.Event()
+
+    def on_event(ev):
+        if ev.run_id == run_id:
+            wake.set()
+
+    unsubscribe = bus.subscribe(on_event)  # before the replay, so nothing falls between the two
+
+    def stream(last=last):
+        try:
+            yield "retry: 2000\n\n"
+            finished = run["status"] not in ("queued", "running")
+            while True:
+                wake.clear()
+                while True:
+                    batch = store.events(run_id, after=last, limit=500)
+                    for ev in batch:
+                        yield _format(ev)
+                        last = ev.id
+                        if ev.kind is EventKind.RUN_FINISHED:
+                            return
+                    if len(batch) < 500:
+                        break
+                if finished:
+                    return  # a finished run whose end was replayed earlier
+                if not wake.wait(heartbeat):
+                    yield ": heartbeat\n\n"
+                    current = store.get_run(run_id)
+                    finished = current is None or current["status"] not in ("queued", "running")
+        finally:
+            unsubscribe()
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return Response(stream_with_context(stream()), mimetype="text/event-stream", headers=headers)

@@ -1,0 +1,84 @@
+"""Throwaway node types for the server tests (registered by serve_test_app.py, never installed)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from pixelmill.node import Model, Node
+
+
+class SleepInputs(Model):
+    seconds: float = 0.5
+    steps: int = 5
+    mark: str | None = None  # a file that gets the run id appended when the step completes
+
+
+class SleepOutputs(Model):
+    slept: float
+    run_id: str
+
+
+class SleepNode(Node):
+    """Sleep for a while, reporting progress in steps (test node)."""
+
+    type = "test_sleep"
+    Inputs = SleepInputs
+    Outputs = SleepOutputs
+
+    def run(self, inputs, ctx):
+        for i in range(inputs.steps):
+            ctx.progress(i, inputs.steps, f"step {i}")
+            time.sleep(inputs.seconds / max(1, inputs.steps))
+        ctx.progress(inputs.steps, inputs.steps, "done")
+        if inputs.mark:
+            with open(inputs.mark, "a") as fh:
+                fh.write(ctx.run_id + "\n")
+        return SleepOutputs(slept=inputs.seconds, run_id=ctx.run_id)
+
+
+class CountInputs(Model):
+    log: str
+    text: str = "x"
+
+
+class CountOutputs(Model):
+    text: str
+
+
+class CountNode(Node):
+    """Append the run id to a log file and pass text through (test node)."""
+
+    type = "test_count"
+    Inputs = CountInputs
+    Outputs = CountOutputs
+
+    def run(self, inputs, ctx):
+        with open(inputs.log, "a") as fh:
+            fh.write(f"{ctx.run_id} {ctx.step_id}\n")
+        return CountOutputs(text=inputs.text.upper())
+
+
+class FlakyInputs(Model):
+    ok_file: str
+    text: str = ""
+
+
+class FlakyOutputs(Model):
+    text: str
+
+
+class FlakyNode(Node):
+    """Fail unless a file exists (test node)."""
+
+    type = "test_flaky"
+    Inputs = FlakyInputs
+    Outputs = FlakyOutputs
+
+    def run(self, inputs, ctx):
+        if not Path(inputs.ok_file).exists():
+            raise RuntimeError(f"{inputs.ok_file} does not exist yet")
+        return FlakyOutputs(text=inputs.text + "!")
+
+
+NODES = [SleepNode, CountNode, FlakyNode]

@@ -1,0 +1,42 @@
+"""`make run`'s module: serves workflows/, calls the demo workflow's webhook once, prints the result."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_demo_triggers_the_webhook_and_keeps_serving(tmp_path):
+    env = {**os.environ, "PIXELMILL_HOME": str(tmp_path / "home"), "PIXELMILL_PORT": "0",
+           "PIXELMILL_DEMO_INPUTS": '{"style": "pencil sketch"}', "PYTHONUNBUFFERED": "1"}
+    env.pop("PIXELMILL_API_TOKEN", None)
+    proc = subprocess.Popen([sys.executable, "-m", "pixelmill.demo"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    done = threading.Event()
+
+    def pump():
+        for line in proc.stdout:
+            lines.append(line)
+            if line.startswith("API:"):
+                done.set()
+
+    threading.Thread(target=pump, daemon=True).start()
+    try:
+        assert done.wait(30), "".join(lines)
+        text = "".join(lines)
+        assert "succeeded" in text and "pencil sketch" in text
+        assert "/api/v1/runs/" in text and "curl -sS -X POST http://127.0.0.1:" in text
+        time.sleep(0.3)
+        assert proc.poll() is None  # still serving
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(15)
+    assert "stopped" in "".join(lines)
