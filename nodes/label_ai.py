@@ -39,6 +39,9 @@ class LabelConfig(Model):
     watermark_payload: str = Field("AI-GEN", description=f"up to {wm.PAYLOAD_BYTES} bytes of UTF-8")
     watermark_key: int = Field(wm.DEFAULT_KEY, ge=0, description="seed of the watermark pattern")
     c2pa: C2paConfig | None = Field(None, description="sign a C2PA manifest (needs c2pa-python)")
+    min_side: int | None = Field(None, ge=16, le=4096, description=(
+        "upscale an image whose short side is smaller than this first (nearest neighbour, so pixels stay "
+        "crisp); tiny generated images otherwise cannot carry a readable badge or a watermark"))
 
     @field_validator("watermark_payload")
     @classmethod
@@ -98,6 +101,9 @@ class LabelAiNode(Node):
         keep_alpha = fmt == "png" and (image.mode in ("RGBA", "LA", "PA") or
                                        (image.mode == "P" and "transparency" in image.info))
         image = image.convert("RGBA" if keep_alpha else "RGB")
+        if cfg.min_side and min(image.size) < cfg.min_side:
+            factor = -(-cfg.min_side // min(image.size))  # whole-number factor: every pixel becomes a block
+            image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
         labels: list[str] = []
         skipped: dict[str, str] = {}
 

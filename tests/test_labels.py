@@ -412,3 +412,21 @@ def test_pixelmill_inspect_entry_point_runs(tmp_path):
     proc = subprocess.run([str(exe), "inspect", str(path), "--no-c2pa"], capture_output=True, text=True)
     assert proc.returncode == 1, proc.stderr
     assert "NOT labelled" in proc.stdout
+
+
+def test_min_side_upscales_tiny_images_so_every_label_fits(tmp_path):
+    from PIL import Image
+
+    from pixelmill.node import ArtifactRef
+    from pixelmill.testing import make_context
+    from pixelmill_nodes.label_ai import LabelAiNode
+
+    ctx = make_context(tmp_path)
+    src = ctx.run_dir / "tiny.png"
+    Image.new("RGB", (32, 32), (200, 40, 40)).save(src)
+    ref = ArtifactRef(run_id=ctx.run_id, name="tiny.png", media_type="image/png")
+    node = LabelAiNode(LabelAiNode.Config(min_side=256))
+    out = node.run(LabelAiNode.Inputs(image=ref, prompt="a red square"), ctx)
+    with Image.open(ctx.artifact_path(out.image)) as labelled:
+        assert labelled.size == (256, 256)
+    assert {"badge", "watermark", "xmp"} <= set(out.labels) and set(out.skipped) == {"c2pa"}
