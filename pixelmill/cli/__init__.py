@@ -19,9 +19,9 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import history, workflows
+    from . import history, models, workflows
 
-    for module in (workflows, history):
+    for module in (workflows, history, models):
         for command in module.COMMANDS:
             main.add_command(command)
 
