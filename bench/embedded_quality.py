@@ -48,9 +48,8 @@ def fmt(res, n):
 
 
 def main() -> int:
-    from generate_image import generate  # the node's own call path
-
     from caption import caption_images
+    from generate_image import generate  # the node's own call path
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--sd", default=None, help="pipeline folder (default: embedded)")
@@ -107,18 +106,18 @@ def main() -> int:
     for i in range(0, len(pil), 64):
         texts += caption_images(cap, pil[i:i + 64])
     t_cap = (time.time() - t0) / len(pil)
-    exact = np.mean([t == s.prompt for t, s in zip(texts, fresh_specs)])
+    exact = np.mean([t == s.prompt for t, s in zip(texts, fresh_specs, strict=True)])
     held_set = set(shapes.held_out_triples())
-    exact_held = np.mean([t == s.prompt for t, s in zip(texts, fresh_specs) if (s.color, s.shape, s.background) in held_set])
+    exact_held = np.mean([t == s.prompt for t, s in zip(texts, fresh_specs, strict=True) if (s.color, s.shape, s.background) in held_set])
     print(f"3. captioner exact match, fresh real images: {exact:6.1%} (n={len(pil)}; held-out combos {exact_held:6.1%})"
           f"  [{t_cap * 1000:.1f} ms/image batched]")
-    for t, s in [(t, s) for t, s in zip(texts, fresh_specs) if t != s.prompt][:5]:
+    for t, s in [(t, s) for t, s in zip(texts, fresh_specs, strict=True) if t != s.prompt][:5]:
         print(f"     miss: '{s.prompt}' -> '{t}'")
     gtexts = []
     for i in range(0, len(held_images), 64):
         gtexts += caption_images(cap, [im for im, _ in held_images[i:i + 64]])
-    eq = np.mean([t == s.prompt for t, (_, s) in zip(gtexts, held_images)])
-    agree = np.mean([t == r.prompt for t, (r, _) in zip(gtexts, held)])
+    eq = np.mean([t == s.prompt for t, (_, s) in zip(gtexts, held_images, strict=True)])
+    agree = np.mean([t == r.prompt for t, (r, _) in zip(gtexts, held, strict=True)])
     print(f"4. captioner text == prompt on generated held-out images: {eq:6.1%} (n={len(gtexts)}); "
           f"== the pixel checker's reading: {agree:6.1%}")
     return 0

@@ -30,12 +30,12 @@ import torch  # noqa: E402
 def main() -> int:
     from diffusers import AutoPipelineForText2Image
     from PIL import Image
+    from pixelmill_nodes.caption import CaptionNode
+    from pixelmill_nodes.generate_image import GenerateImageNode
 
     from pixelmill.models.locate import embedded_path, recommended
     from pixelmill.models.manager import SERVICE_KEY
     from pixelmill.node import NodeContext, Services
-    from pixelmill_nodes.caption import CaptionNode
-    from pixelmill_nodes.generate_image import GenerateImageNode
 
     ap = argparse.ArgumentParser()
     ap.add_argument("--reps", type=int, default=10)
@@ -102,7 +102,7 @@ def main() -> int:
         times.append(time.perf_counter() - t0)
     print(f"   caption (node, one image, incl. PNG read) {statistics.median(times) * 1000:.1f} ms  "
           f"[target <= 50 ms]  -> '{res.text}'")
-    print(f"   loads in this process: {{k[0]: v for k, v in manager.load_counts.items()}}")
+    print("   loads in this process: {k[0]: v for k, v in manager.load_counts.items()}")
     return 0
 
 

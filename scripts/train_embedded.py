@@ -227,12 +227,12 @@ class EMA:
     @torch.no_grad()
     def update(self, step: int) -> None:
         d = min(self.decay, (1 + step) / (10 + step))
-        for s, p in zip(self.shadow, self.params):
+        for s, p in zip(self.shadow, self.params, strict=True):
             s.mul_(d).add_(p.detach(), alpha=1 - d)
 
     @torch.no_grad()
     def copy_to_model(self) -> None:
-        for s, p in zip(self.shadow, self.params):
+        for s, p in zip(self.shadow, self.params, strict=True):
             p.copy_(s)
 
 
@@ -327,8 +327,7 @@ def train_sd(args, out: Path) -> None:
 
 
 def train_blip(args, out: Path) -> None:
-    from transformers import (BlipConfig, BlipForConditionalGeneration, BlipImageProcessor,
-                              BlipProcessor)
+    from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
     seed_all(args.seed + 20)
     tok, bert_vocab = build_bert_tokenizer()
