@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: setup
-	$(BIN)/pixelmill run workflows/hello-prompt.yaml
+	$(BIN)/pixelmill run workflows/embedded-demo.yaml
 
 test: setup
 	$(BIN)/python -m pytest -q -p no:cacheprovider

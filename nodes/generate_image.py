@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -72,22 +73,33 @@ class GenerateImageOutputs(Model):
 
 
 def make_scheduler(pipe, name: str):
-    """A fresh scheduler per call (schedulers keep per-call state, pipelines are shared)."""
+    """A scheduler of the named kind built from the model's own scheduler config."""
     import diffusers
 
-    if name == "default":
-        return pipe.scheduler.__class__.from_config(pipe.scheduler.config)
     cls_name, extra = SCHEDULERS[name]
     return getattr(diffusers, cls_name).from_config(pipe.scheduler.config, **extra)
 
 
+_LOCKS_GUARD = threading.Lock()
+
+
+def _lock_for(pipe) -> threading.Lock:
+    """One lock per shared pipeline: its scheduler keeps per-call state, so calls on it take turns."""
+    lock = getattr(pipe, "_pixelmill_lock", None)
+    if lock is None:
+        with _LOCKS_GUARD:
+            lock = getattr(pipe, "_pixelmill_lock", None)
+            if lock is None:
+                lock = threading.Lock()
+                object.__setattr__(pipe, "_pixelmill_lock", lock)
+    return lock
+
+
 def generate(pipe, *, prompt, negative_prompt, steps, guidance, width, height, seed, num_images, scheduler="default",
              on_step=None):
-    """Run the shared pipeline with a fresh scheduler; same arguments, same call as a plain pipeline call."""
+    """Call the shared pipeline exactly as a plain diffusers call would (same arguments, same generator)."""
     import torch
 
-    call_pipe = pipe.__class__(**{**pipe.components, "scheduler": make_scheduler(pipe, scheduler)})
-    call_pipe.set_progress_bar_config(disable=True)
     kwargs = {}
     if on_step is not None:
         def callback(p, i, t, tensors):
@@ -96,10 +108,18 @@ def generate(pipe, *, prompt, negative_prompt, steps, guidance, width, height, s
         kwargs["callback_on_step_end"] = callback
     # a CPU generator gives the same starting noise on every device
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    with torch.inference_mode():
-        out = call_pipe(prompt=prompt, negative_prompt=negative_prompt, num_inference_steps=steps,
-                        guidance_scale=guidance, width=width, height=height, generator=generator,
-                        num_images_per_prompt=num_images, output_type="pil", **kwargs)
+    with _lock_for(pipe):
+        original = pipe.scheduler
+        if scheduler != "default":
+            pipe.scheduler = make_scheduler(pipe, scheduler)
+        try:
+            with torch.inference_mode():
+                out = pipe(prompt=prompt, negative_prompt=negative_prompt, num_inference_steps=steps,
+                           guidance_scale=guidance, width=width, height=height, generator=generator,
+                           num_images_per_prompt=num_images, output_type="pil", **kwargs)
+        finally:
+            if pipe.scheduler is not original:
+                pipe.scheduler = original
     return out.images
 
 

@@ -326,6 +326,20 @@ def train_sd(args, out: Path) -> None:
 # ------------------------------------------------------------------ BLIP
 
 
+def sincos_2d(grid: int, dim: int) -> torch.Tensor:
+    """(grid*grid, dim): half the channels encode the row, half the column, at geometric frequencies."""
+    quarter = dim // 4
+    freqs = 1.0 / (100.0 ** (torch.arange(quarter, dtype=torch.float32) / max(1, quarter)))
+    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32),
+                            indexing="ij")
+    parts = []
+    for coord in (ys.flatten(), xs.flatten()):
+        ang = coord[:, None] * freqs[None]
+        parts += [torch.sin(ang), torch.cos(ang)]
+    out = torch.cat(parts, dim=1)
+    return torch.nn.functional.pad(out, (0, dim - out.shape[1]))
+
+
 def train_blip(args, out: Path) -> None:
     from transformers import BlipConfig, BlipForConditionalGeneration, BlipImageProcessor, BlipProcessor
 
@@ -340,11 +354,19 @@ def train_blip(args, out: Path) -> None:
                          num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=MAX_TOKENS + 8,
                          bos_token_id=tok.cls_token_id, eos_token_id=tok.sep_token_id,
                          sep_token_id=tok.sep_token_id, pad_token_id=tok.pad_token_id, projection_dim=h),
-        vision_config=dict(hidden_size=h, intermediate_size=2 * h, num_hidden_layers=3, num_attention_heads=4,
-                           image_size=shapes.IMAGE_SIZE, patch_size=4, projection_dim=h),
+        vision_config=dict(hidden_size=h, intermediate_size=2 * h, num_hidden_layers=args.blip_vision_layers,
+                           num_attention_heads=4, image_size=shapes.IMAGE_SIZE, patch_size=4, projection_dim=h,
+                           initializer_range=0.02),
         projection_dim=h, image_text_hidden_size=h,
     )
     model = BlipForConditionalGeneration(cfg)
+    if args.blip_sincos:
+        # start the (learned) patch position embeddings from a 2D sine/cosine grid instead of ~zero,
+        # so the vision tower knows from step 0 which patches are neighbours
+        with torch.no_grad():
+            emb = model.vision_model.embeddings.position_embedding
+            grid = shapes.IMAGE_SIZE // 4
+            emb[0, 1:].copy_(0.2 * sincos_2d(grid, emb.shape[-1]))
     t0 = time.time()
     # every caption, held-out combinations included
     images, chosen = shapes.dataset(shapes.all_specs(), args.blip_images, seed=args.seed + 21)
@@ -398,7 +420,8 @@ def train_blip(args, out: Path) -> None:
         "defaults": {"max_tokens": MAX_TOKENS, "num_beams": 1},
         "training": {"seed": args.seed, "threads": args.threads, "blip_steps": args.blip_steps,
                      "batch": args.batch, "blip_seconds": round(seconds, 1), "images": args.blip_images,
-                     "vae_fraction": args.blip_vae_fraction, "width": args.blip_width},
+                     "vae_fraction": args.blip_vae_fraction, "width": args.blip_width,
+                     "lr": args.blip_lr, "sincos": args.blip_sincos, "vision_layers": args.blip_vision_layers},
     }, indent=2) + "\n")
     log(f"blip saved to {folder} ({seconds:.0f}s of training)")
 
@@ -431,6 +454,8 @@ def main(argv=None) -> int:
     ap.add_argument("--blip-lr", type=float, default=5e-4)
     ap.add_argument("--blip-width", type=int, default=96)
     ap.add_argument("--blip-vae-fraction", type=float, default=0.5)
+    ap.add_argument("--blip-vision-layers", type=int, default=3)
+    ap.add_argument("--blip-sincos", type=int, default=1, help="1: sine/cosine start for position embeddings")
     ap.add_argument("--smoke", action="store_true", help="a few steps of each stage (tests)")
     args = ap.parse_args(argv)
     if args.smoke:
