@@ -102,7 +102,8 @@ def main() -> int:
         times.append(time.perf_counter() - t0)
     print(f"   caption (node, one image, incl. PNG read) {statistics.median(times) * 1000:.1f} ms  "
           f"[target <= 50 ms]  -> '{res.text}'")
-    print("   loads in this process: {k[0]: v for k, v in manager.load_counts.items()}")
+    loads = {key[0]: n for key, n in manager.load_counts.items()}
+    print(f"   loads in this process: {loads}")
     return 0
 
 
