@@ -48,6 +48,11 @@ def caption_images(captioner, pil_images, *, prefix=None, max_tokens=30, num_bea
     batch = proc(**kwargs)
     batch = {k: (v.to(captioner.device, dtype=captioner.dtype) if k == "pixel_values" else v.to(captioner.device))
              for k, v in batch.items()}
+    # never past the decoder's position table (the embedded one has 24 positions)
+    limit = getattr(captioner.model.config.text_config, "max_position_embeddings", None)
+    if limit:
+        used = batch["input_ids"].shape[1] - 1 if "input_ids" in batch else 1
+        max_tokens = max(1, min(max_tokens, limit - used))
     with torch.inference_mode():
         out = captioner.model.generate(**batch, max_new_tokens=max_tokens, num_beams=num_beams, do_sample=False)
     return [" ".join(t.split()) for t in proc.batch_decode(out, skip_special_tokens=True)]

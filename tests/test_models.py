@@ -295,3 +295,25 @@ def test_training_script_smoke(tmp_path):
     stats = json.loads((tmp_path / "vae-stage" / "stats.json").read_text())
     assert pipe.vae.config.scaling_factor == pytest.approx(stats["scaling_factor"])
     assert pipe.tokenizer(PROMPT).input_ids.__len__() == len(PROMPT.split()) + 2  # one token per word
+
+
+def test_caption_prefix_beam_search_and_batch(rt):
+    steps = GEN_STEP.format(model="embedded", prompt=PROMPT, seed=5, extra=", num_images: 2") + """  - id: cap
+    node: caption
+    with: {images: '${{ steps.gen.outputs.images }}', prefix: "a large", num_beams: 2}
+"""
+    result = rt.run(_wf(rt, steps, "{texts: '${{ steps.cap.outputs.texts }}'}"))
+    assert result.status == RunStatus.SUCCEEDED, result.error
+    texts = result.outputs["texts"]
+    assert len(texts) == 2 and all(t.startswith("a large ") for t in texts), texts
+
+
+def test_models_pull_offline_says_what_is_needed(tmp_path):
+    from click.testing import CliRunner
+
+    from pixelmill.cli import main
+
+    res = CliRunner().invoke(main, ["models", "pull", "someone/some-model"],
+                             env={"HF_HOME": str(tmp_path / "hf"), "HF_HUB_OFFLINE": "1"})
+    assert res.exit_code == 1
+    assert "could not download 'someone/some-model'" in res.output and "internet" in res.output
