@@ -19,9 +19,9 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import history, inspect, serve, workflows
+    from . import history, inspect, models, serve, workflows
 
-    for module in (workflows, history, serve, inspect):
+    for module in (workflows, history, serve, models, inspect):
         for command in module.COMMANDS:
             main.add_command(command)
 

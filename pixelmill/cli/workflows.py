@@ -56,13 +56,13 @@ def run_cmd(file: Path, pairs, as_json: bool) -> None:
         finally:
             if unsubscribe:
                 unsubscribe()
-        _report(result, as_json)
+        _report(result, as_json, runtime.settings.artifacts_root)
         sys.exit(EXIT.get(result.status, 1))
     finally:
         runtime.close()
 
 
-def _report(result: RunResult, as_json: bool) -> None:
+def _report(result: RunResult, as_json: bool, artifacts_root: Path | None = None) -> None:
     if as_json:
         echo_json({
             "run_id": result.run_id, "workflow": result.workflow, "status": result.status.value,
@@ -74,6 +74,8 @@ def _report(result: RunResult, as_json: bool) -> None:
         return
     click.echo(f"run {result.run_id}: {result.status.value}")
     for key, value in result.outputs.items():
+        if artifacts_root is not None and isinstance(value, dict) and value.get("kind") == "artifact":
+            value = str(artifacts_root / value.get("run_id", "") / value.get("name", ""))  # where the file is
         click.echo(f"  {key}: {json.dumps(value, default=str) if not isinstance(value, str) else value}")
     if result.error:
         click.echo(f"  error: {result.error['message']}", err=True)

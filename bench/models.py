@@ -1,0 +1,111 @@
+#!/usr/bin/env python
+"""Speed of the model nodes on this machine.
+
+  1. generate_image node vs the raw diffusers pipeline call (same model, steps, seed), both warm:
+     time ratio (target <= 1.03x) and whether the pixels are identical
+  2. first vs second node run in one process: the model is loaded once
+  3. embedded image time (target <= 0.5 s) and caption time (target <= 0.05 s)
+
+    python bench/models.py [--reps 10] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+
+def main() -> int:
+    from diffusers import AutoPipelineForText2Image
+    from PIL import Image
+
+    from pixelmill.models.locate import embedded_path, recommended
+    from pixelmill.models.manager import SERVICE_KEY
+    from pixelmill.node import NodeContext, Services
+    from pixelmill_nodes.caption import CaptionNode
+    from pixelmill_nodes.generate_image import GenerateImageNode
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    sd = embedded_path("sd")
+    d = recommended("embedded", str(sd))
+    prompt, seed = "a large red circle on a blue background", 1234
+    tmp = Path(tempfile.mkdtemp())
+    services = Services()
+
+    def ctx(step):
+        return NodeContext(run_id="bench", step_id=step, workflow="bench", artifacts_root=tmp, secrets=None,
+                           services=services)
+
+    gen = GenerateImageNode(GenerateImageNode.Config(model="embedded", device="cpu"))
+    inputs = GenerateImageNode.Inputs(prompt=prompt, seed=seed)
+
+    # 2. first vs second run in one process
+    t0 = time.perf_counter()
+    out1 = gen.run(inputs, ctx("gen"))
+    first = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    gen.run(inputs, ctx("gen"))
+    second = time.perf_counter() - t0
+    manager = services.get(SERVICE_KEY)
+    print(f"2. first node run {first * 1000:.0f} ms (includes the load), second {second * 1000:.0f} ms; "
+          f"loads: {sum(manager.load_counts.values())}")
+
+    # 1. node vs raw pipeline, warm, interleaved
+    raw = AutoPipelineForText2Image.from_pretrained(str(sd), torch_dtype=torch.float32, local_files_only=True)
+    raw.set_progress_bar_config(disable=True)
+
+    def raw_call():
+        g = torch.Generator("cpu").manual_seed(seed)
+        with torch.inference_mode():
+            return raw(prompt=prompt, num_inference_steps=d["steps"], guidance_scale=d["guidance"], width=d["width"],
+                       height=d["height"], generator=g).images[0]
+
+    raw_img = raw_call()
+    node_times, raw_times = [], []
+    for _ in range(args.reps):
+        t0 = time.perf_counter()
+        out = gen.run(inputs, ctx("gen"))
+        node_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        raw_call()
+        raw_times.append(time.perf_counter() - t0)
+    node_img = Image.open(tmp / "bench" / out.image.name).convert("RGB")
+    same = np.array_equal(np.asarray(node_img), np.asarray(raw_img.convert("RGB")))
+    nm, rm = statistics.median(node_times), statistics.median(raw_times)
+    print(f"1. node {nm * 1000:.1f} ms vs raw pipeline {rm * 1000:.1f} ms (median of {args.reps}, warm, "
+          f"{d['steps']} steps, guidance {d['guidance']}): {nm / rm:.3f}x; pixel-identical: {same}")
+    print(f"3. embedded image (node, incl. PNG write) {nm * 1000:.0f} ms  [target <= 500 ms]")
+
+    cap = CaptionNode(CaptionNode.Config(model="embedded", device="cpu"))
+    cin = CaptionNode.Inputs(image=out1.image)
+    cap.run(cin, ctx("cap"))  # load
+    times = []
+    for _ in range(args.reps):
+        t0 = time.perf_counter()
+        res = cap.run(cin, ctx("cap"))
+        times.append(time.perf_counter() - t0)
+    print(f"   caption (node, one image, incl. PNG read) {statistics.median(times) * 1000:.1f} ms  "
+          f"[target <= 50 ms]  -> '{res.text}'")
+    loads = {key[0]: n for key, n in manager.load_counts.items()}
+    print(f"   loads in this process: {loads}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
