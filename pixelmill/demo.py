@@ -2,7 +2,7 @@
 print what came back (outputs, where files are, the run's URLs) and a ready ``curl`` line, then keep serving
 until interrupted.
 
-Environment: PIXELMILL_DEMO_WORKFLOW (default ``hello-prompt``; point it at any workflow with a webhook),
+Environment: PIXELMILL_DEMO_WORKFLOW (default ``daily-shapes``; point it at any workflow with a webhook),
 PIXELMILL_DEMO_INPUTS (JSON object of inputs, default ``{}``), PIXELMILL_WORKFLOWS (default ``workflows``),
 PIXELMILL_HOST / PIXELMILL_PORT (default 127.0.0.1:8080; a busy port falls back to a free one), plus every
 server variable (docs/server.md).
@@ -23,7 +23,7 @@ from pathlib import Path
 
 import requests
 
-DEFAULT_WORKFLOW = "hello-prompt"
+DEFAULT_WORKFLOW = "daily-shapes"
 
 
 def _auth(hook, body: bytes) -> tuple[dict, list[str]]:
