@@ -38,8 +38,15 @@ exiftool:
 lint: setup
 	$(BIN)/ruff check .
 
+# Benchmarks print figures measured in one run; none of them is a test.
 bench: setup
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/models.py
+	$(BIN)/python bench/embedded_quality.py
+	$(BIN)/python bench/moderation.py
+	$(BIN)/python bench/watermark.py
+	$(BIN)/python bench/posting.py
+	$(BIN)/python bench/webhook.py
 
 bench-webhook: setup
 	nice -n 10 $(BIN)/python bench/webhook.py
