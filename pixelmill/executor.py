@@ -269,7 +269,7 @@ class Executor:
         stored_inputs = run.secrets.redact(inputs.model_dump(mode="json"))
         node = info.cls(run.loaded.configs[sid])
         key = None
-        if info.cls.deterministic and step.cache:
+        if step.cache and node.cacheable(inputs):
             key = _cache_key(info, run.loaded.configs[sid], inputs)
             cached = self.store.cache_get(key)
             if cached is not None and _artifacts_exist(cached, self.store.artifacts_root):

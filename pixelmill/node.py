@@ -98,6 +98,14 @@ class Node:
     def run(self, inputs: BaseModel, ctx: NodeContext) -> BaseModel:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def cacheable(self, inputs: BaseModel) -> bool:
+        """Whether these inputs always give the same outputs, so the executor may reuse cached ones.
+
+        Defaults to the class flag ``deterministic``; a node that is deterministic only for some calls
+        (an image generator given a seed) overrides this.
+        """
+        return self.deterministic
+
 
 class NodeContext:
     """What a running node may use: progress, secrets, its run's artifact folder, a logger.

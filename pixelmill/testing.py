@@ -34,7 +34,7 @@ def check_node(cls: type[Node], *, inputs: dict | None = None, config: dict | No
     """Assert that ``cls`` follows the node contract, run it once and return its validated outputs.
 
     Checks: contract attributes (type, version, docstring, pydantic models, run), JSON schemas for config,
-    inputs and outputs, that ``run`` returns the declared Outputs, and for deterministic nodes that a
+    inputs and outputs, that ``run`` returns the declared Outputs, and for cacheable calls (``node.cacheable(inputs)``) that a
     second run with the same inputs returns the same outputs.
     """
     check_contract(cls)
@@ -45,7 +45,7 @@ def check_node(cls: type[Node], *, inputs: dict | None = None, config: dict | No
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(artifacts_dir or tmp)
         first = _run(node, parsed, make_context(root, environ=environ), cls)
-        if cls.deterministic:
+        if node.cacheable(parsed):
             second = _run(node, parsed, make_context(root, environ=environ, run_id="testrun2"), cls)
             if _strip_runs(first.model_dump(mode="json")) != _strip_runs(second.model_dump(mode="json")):
                 raise AssertionError(f"{cls.type} is marked deterministic but two runs gave different outputs")

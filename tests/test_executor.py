@@ -179,6 +179,20 @@ def test_cache_hit_and_miss(runtime):
     assert stored["e"]["status"] == "cached" and stored["nocache"]["status"] == "succeeded"
 
 
+def test_node_decides_per_call_whether_it_is_cacheable(runtime):
+    wf = """
+        name: wf
+        inputs: {seed: {type: integer, default: null}}
+        steps:
+          - {id: s, node: t_seeded, with: {seed: "${{ inputs.seed }}"}}
+        """
+    assert run(runtime, wf, {"seed": 3}).steps["s"].status is StepStatus.SUCCEEDED
+    assert run(runtime, wf, {"seed": 3}).steps["s"].status is StepStatus.CACHED
+    unseeded = [run(runtime, wf).steps["s"] for _ in range(2)]
+    assert [r.status for r in unseeded] == [StepStatus.SUCCEEDED, StepStatus.SUCCEEDED]
+    assert unseeded[0].outputs != unseeded[1].outputs
+
+
 def test_missing_secret_fails_run_naming_variable(runtime, monkeypatch):
     monkeypatch.delenv("PM_TEST_TOKEN", raising=False)
     result = run(runtime, """

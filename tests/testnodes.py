@@ -56,6 +56,25 @@ class FlakyConfig(Model):
     permanent: bool = False
 
 
+class SeededInputs(Model):
+    seed: int | None = None
+
+
+class Seeded(Node):
+    """Deterministic only when given a seed (like an image generator)."""
+
+    type = "t_seeded"
+    Inputs = SeededInputs
+    Outputs = EchoOutputs
+
+    def cacheable(self, inputs):
+        return inputs.seed is not None
+
+    def run(self, inputs, ctx):
+        CALLS.add(("seeded", ctx.step_id, inputs.seed, time.monotonic()))
+        return EchoOutputs(value=inputs.seed if inputs.seed is not None else time.monotonic_ns())
+
+
 class FlakyOutputs(Model):
     attempt: int
 
@@ -130,4 +149,4 @@ class SecretUser(Node):
         return SecretOutputs(length=len(inputs.token), echoed=f"token={inputs.token}")
 
 
-TEST_NODES = [Echo, Flaky, Sleep, GpuSleep, SecretUser]
+TEST_NODES = [Echo, Flaky, Sleep, GpuSleep, SecretUser, Seeded]
