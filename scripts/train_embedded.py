@@ -71,28 +71,47 @@ def words() -> list[str]:
 # ------------------------------------------------------------------ tokenizers
 
 
+def bpe_merges(word_list: list[str]) -> list[tuple[str, str]]:
+    """Byte-pair merges learned the classic way, ties broken by the pair's text (deterministic), until
+    every word is one token. Applying them in rank order spells each training word as one token."""
+    words_ = {w: [*w[:-1], w[-1] + "</w>"] for w in word_list}
+    merges: list[tuple[str, str]] = []
+    while True:
+        counts: dict[tuple[str, str], int] = {}
+        for parts in words_.values():
+            for pair in zip(parts, parts[1:], strict=False):
+                counts[pair] = counts.get(pair, 0) + 1
+        if not counts:
+            return merges
+        best = min(counts, key=lambda pair: (-counts[pair], pair))
+        merges.append(best)
+        for w, parts in words_.items():
+            out, k = [], 0
+            while k < len(parts):
+                if k + 1 < len(parts) and (parts[k], parts[k + 1]) == best:
+                    out.append(parts[k] + parts[k + 1])
+                    k += 2
+                else:
+                    out.append(parts[k])
+                    k += 1
+            words_[w] = out
+
+
 def build_clip_tokenizer():
     """A CLIP BPE tokenizer whose merges spell every word of the shapes world as one token."""
-    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
     from transformers import CLIPTokenizer
 
-    bpe = Tokenizer(models.BPE(unk_token="<|endoftext|>", end_of_word_suffix="</w>"))
-    bpe.pre_tokenizer = pre_tokenizers.Whitespace()
-    trainer = trainers.BpeTrainer(
-        vocab_size=2000, special_tokens=["<|startoftext|>", "<|endoftext|>"], end_of_word_suffix="</w>",
-        initial_alphabet=list("abcdefghijklmnopqrstuvwxyz"), show_progress=False, min_frequency=1,
-    )
-    corpus = [s.prompt for s in shapes.all_specs()] * 2
-    bpe.train_from_iterator(corpus, trainer)
-    model = json.loads(bpe.to_str())["model"]
-    vocab = dict(sorted(model["vocab"].items(), key=lambda kv: kv[1]))
-    merges = [m if isinstance(m, str) else " ".join(m) for m in model["merges"]]
-    tok = CLIPTokenizer(vocab=vocab, merges=[tuple(m.split(" ")) for m in merges], model_max_length=MAX_TOKENS)
+    merges = bpe_merges(words())
+    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+    tokens = ["<|startoftext|>", "<|endoftext|>", *letters, *(c + "</w>" for c in letters)]
+    tokens += [a + b for a, b in merges if a + b not in tokens]
+    vocab = {t: i for i, t in enumerate(tokens)}
+    tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
     for w in words():
         ids = tok(w, add_special_tokens=False).input_ids
         if len(ids) != 1:
             raise RuntimeError(f"tokenizer splits {w!r} into {ids}")
-    return tok, vocab, merges
+    return tok, vocab, [f"{a} {b}" for a, b in merges]
 
 
 def build_bert_tokenizer():
@@ -436,11 +455,11 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=48)
-    ap.add_argument("--vae-steps", type=int, default=900)
+    ap.add_argument("--vae-steps", type=int, default=2000)
     ap.add_argument("--vae-batch", type=int, default=32)
     ap.add_argument("--vae-images", type=int, default=8000)
     ap.add_argument("--vae-lr", type=float, default=2e-3)
-    ap.add_argument("--vae-kl", type=float, default=1e-3)
+    ap.add_argument("--vae-kl", type=float, default=1e-4)
     ap.add_argument("--sd-steps", type=int, default=3000)
     ap.add_argument("--sd-images", type=int, default=30000)
     ap.add_argument("--sd-lr", type=float, default=1e-3)
