@@ -136,10 +136,12 @@ class GenerateImageNode(Node):
     Inputs = GenerateImageInputs
     Outputs = GenerateImageOutputs
     uses_gpu = True
-    # Not cached by the engine: the cache key is (config, inputs), and without a seed each run must draw
-    # a new one and give a new image. With a seed the output is reproducible (see the tests), but the
-    # flag is per node type, not per call.
+    # Without a seed each run draws a new one and must give a new image; with a seed the output is
+    # reproducible (see the tests), so such calls are cached by (config, inputs) like ComfyUI does.
     deterministic = False
+
+    def cacheable(self, inputs: GenerateImageInputs) -> bool:
+        return inputs.seed is not None
 
     def run(self, inputs: GenerateImageInputs, ctx) -> GenerateImageOutputs:
         cfg = self.config

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import click
 
@@ -15,6 +16,11 @@ from .. import __version__
 def main(verbose: int) -> None:
     """Turn YAML workflows into AI image pipelines: prompt, generate, caption, label, post."""
     level = logging.WARNING - 10 * min(verbose, 2)
+    if not verbose:
+        # transformers and diffusers warn on import about optional extras we deliberately leave out
+        # (torchvision, accelerate); keep the terminal for pixelmill's own output unless -v is given.
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("DIFFUSERS_VERBOSITY", "error")
     logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
 
