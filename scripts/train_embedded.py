@@ -101,11 +101,19 @@ def build_clip_tokenizer():
     """A CLIP BPE tokenizer whose merges spell every word of the shapes world as one token."""
     from transformers import CLIPTokenizer
 
-    merges = bpe_merges(words())
-    letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-    tokens = ["<|startoftext|>", "<|endoftext|>", *letters, *(c + "</w>" for c in letters)]
-    tokens += [a + b for a, b in merges if a + b not in tokens]
-    vocab = {t: i for i, t in enumerate(tokens)}
+    fixed = Path(__file__).resolve().parent / "embedded_tokenizer"
+    if (fixed / "vocab.json").is_file() and (fixed / "merges.txt").is_file():
+        # the vocabulary the shipped model was trained with (learned once by the `tokenizers` BPE trainer,
+        # whose tie-breaking differs from run to run; fixed here so that a rerun reproduces the model)
+        vocab = json.loads((fixed / "vocab.json").read_text())
+        lines = [ln for ln in (fixed / "merges.txt").read_text().splitlines() if ln and not ln.startswith("#")]
+        merges = [tuple(ln.split(" ")) for ln in lines]
+    else:
+        merges = bpe_merges(words())
+        letters = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+        tokens = ["<|startoftext|>", "<|endoftext|>", *letters, *(c + "</w>" for c in letters)]
+        tokens += [a + b for a, b in merges if a + b not in tokens]
+        vocab = {t: i for i, t in enumerate(tokens)}
     tok = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=MAX_TOKENS)
     for w in words():
         ids = tok(w, add_special_tokens=False).input_ids
