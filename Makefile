@@ -39,6 +39,8 @@ lint: setup
 	$(BIN)/ruff check .
 
 # Benchmarks print figures measured in one run; none of them is a test.
+bench: export TRANSFORMERS_VERBOSITY ?= error
+bench: export DIFFUSERS_VERBOSITY ?= error
 bench: setup
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/models.py

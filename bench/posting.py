@@ -16,10 +16,7 @@ from pathlib import Path
 
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-
-from posting_fakes import FakeBluesky, FakeMastodon  # noqa: E402
-from test_posting import BPASS, HANDLE, MTOKEN, FixtureImage, bluesky_cfg, flow, mastodon_cfg  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pixelmill.loader import load_text  # noqa: E402
 from pixelmill.posting.base import PostImage  # noqa: E402
@@ -27,6 +24,8 @@ from pixelmill.posting.bluesky import BLOB_LIMIT  # noqa: E402
 from pixelmill.posting.preflight import fit_image  # noqa: E402
 from pixelmill.runtime import Runtime  # noqa: E402
 from pixelmill.settings import Settings  # noqa: E402
+from tests.posting_fakes import FakeBluesky, FakeMastodon  # noqa: E402
+from tests.test_posting import BPASS, HANDLE, MTOKEN, FixtureImage, bluesky_cfg, flow, mastodon_cfg  # noqa: E402
 
 
 def recompress(side: int) -> None:
