@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 # torch first, pinned to the CPU wheel, so pip never resolves a multi-GB CUDA build here.
 TORCH_PIN ?= torch==2.13.0
 export PIXELMILL_HOME ?= $(CURDIR)/.pixelmill
+# transformers/diffusers warn on import about extras we leave out on purpose (torchvision, accelerate)
+export TRANSFORMERS_VERBOSITY ?= error
+export DIFFUSERS_VERBOSITY ?= error
 
 .PHONY: setup run test lint bench bench-webhook schemathesis clean schema exiftool
 
@@ -39,8 +42,6 @@ lint: setup
 	$(BIN)/ruff check .
 
 # Benchmarks print figures measured in one run; none of them is a test.
-bench: export TRANSFORMERS_VERBOSITY ?= error
-bench: export DIFFUSERS_VERBOSITY ?= error
 bench: setup
 	$(BIN)/python bench/engine.py
 	$(BIN)/python bench/models.py
