@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
-from pydantic import Field, field_validator
+from pydantic import Field
 
 from pixelmill.models.loaders import load_captioner, resolve_model
 from pixelmill.models.manager import manager_for
+from pixelmill.models.options import ModelOptions
 from pixelmill.node import ArtifactRef, Model, Node
 
 
-class CaptionConfig(Model):
-    model: str = Field("embedded", description="'embedded', a BLIP captioning model id (local cache) or a folder")
-    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: cuda, then mps, then cpu")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="auto: float16 on GPU")
-
-    @field_validator("model")
-    @classmethod
-    def _not_empty(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("model must name 'embedded', a model id or a folder")
-        return value.strip()
+class CaptionConfig(ModelOptions):
+    """``model``: 'embedded', a BLIP captioning model id (local cache) or a folder."""
 
 
 class CaptionInputs(Model):

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator
 from pixelmill.models.loaders import load_text2image, resolve_model
 from pixelmill.models.locate import recommended
 from pixelmill.models.manager import manager_for
+from pixelmill.models.options import ModelOptions
 from pixelmill.node import ArtifactRef, Model, Node
 
 SCHEDULERS = {
@@ -25,20 +26,11 @@ SCHEDULERS = {
 }
 
 
-class GenerateImageConfig(Model):
-    model: str = Field("embedded", description="'embedded', a diffusers model id (from the local cache) or a folder")
-    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="auto: cuda, then mps, then cpu")
-    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field(
-        "auto", description="auto: float16 on GPU (PIXELMILL_CUDA_DTYPE=bfloat16 to change), float32 on cpu")
+class GenerateImageConfig(ModelOptions):
+    """``model``: 'embedded', a diffusers model id (from the local cache) or a folder."""
+
     scheduler: Literal["default", "dpm++", "dpm++_karras", "euler", "euler_a", "ddim", "unipc", "lcm"] = Field(
         "default", description="sampler; 'default' keeps the one the model ships with")
-
-    @field_validator("model")
-    @classmethod
-    def _not_empty(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("model must name 'embedded', a model id or a folder")
-        return value.strip()
 
 
 class GenerateImageInputs(Model):
