@@ -36,6 +36,7 @@ class LoadedWorkflow:
     deps: dict[str, set[str]]  # step id -> step ids it waits for
     order: list[str]  # a dependency order (list order where free)
     source: str = ""
+    located: Located | None = field(default=None, repr=False)  # where each key and value was read
 
     @property
     def name(self) -> str:
@@ -122,7 +123,7 @@ def load_text(text: str, file: str, registry: Registry) -> LoadedWorkflow:
 
     if check.problems or workflow is None:
         raise WorkflowInvalid(check.problems)
-    return LoadedWorkflow(workflow, file, nodes, configs, deps, order, text)
+    return LoadedWorkflow(workflow, file, nodes, configs, deps, order, text, located)
 
 
 def load_file(path, registry: Registry) -> LoadedWorkflow:
@@ -145,7 +146,7 @@ def load_many(paths, registry: Registry) -> tuple[list[LoadedWorkflow], list[Pro
     seen_names: dict[str, LoadedWorkflow] = {}
     seen_paths: dict[str, LoadedWorkflow] = {}
     for wf in loaded:
-        located = load(wf.source, wf.file)
+        located = wf.located
         if wf.name in seen_names:
             other = seen_names[wf.name]
             problems.append(located.problem(("name",), f"duplicate workflow name '{wf.name}' (also in {other.file})",
