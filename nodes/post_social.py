@@ -12,7 +12,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pixelmill.node import ArtifactRef, Model, Node
+from pixelmill.labels.inspect import InspectError, inspect_file
+from pixelmill.node import ArtifactRef, Cancelled, Model, Node
 from pixelmill.posting import preflight
 from pixelmill.posting.base import Keys, Post, PostImage, PostingError, Target
 from pixelmill.posting.bluesky import BlueskySessions, BlueskyTarget, make_tid
@@ -24,6 +25,7 @@ from pixelmill.posting.webhook import WebhookTarget
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SESSIONS_SERVICE = "posting.bluesky_sessions"
+DEFAULT_DISCLOSURE = "#AIgenerated"
 
 
 class PostSocialConfig(Model):
@@ -31,7 +33,9 @@ class PostSocialConfig(Model):
         "outbox", description="where to post; the outbox works offline")
     dry_run: bool = Field(False, description="check everything and return the requests without sending")
     allow_truncate: bool = Field(False, description="cut text/alt text that is too long, with an ellipsis")
-    disclosure: str | None = Field(None, description="added to the text on its own line, e.g. '#AIgenerated'")
+    disclosure: str | Literal[False] | None = Field(
+        None, description="added to the text on its own line, e.g. 'Image generated with AI'; unset: "
+        f"'{DEFAULT_DISCLOSURE}' when an image's labels say AI-generated; false: none")
     alt_suffix: str = Field("(AI-generated image)", description="appended to every alt text ('' for none)")
     require_alt_text: bool = Field(True, description="fail when an image has no alt text")
     language: str | None = Field(None, description="ISO 639 language of the post, e.g. 'en'")
@@ -122,6 +126,9 @@ class PostSocialOutputs(Model):
     text: str = ""
     images: int = 0
     warnings: list[str] = Field(default_factory=list)
+    disclosure: str | None = Field(None, description="the disclosure line added to the text")
+    unlabelled_images: list[str] = Field(default_factory=list, description="images that carry no AI label "
+                                         "(they did not go through label_ai)")
     request: list[dict] | None = None
 
 
@@ -144,11 +151,20 @@ class PostSocialNode(Node):
         origin, origin_created = _origin(store, ctx.run_id)
         target = self._target(ctx)
         limits = target.limits()
-        post = self._post(inputs, ctx)
+        post, labelled = self._post(inputs, ctx)
+        disclosure = _disclosure(cfg.disclosure, any(labelled.values()))
+        unlabelled = [name for name, ai in labelled.items() if not ai]
         prepared, notes = preflight.check(post, limits, target=_label(cfg), allow_truncate=cfg.allow_truncate,
-                                          disclosure=cfg.disclosure, require_alt=cfg.require_alt_text)
+                                          disclosure=disclosure, require_alt=cfg.require_alt_text)
         for note in notes:
             ctx.logger.info("post_social pre-flight: %s", note)
+        if unlabelled:
+            warning = (f"{len(unlabelled)} of {len(labelled)} images carry no AI label ({', '.join(unlabelled)}): "
+                       "they did not go through label_ai; pass the label_ai step's image so the label travels "
+                       "with the file")
+            ctx.logger.warning("post_social: %s", warning)
+            ctx.progress(0, None, f"warning: {warning}")  # a step event for the run history and live views
+            notes = [*notes, warning]
         identity = target.identity()
         content = _content_hash(prepared)
         seed = hashlib.sha256(f"{origin}\x1f{ctx.step_id}\x1f{identity}".encode()).hexdigest()
@@ -158,7 +174,7 @@ class PostSocialNode(Node):
         ledger = Ledger(store)
         key = ledger_key(ctx.workflow, origin, ctx.step_id, identity, content)
         base = dict(target=cfg.target, destination=identity, text=prepared.text, images=len(prepared.images),
-                    warnings=notes)
+                    warnings=notes, disclosure=disclosure, unlabelled_images=unlabelled)
         if cfg.dry_run:
             done = ledger.get(key)
             return PostSocialOutputs(state="dry_run", request=target.describe(prepared, keys),
@@ -204,27 +220,42 @@ class PostSocialNode(Node):
             # 'sending', because that earlier attempt may still have posted.
             if exc.definitive and not resume:
                 ledger.mark_failed(entry.id, str(exc))
+                raise
+            exc.args = (f"{exc}. {_may_exist(cfg, target, ctx.run_id)}",)
             raise
-        ledger.mark_sent(entry.id, delivery.remote_id, delivery.url, delivery.detail)
+        except Cancelled as exc:
+            exc.args = (f"{exc}. {_may_exist(cfg, target, ctx.run_id)}",)
+            raise
+        except Exception as exc:  # noqa: BLE001 - an unexpected failure mid-send leaves the outcome unknown
+            raise PostingError(f"{type(exc).__name__} while posting to {_label(cfg)}: {exc}. "
+                               f"{_may_exist(cfg, target, ctx.run_id)}", definitive=False) from exc
+        try:
+            ledger.mark_sent(entry.id, delivery.remote_id, delivery.url, delivery.detail)
+        except Exception as exc:  # noqa: BLE001 - the post exists; say so and how to finish safely
+            raise PostingError(f"posted to {_label(cfg)} ({delivery.url or delivery.remote_id}) but could not record "
+                               f"it ({type(exc).__name__}: {exc}). {_may_exist(cfg, target, ctx.run_id)}",
+                               definitive=False) from exc
         ctx.logger.info("post_social: posted to %s: %s", _label(cfg), delivery.url or delivery.remote_id)
         return PostSocialOutputs(state="sent", deduplicated=bool(delivery.detail.get("existing")),
                                  remote_id=delivery.remote_id, url=delivery.url, **base)
 
     # -- helpers ---------------------------------------------------------------------
 
-    def _post(self, inputs: PostSocialInputs, ctx) -> Post:
+    def _post(self, inputs: PostSocialInputs, ctx) -> tuple[Post, dict[str, bool]]:
+        """The post, and for each image (by artifact name) whether its labels say AI-generated."""
         cfg = self.config
         refs = list(inputs.images) + ([inputs.image] if inputs.image else [])
         alts = inputs.alt_text
         if isinstance(alts, list) and len(alts) != len(refs):
             raise ValueError(f"input 'alt_text' has {len(alts)} entries for {len(refs)} images: give one each, "
                              "or one string for all")
-        images, ref_dicts = [], []
+        images, ref_dicts, labelled = [], [], {}
         for i, ref in enumerate(refs):
             path = ctx.artifact_path(ref)
             if not path.is_file():
                 raise ValueError(f"image {i + 1}: artifact '{ref.name}' of run {ref.run_id} is not on disk ({path})")
             data = path.read_bytes()
+            labelled[ref.name] = _labelled_ai(path)
             media_type, width, height = preflight.read_image(data, ref.name)
             alt = alts[i] if isinstance(alts, list) else (alts if alts is not None else (inputs.caption or ""))
             images.append(PostImage(data, media_type, width, height,
@@ -234,7 +265,7 @@ class PostSocialNode(Node):
             ref_dicts.append({"run_id": ref.run_id, "name": ref.name, "url": url})
         return Post(text=inputs.text, images=images, caption=inputs.caption, labels=inputs.labels,
                     run_id=ctx.run_id, workflow=ctx.workflow, step_id=ctx.step_id,
-                    artifact_names=[r.name for r in refs], image_refs=ref_dicts)
+                    artifact_names=[r.name for r in refs], image_refs=ref_dicts), labelled
 
     def _target(self, ctx) -> Target:
         cfg = self.config
@@ -256,7 +287,8 @@ class PostSocialNode(Node):
                                   poll_interval=cfg.poll_interval, wait=wait)
         if cfg.target == "bluesky":
             password = ctx.secrets.get(cfg.password_secret)
-            sessions = ctx.service(SESSIONS_SERVICE, BlueskySessions)
+            home = Path(ctx.service("settings").home)
+            sessions = ctx.service(SESSIONS_SERVICE, lambda: BlueskySessions(home / "sessions"))
             return BlueskyTarget(http, sessions, cfg.service, cfg.handle, lambda: password, language=cfg.language,
                                  web_url=cfg.web_url)
         url = ctx.secrets.get(cfg.url_secret) if cfg.url_secret else cfg.url
@@ -274,6 +306,37 @@ def _label(cfg: PostSocialConfig) -> str:
         return {"n8n": "n8n webhook", "discord": "Discord webhook", "slack": "Slack webhook"}.get(
             cfg.flavour, "webhook")
     return "outbox"
+
+
+def _disclosure(configured: str | Literal[False] | None, ai_labelled: bool) -> str | None:
+    """The disclosure line: the configured one, none when switched off, else the default for AI images."""
+    if configured is False or (isinstance(configured, str) and not configured.strip()):
+        return None
+    if configured is not None:
+        return configured
+    return DEFAULT_DISCLOSURE if ai_labelled else None
+
+
+def _labelled_ai(path: Path) -> bool:
+    """Whether the file's own labels (XMP source type, C2PA, watermark) say AI made it."""
+    try:
+        return bool(inspect_file(path)["labelled_ai"])
+    except InspectError:
+        return False
+
+
+def _may_exist(cfg: PostSocialConfig, target: Target, run_id: str) -> str:
+    """What an unconfirmed delivery means and how to finish it without posting twice."""
+    text = f"The post may already exist on {_label(cfg)}. "
+    if not target.dedupes and not cfg.resend_unconfirmed:
+        return text + ("Check the destination before anything else: a retry will not send it again unless "
+                       "config 'resend_unconfirmed: true' is set.")
+    how = {"mastodon": "sends it with the same Idempotency-Key (Mastodon returns the post it already made)",
+           "bluesky": "looks the post up under the same record key first",
+           "outbox": "finds the post's folder"}.get(cfg.target, "sends it with the same Idempotency-Key")
+    return text + (f"Retry safely with `pixelmill retry {run_id}` (or POST /api/v1/runs/{run_id}/retry): the "
+                   f"retry reuses this run's posting ledger and {how}, so it does not post twice. A new "
+                   "`pixelmill run` would make a new post.")
 
 
 def _origin(store, run_id: str) -> tuple[str, str | None]:

@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
 import regex
 from werkzeug.serving import WSGIRequestHandler, make_server
@@ -119,7 +120,8 @@ class FakeMastodon(FakeServer):
         self.processing_polls = processing_polls
         self.media: dict[str, dict] = {}
         self.statuses: list[dict] = []
-        self.idempotent: dict[str, dict] = {}
+        self.idempotent: dict[str, dict] = {}  # Idempotency-Key -> the status it made (kept ~1 hour)
+        self.account_id = "1"
 
     def route(self, rec):
         if rec.path == "/api/v2/media":
@@ -128,6 +130,10 @@ class FakeMastodon(FakeServer):
             return "media_get"
         if rec.path == "/api/v1/statuses":
             return "statuses"
+        if rec.path == "/api/v1/accounts/verify_credentials":
+            return "verify_credentials"
+        if rec.path.startswith("/api/v1/accounts/") and rec.path.endswith("/statuses"):
+            return "account_statuses"
         return rec.path
 
     def handle(self, route, rec):
@@ -161,6 +167,15 @@ class FakeMastodon(FakeServer):
                 return _json({"id": mid, "type": "image", "url": None, "description": m["description"]}, 206)
             return _json({"id": mid, "type": "image", "url": f"{self.url}/media/{mid}",
                           "description": m["description"]})
+        if route == "verify_credentials" and rec.method == "GET":
+            return _json({"id": self.account_id, "username": "pixel", "acct": "pixel",
+                          "statuses_count": len(self.statuses)})
+        if route == "account_statuses" and rec.method == "GET":
+            if rec.path != f"/api/v1/accounts/{self.account_id}/statuses":
+                return _json({"error": "Record not found"}, 404)
+            limit = min(40, int((rec.query.get("limit") or ["20"])[0]))  # newest first, at most 40
+            with self.lock:
+                return _json(list(reversed(self.statuses))[:limit])
         if route == "statuses" and rec.method == "POST":
             key = rec.headers.get("Idempotency-Key")
             with self.lock:
@@ -188,6 +203,8 @@ class FakeMastodon(FakeServer):
             with self.lock:
                 sid = str(1000 + len(self.statuses))
                 status = {"id": sid, "url": f"{self.url}/@pixel/{sid}", "uri": f"{self.url}/users/pixel/statuses/{sid}",
+                          "created_at": datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+                          .replace("+00:00", "Z"),
                           "content": f"<p>{text}</p>", "visibility": vis,
                           "language": (f.get("language") or [None])[0],
                           "spoiler_text": (f.get("spoiler_text") or [""])[0],
@@ -221,6 +238,11 @@ class FakeBluesky(FakeServer):
         self.refresh: dict[str, bool] = {}
         self.sessions_created = 0
         self.refreshes = 0
+        # createSession is rate limited per account (30 per 5 minutes and 100-300 a day); past the limit
+        # the PDS answers 429 RateLimitExceeded with RateLimit-* headers (reset in Unix seconds).
+        self.session_limit: int | None = None
+        self.session_window_s = 86_400
+        self.session_refusals = 0
         self.blobs: dict[str, dict] = {}
         self.records: dict[str, dict] = {}
         self._n = 0
@@ -229,6 +251,11 @@ class FakeBluesky(FakeServer):
         with self.lock:
             for t in self.access:
                 self.access[t] = False
+
+    def revoke_refresh_tokens(self):
+        with self.lock:
+            for t in self.refresh:
+                self.refresh[t] = False
 
     def route(self, rec):
         return rec.path.removeprefix("/xrpc/")
@@ -255,6 +282,12 @@ class FakeBluesky(FakeServer):
             if body.get("identifier") not in (self.account, self.did) or body.get("password") != self.password:
                 return _json({"error": "AuthenticationRequired", "message": "Invalid identifier or password"}, 401)
             with self.lock:
+                if self.session_limit is not None and self.sessions_created >= self.session_limit:
+                    self.session_refusals += 1
+                    reset = int(time.time() + self.session_window_s)
+                    return _json({"error": "RateLimitExceeded", "message": "Rate Limit Exceeded"}, 429, {
+                        "RateLimit-Limit": str(self.session_limit), "RateLimit-Remaining": "0",
+                        "RateLimit-Reset": str(reset), "RateLimit-Policy": f"{self.session_limit};w={self.session_window_s}"})
                 self.sessions_created += 1
                 return _json(self._tokens())
         if route == "com.atproto.server.refreshSession":

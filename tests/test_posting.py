@@ -456,7 +456,7 @@ def test_slack_webhook_needs_image_urls(rt):
         good = run(rt, flow({**cfg, "image_base_url": "https://pixelmill.example/runs/{run_id}/{name}"}))
         assert good.status is RunStatus.SUCCEEDED, good.error
         body = w.messages[0].json
-        assert body["text"] == "Dawn over the cliffs"
+        assert body["text"] == "Dawn over the cliffs\n\n#AIgenerated"  # default disclosure: the image is labelled
         assert body["blocks"][1]["type"] == "image"
         assert body["blocks"][1]["image_url"].startswith("https://pixelmill.example/runs/")
         assert body["blocks"][1]["alt_text"].endswith("(AI-generated image)")
@@ -465,7 +465,7 @@ def test_slack_webhook_needs_image_urls(rt):
 def test_n8n_webhook_json_with_base64_template_and_header_auth(rt):
     with FakeWebhooks() as w:
         cfg = {"target": "webhook", "flavour": "n8n", "url": f"{w.url}/webhook/pixelmill-posts",
-               "auth_header": "X-Token", "auth_secret": "N8N_TOKEN",
+               "auth_header": "X-Token", "auth_secret": "N8N_TOKEN", "disclosure": False,  # the labels travel
                "body": {"message": "{{ text }} ({{ run_id }})", "images": "{{ images }}", "labels": "{{ labels }}",
                         "kind": "ai-post"}}
         result = run(rt, flow(cfg, with_={"text": "hello", "images": "${{ steps.img.outputs.images }}",

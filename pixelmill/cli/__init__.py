@@ -25,9 +25,9 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import history, inspect, models, serve, workflows
+    from . import history, inspect, models, retry, serve, workflows
 
-    for module in (workflows, history, serve, models, inspect):
+    for module in (workflows, history, serve, models, inspect, retry):
         for command in module.COMMANDS:
             main.add_command(command)
 

@@ -18,6 +18,15 @@ class PostingError(Exception):
         self.retryable = not (definitive and status is not None and 400 <= status < 500 and status != 429)
 
 
+class RateLimited(PostingError):
+    """The platform asks to wait longer than ``max_retry_wait``: not retried, not by the step either."""
+
+    def __init__(self, message: str, *, status: int, wait_s: float):
+        super().__init__(message, status=status)
+        self.wait_s = wait_s
+        self.retryable = False
+
+
 class AmbiguousDelivery(PostingError):
     """The request may have reached the platform (timeout, dropped connection): outcome unknown."""
 

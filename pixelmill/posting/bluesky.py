@@ -1,8 +1,9 @@
 """Bluesky (AT Protocol) target.
 
-``com.atproto.server.createSession`` once per (PDS, handle) per process, kept in a shared
-``BlueskySessions`` service and refreshed with ``com.atproto.server.refreshSession`` when the access
-token expires (sessions are limited to about 100 a day). Then ``com.atproto.repo.uploadBlob`` per
+``com.atproto.server.createSession`` once per (PDS, handle), saved under ``PIXELMILL_HOME/sessions``
+and shared by every process there (``BlueskySessions``), refreshed with
+``com.atproto.server.refreshSession`` when the access token expires (sessions are limited to about
+100 a day); a new login only when the refresh is refused. Then ``com.atproto.repo.uploadBlob`` per
 image and ``com.atproto.repo.createRecord`` of an ``app.bsky.feed.post`` with an
 ``app.bsky.embed.images`` embed (alt text, aspectRatio) under a deterministic record key: before any
 repeated createRecord the record is looked up with ``com.atproto.repo.getRecord``, so a post that
@@ -17,14 +18,17 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 import requests
 
 from .base import AmbiguousDelivery, Delivery, Keys, Limits, Post, PostingError, Target
 from .http import Http, mark_sensitive, platform_message
 from .preflight import graphemes
+from .session_file import SessionFiles
 
 BLOB_LIMIT = 1_000_000
 S32 = "234567abcdefghijklmnopqrstuvwxyz"
@@ -81,16 +85,24 @@ class Session:
     handle: str
     access: str
     refresh: str
-    created: int = 1
-    refreshed: int = 0
+
+    def saved(self) -> dict:
+        return {"did": self.did, "handle": self.handle, "accessJwt": self.access, "refreshJwt": self.refresh}
 
 
 class BlueskySessions:
-    """Process-wide Bluesky sessions, one per (PDS, identifier): created once, refreshed when expired."""
+    """Bluesky sessions, one per (PDS, identifier), shared by threads and, through ``folder``, by processes.
 
-    def __init__(self):
+    ``createSession`` is limited per account (30 per 5 minutes, 100-300 a day), so a session is
+    created once, saved in ``folder`` (0600 files, see ``session_file``), reused by every process of the
+    same ``PIXELMILL_HOME``, refreshed with ``refreshSession`` when the access token expires, and
+    created again only when the refresh is refused. Without ``folder`` it lives in this process only.
+    """
+
+    def __init__(self, folder: Path | None = None):
         self._sessions: dict[tuple[str, str], Session] = {}
         self._lock = threading.Lock()
+        self._files = SessionFiles(folder, "bluesky") if folder is not None else None
         self.created = 0
         self.refreshed = 0
 
@@ -102,40 +114,83 @@ class BlueskySessions:
         key = (service, identifier)
         with self._lock:
             sess = self._sessions.get(key)
-            if sess is None:
-                sess = self._create(http, service, identifier, password)
+            if sess is not None and not _expiring(sess.access):
+                return sess
+            with self._shared(service, identifier):
+                saved = self._load(service, identifier)
+                if saved is not None and (sess is None or saved.access != sess.access):
+                    sess = saved  # another process logged in or refreshed meanwhile
+                if sess is None:
+                    sess = self._store(self._create(http, service, identifier, password))
+                elif _expiring(sess.access):
+                    sess = self._store(self._refresh_or_create(http, sess, password))
                 self._sessions[key] = sess
-            elif _expiring(sess.access):
-                sess = self._refresh_or_create(http, sess, password)
-            return sess
+                return sess
 
     def renew(self, http: Http, stale: Session, password: Callable[[], str]) -> Session:
         """After an ExpiredToken answer: refresh (or, if the refresh token is dead too, log in again)."""
+        key = (stale.service, stale.identifier)
         with self._lock:
-            current = self._sessions.get((stale.service, stale.identifier))
+            current = self._sessions.get(key)
             if current is not None and current.access != stale.access:
                 return current  # another thread renewed it already
-            sess = self._refresh_or_create(http, stale, password)
-            return sess
+            with self._shared(*key):
+                saved = self._load(*key)
+                if saved is not None and saved.access != stale.access:
+                    sess = saved  # another process renewed it already
+                else:
+                    sess = self._store(self._refresh_or_create(http, saved or stale, password))
+                self._sessions[key] = sess
+                return sess
+
+    # -- the shared copy ---------------------------------------------------------------
+
+    @contextmanager
+    def _shared(self, service: str, identifier: str):
+        if self._files is None:
+            yield
+            return
+        with self._files.locked(service, identifier):
+            yield
+
+    def _load(self, service: str, identifier: str) -> Session | None:
+        if self._files is None:
+            return None
+        data = self._files.load(service, identifier)
+        try:
+            sess = Session(service, identifier, data["did"], data["handle"], data["accessJwt"], data["refreshJwt"])
+        except (TypeError, KeyError):
+            return None
+        mark_sensitive(sess.access, sess.refresh)
+        return sess
+
+    def _store(self, sess: Session) -> Session:
+        if self._files is not None:
+            self._files.save(sess.service, sess.identifier, sess.saved())
+        return sess
+
+    # -- the XRPC calls ---------------------------------------------------------------------
 
     def _refresh_or_create(self, http: Http, sess: Session, password) -> Session:
-        resp = http.session.post(f"{sess.service}/xrpc/com.atproto.server.refreshSession",
-                                 headers={"Authorization": f"Bearer {sess.refresh}"},
-                                 timeout=(http.policy.connect_timeout, http.policy.read_timeout))
+        try:
+            resp = http.session.post(f"{sess.service}/xrpc/com.atproto.server.refreshSession",
+                                     headers={"Authorization": f"Bearer {sess.refresh}"},
+                                     timeout=(http.policy.connect_timeout, http.policy.read_timeout))
+        except requests.RequestException as exc:
+            raise PostingError(f"{http.label}: could not refresh the session ({type(exc).__name__})",
+                               definitive=True) from None
         if resp.status_code == 200:
             data = resp.json()
             mark_sensitive(data.get("accessJwt"), data.get("refreshJwt"))
-            sess.access, sess.refresh = data["accessJwt"], data["refreshJwt"]
-            sess.did = data.get("did", sess.did)
-            sess.handle = data.get("handle", sess.handle)
-            sess.refreshed += 1
             self.refreshed += 1
             http.logger.info("%s: session refreshed", http.label)
-            return sess
+            return Session(sess.service, sess.identifier, data.get("did", sess.did), data.get("handle", sess.handle),
+                           data["accessJwt"], data["refreshJwt"])
+        if resp.status_code not in (400, 401):  # a server error or rate limit is no reason to log in again
+            raise PostingError(f"{http.label} answered refreshSession with HTTP {resp.status_code}: "
+                               f"{platform_message(resp)}", status=resp.status_code)
         http.logger.info("%s: session refresh refused (%s); logging in again", http.label, platform_message(resp))
-        new = self._create(http, sess.service, sess.identifier, password)
-        self._sessions[(sess.service, sess.identifier)] = new
-        return new
+        return self._create(http, sess.service, sess.identifier, password)
 
     def _create(self, http: Http, service: str, identifier: str, password) -> Session:
         resp = http.request("POST", f"{service}/xrpc/com.atproto.server.createSession", idempotent=True,
@@ -146,7 +201,6 @@ class BlueskySessions:
         http.logger.info("%s: new session for %s", http.label, identifier)
         return Session(service, identifier, data["did"], data.get("handle", identifier), data["accessJwt"],
                        data["refreshJwt"])
-
 
 def _expiring(token: str) -> bool:
     exp = _jwt_exp(token)
@@ -259,9 +313,16 @@ class BlueskyTarget(Target):
             blobs.append(blob)
         body = {"repo": sess.did, "collection": "app.bsky.feed.post", "rkey": keys.rkey,
                 "record": self.record(post, blobs)}
-        resp, sess = self._call("POST", "com.atproto.repo.createRecord", json=body,
-                                before_retry=lambda: self._existing(sess.did, keys.rkey, post.text))
-        return self._delivery(resp.json(), sess, keys, existing=False)
+        found: list = []
+
+        def look_up():  # before a repeated createRecord: did the earlier try create it after all?
+            answer = self._existing(sess.did, keys.rkey, post.text)
+            if answer is not None:
+                found.append(answer)
+            return answer
+
+        resp, sess = self._call("POST", "com.atproto.repo.createRecord", json=body, before_retry=look_up)
+        return self._delivery(resp.json(), sess, keys, existing=bool(found))
 
     def _delivery(self, data: dict, sess: Session, keys: Keys, *, existing: bool) -> Delivery:
         uri = data.get("uri") or f"at://{sess.did}/app.bsky.feed.post/{keys.rkey}"

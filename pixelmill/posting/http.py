@@ -14,13 +14,14 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
 from urllib.parse import urlsplit
 
 import requests
 
 from pixelmill.node import Cancelled
 
-from .base import AmbiguousDelivery, PostingError
+from .base import AmbiguousDelivery, PostingError, RateLimited
 
 log = logging.getLogger("pixelmill.posting")
 
@@ -89,6 +90,31 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     if when is None:
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def rate_limit_wait(headers, now: float | None = None) -> float | None:
+    """Seconds the server asks to wait: ``Retry-After``, else an exhausted ``RateLimit-Reset``.
+
+    AT Protocol services answer a 429 with ``RateLimit-Limit/-Remaining/-Reset/-Policy`` headers, the
+    reset as Unix seconds; the IETF draft form is seconds from now (a value below a day is read so)."""
+    after = retry_after_seconds(headers.get("Retry-After"), now)
+    if after is not None:
+        return after
+    reset, remaining = headers.get("RateLimit-Reset"), headers.get("RateLimit-Remaining")
+    if reset is None or (remaining is not None and remaining.strip() not in ("0", "")):
+        return None
+    try:
+        value = float(reset.strip())
+    except ValueError:
+        return None
+    if value < 86_400:  # delta seconds
+        return max(0.0, value)
+    return max(0.0, value - (time.time() if now is None else now))
+
+
+def _when(seconds: float) -> str:
+    at = datetime.now(timezone.utc) + timedelta(seconds=seconds)
+    return f"{at:%Y-%m-%d %H:%M:%S} UTC (in {seconds:,.0f} s)"
 
 
 def platform_message(resp: requests.Response) -> str:
@@ -163,13 +189,19 @@ class Http:
                 if resp.status_code not in RETRY_STATUSES:
                     raise PostingError(f"{self.label} refused {method} {shown}: HTTP {resp.status_code}: {message}",
                                        status=resp.status_code)
-                delay = self._delay(attempt, resp)
-                if attempt >= p.attempts or delay is None:
-                    why = "" if delay is not None else (
-                        f" (Retry-After {resp.headers.get('Retry-After')} s is above max_retry_wait "
-                        f"{p.max_retry_after:g} s)")
+                asked = rate_limit_wait(resp.headers)
+                if asked is not None and asked > p.max_retry_after:
+                    # Waiting that long is not this request's job, and an immediate retry (here or by the
+                    # step's retry) would be refused again: fail for good and say when to try again.
+                    raise RateLimited(f"{self.label} answered {method} {shown} with HTTP {resp.status_code}: "
+                                      f"{message}; it asks to wait {asked:,.0f} s, above max_retry_wait "
+                                      f"{p.max_retry_after:g} s, so it is not retried now. "
+                                      f"Try again after {_when(asked)}", status=resp.status_code, wait_s=asked)
+                delay = asked if asked is not None else self._backoff(attempt)
+                if attempt >= p.attempts:
+                    later = f"; try again after {_when(asked)}" if asked else ""
                     raise PostingError(f"{self.label} answered {method} {shown} with HTTP {resp.status_code}: "
-                                       f"{message}; gave up after {attempt} tries{why}", status=resp.status_code)
+                                       f"{message}; gave up after {attempt} tries{later}", status=resp.status_code)
                 self.logger.warning("%s: %s %s -> HTTP %d (%s); retrying in %.1f s", self.label, method, shown,
                                     resp.status_code, message, delay)
                 self._sleep(delay)
@@ -187,14 +219,6 @@ class Http:
 
     def _backoff(self, attempt: int) -> float:
         return min(self.policy.max_backoff, self.policy.backoff * 2 ** (attempt - 1))
-
-    def _delay(self, attempt: int, resp: requests.Response) -> float | None:
-        after = retry_after_seconds(resp.headers.get("Retry-After"))
-        if after is None:
-            return self._backoff(attempt)
-        if after > self.policy.max_retry_after:
-            return None
-        return after
 
     def _sleep(self, seconds: float) -> None:
         self.waits.append(seconds)

@@ -1,6 +1,8 @@
 """Mastodon target: ``POST /api/v2/media`` per image (alt text as ``description``), poll
 ``GET /api/v1/media/:id`` while it is processing, then ``POST /api/v1/statuses`` with ``media_ids[]``
-and an ``Idempotency-Key`` header so a repeated request returns the same status.
+and an ``Idempotency-Key`` header so a repeated request returns the same status. When an earlier try
+may have posted, the account's recent statuses (``GET /api/v1/accounts/:id/statuses``) are listed
+before sending again, to tell an idempotent replay from a new status.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class MastodonTarget(Target):
         self.media_timeout = media_timeout
         self.poll_interval = poll_interval
         self._wait = wait or (lambda s: time.sleep(s) or False)
+        self._account_id: str | None = None
 
     def limits(self) -> Limits:
         # Mastodon 4.x defaults: 4 attachments, 16 MiB and 33,177,600 pixels an image, 1,500-character
@@ -74,14 +77,44 @@ class MastodonTarget(Target):
 
     def send(self, post: Post, keys: Keys, *, resume: bool) -> Delivery:
         media_ids = [self._upload(img) for img in post.images]
+        # Mastodon answers a repeated Idempotency-Key with the status it made the first time, exactly as
+        # if it were new. Whenever an earlier try may have posted, the account's recent status ids are
+        # noted before sending again: an answer among them came from that earlier try.
+        before: list[set[str] | None] = []
+
+        def note_recent():
+            before.append(self._recent_ids())
+
+        if resume:
+            note_recent()
         resp = self.http.request("POST", f"{self.instance}/api/v1/statuses", idempotent=True,
                                  headers={**self._auth(), "Idempotency-Key": keys.idempotency_key},
-                                 data=self._status_fields(post, media_ids))
+                                 data=self._status_fields(post, media_ids), before_retry=note_recent)
         status = _json(resp, "POST /api/v1/statuses")
         if not status.get("id"):
             raise PostingError(f"Mastodon answered POST /api/v1/statuses without a status id: {str(status)[:200]}")
-        return Delivery(str(status["id"]), status.get("url") or status.get("uri"),
-                        {"uri": status.get("uri"), "media_ids": media_ids})
+        sid = str(status["id"])
+        existing = any(ids is not None and sid in ids for ids in before)
+        if existing:
+            self.http.logger.info("%s: status %s was made by an earlier try (idempotent replay)", self.http.label,
+                                  sid)
+        return Delivery(sid, status.get("url") or status.get("uri"),
+                        {"uri": status.get("uri"), "media_ids": media_ids, "existing": existing})
+
+    def _recent_ids(self) -> set[str] | None:
+        """Ids of the account's latest statuses (None when they cannot be read; then 'not known')."""
+        try:
+            if self._account_id is None:
+                me = _json(self.http.request("GET", f"{self.instance}/api/v1/accounts/verify_credentials",
+                                             idempotent=True, headers=self._auth()), "GET verify_credentials")
+                self._account_id = str(me["id"])
+            resp = self.http.request("GET", f"{self.instance}/api/v1/accounts/{self._account_id}/statuses",
+                                     idempotent=True, headers=self._auth(), params={"limit": 40})
+            listed = resp.json()
+            return {str(s["id"]) for s in listed if isinstance(s, dict) and "id" in s}
+        except (PostingError, ValueError, KeyError, TypeError) as exc:
+            self.http.logger.info("%s: could not list recent statuses (%s)", self.http.label, exc)
+            return None
 
     def _upload(self, img) -> str:
         # An upload is safe to repeat: a media attachment no status uses is removed by the instance.
