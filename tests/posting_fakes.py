@@ -2,7 +2,8 @@
 
 They follow the documented APIs (paths, fields, status codes, limits) closely enough to catch a
 wrong request, and record every request they get. ``script`` makes a route answer with an error, a
-Retry-After, or "stall": do the work, then answer too late (the client times out after the post exists).
+Retry-After, "stall": do the work, then answer too late (the client times out after the post exists),
+or "lost": answer too late without doing the work (the client times out, nothing was posted).
 """
 
 from __future__ import annotations
@@ -93,6 +94,9 @@ class FakeServer:
         elif isinstance(action, tuple):
             status, headers = action
             resp = _json({"error": "Too many requests"}, status, headers)
+        elif action == "lost":  # a proxy held the request, then gave up: the app never saw it
+            time.sleep(self.stall_s)
+            resp = _json({"error": "Bad Gateway"}, 502)
         else:
             resp = self.handle(route, rec)
             if action == "stall":

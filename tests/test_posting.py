@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from pixelmill.problems import WorkflowInvalid
 from pixelmill.runtime import Runtime
 from pixelmill.settings import Settings
 from pixelmill.status import RunStatus
+from pixelmill.store import RunStore
 
 from .posting_fakes import FakeBluesky, FakeMastodon, FakeWebhooks
 
@@ -40,6 +42,7 @@ class FixtureConfig(Model):
     height: int = 48
     count: int = 1
     noise: bool = False
+    label: bool = True  # False: a plain image, as if label_ai never saw it
 
 
 class FixtureOutputs(Model):
@@ -63,7 +66,8 @@ class FixtureImage(Node):
             else:
                 im = Image.new("RGB", (c.width, c.height), (40 * n % 255, 120, 200))
             info = PngImagePlugin.PngInfo()
-            info.add_itxt("XML:com.adobe.xmp", XMP.decode())
+            if c.label:
+                info.add_itxt("XML:com.adobe.xmp", XMP.decode())
             ref, path = ctx.new_artifact(f"img{n}.png", "image/png")
             im.save(path, "PNG", pnginfo=info)
             refs.append(ref)
@@ -655,3 +659,250 @@ def test_preflight_and_definitive_refusals_are_not_retried_by_the_step():
     assert PostingError("unauthorized", status=401).retryable is False
     assert PostingError("slow down", status=429).retryable is True
     assert PostingError("server error", status=503).retryable is True
+
+
+# -- hardening (issue 9, items 24-28) -------------------------------------------------------------
+
+# One `pixelmill run`-style process: its own runtime, registry and run store, the shared PIXELMILL_HOME.
+WORKER = r"""
+import json, logging, sys
+from pixelmill.loader import load_text
+from pixelmill.registry import Registry
+from pixelmill.runtime import Runtime
+from pixelmill.settings import Settings
+from pixelmill_nodes.post_social import PostSocialNode
+
+home, db, text, password = sys.argv[1:5]
+logging.basicConfig(level=logging.DEBUG, stream=sys.stderr, format="%(name)s %(message)s")
+reg = Registry()
+reg.register(PostSocialNode)
+rt = Runtime.create(Settings.from_env(environ={}, home=home, db_url=db), registry=reg,
+                    environ={"BSKY_PASSWORD": password})
+try:
+    res = rt.run(load_text(text, "bluesky.yaml", reg), {})
+    print(json.dumps({"status": res.status.value, "error": res.error, "run_id": res.run_id}))
+finally:
+    rt.close()
+"""
+
+
+def _bluesky_processes(b, tmp_path, n: int, tag: str) -> list[subprocess.CompletedProcess]:
+    """``n`` processes at once, each posting one text to the fake PDS; each with its own run store."""
+    import sys
+    home = tmp_path / "home"
+    procs = []
+    for i in range(n):
+        text = json.dumps({"name": "bluesky-text", "steps": [
+            {"id": "post", "node": "post_social", "config": bluesky_cfg(b), "with": {"text": f"{tag} post {i}"}}]})
+        db = f"sqlite:///{tmp_path / f'{tag}-{i}.db'}"
+        procs.append(subprocess.Popen([sys.executable, "-c", WORKER, str(home), db, text, BPASS],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT))
+    out = []
+    for p in procs:
+        stdout, stderr = p.communicate(timeout=120)
+        out.append(subprocess.CompletedProcess(p.args, p.returncode, stdout, stderr))
+    return out
+
+
+def _fresh_clients(b, folder: Path, n: int, tag: str, start: int = 0) -> list[str]:
+    """``n`` Bluesky clients built from nothing, as ``n`` separate processes would build them (no shared
+    memory: own sessions object, own HTTP session), posting at the same time; the folder is all they share."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from pixelmill.posting.base import Keys, Post
+    from pixelmill.posting.bluesky import BlueskySessions, BlueskyTarget, make_tid
+    from pixelmill.posting.http import Http, RetryPolicy
+
+    def one(i: int) -> str:
+        target = BlueskyTarget(Http("Bluesky", RetryPolicy(backoff=0.01)), BlueskySessions(folder), b.url, HANDLE,
+                               lambda: BPASS)
+        keys = Keys("k", make_tid(1_764_000_000_000_000 + start + i, 0), f"s{i}")
+        return target.send(Post(text=f"{tag} post {i}", images=[]), keys, resume=False).remote_id
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_bluesky_session_is_shared_refreshed_and_created_again_only_when_refresh_fails(tmp_path, caplog):
+    """Item 24: 20 fresh clients (20 `pixelmill run` processes) make one createSession, although the
+    PDS caps logins at 3 here as a real account's daily limit would; an expired access token is
+    refreshed, and only a dead refresh token leads to a new login. The file is private; no token is logged."""
+    caplog.set_level(logging.DEBUG)
+    folder = tmp_path / "home" / "sessions"
+    with FakeBluesky(HANDLE, BPASS) as b:
+        b.session_limit = 3
+        posted = _fresh_clients(b, folder, 20, "first")
+        assert len(set(posted)) == 20 and len(b.records) == 20
+        assert b.sessions_created == 1 and b.session_refusals == 0
+        saved, = folder.glob("bluesky-*.json")
+        assert oct(folder.stat().st_mode & 0o777) == "0o700" and oct(saved.stat().st_mode & 0o777) == "0o600"
+        b.expire_access_tokens()
+        _fresh_clients(b, folder, 3, "expired", start=100)
+        assert b.sessions_created == 1 and b.refreshes == 1
+        b.expire_access_tokens()
+        b.revoke_refresh_tokens()
+        _fresh_clients(b, folder, 3, "revoked", start=200)
+        assert b.sessions_created == 2 and b.refreshes == 1 and len(b.records) == 26
+        tokens = list(b.access) + list(b.refresh)
+    assert "new session for" in caplog.text and "session refreshed" in caplog.text
+    for token in tokens:
+        assert token not in caplog.text
+
+
+def test_bluesky_session_is_shared_by_real_processes(tmp_path):
+    """Item 24 through the node in separate processes (each its own runtime and run store): one login,
+    and no token in their DEBUG logs or their run stores."""
+    with FakeBluesky(HANDLE, BPASS) as b:
+        b.session_limit = 1
+        procs = _bluesky_processes(b, tmp_path, 3, "proc")
+        for p in procs:
+            assert p.returncode == 0, p.stderr[-2000:]
+            assert json.loads(p.stdout)["status"] == "succeeded", p.stdout
+        assert b.sessions_created == 1 and len(b.records) == 3
+        tokens = list(b.access) + list(b.refresh)
+    logs = "".join(p.stderr + p.stdout for p in procs)
+    assert "new session for" in logs  # the logs were captured (DEBUG, urllib3 included)
+    dbs = b"".join(f.read_bytes() for f in tmp_path.glob("*.db*"))
+    for token in tokens:
+        assert token not in logs and token.encode() not in dbs
+
+
+def test_bluesky_session_file_is_reused_in_process_after_restart(rt, tmp_path):
+    """A new runtime (a restarted `pixelmill serve`) finds the saved session instead of logging in."""
+    with FakeBluesky(HANDLE, BPASS) as b:
+        assert run(rt, flow(bluesky_cfg(b))).status is RunStatus.SUCCEEDED
+        rt.close()
+        again = Runtime.create(Settings.from_env(environ={}, home=tmp_path / "home"),
+                               environ={"BSKY_PASSWORD": BPASS})
+        again.registry.register(FixtureImage)
+        try:
+            assert run(again, flow(bluesky_cfg(b))).status is RunStatus.SUCCEEDED
+        finally:
+            again.close()
+        assert b.sessions_created == 1 and len(b.records) == 2
+
+
+def test_rate_limit_beyond_max_retry_wait_is_not_retried_by_the_step(rt):
+    """Item 26: Retry-After 3600 s > max_retry_wait: one request, no step retry, and when to try again."""
+    with FakeMastodon(MTOKEN) as m:
+        m.script["statuses"] = [(429, {"Retry-After": "3600"})] * 3
+        result = run(rt, flow(mastodon_cfg(m, max_retry_wait=5), retry={"max_attempts": 3, "delay": 0}))
+        assert result.status is RunStatus.FAILED
+        assert len(m.calls("/api/v1/statuses")) == 1 and result.steps["post"].attempts == 1
+        msg = result.error["message"]
+        assert "Try again after" in msg and "UTC (in 3,600 s)" in msg and "max_retry_wait 5 s" in msg
+    with FakeBluesky(HANDLE, BPASS) as b:  # the AT Protocol form: 429 with RateLimit-Reset (Unix seconds)
+        b.session_limit = 0
+        result = run(rt, flow(bluesky_cfg(b), retry={"max_attempts": 3, "delay": 0}))
+        assert result.status is RunStatus.FAILED
+        assert len(b.calls("createSession")) == 1 and result.steps["post"].attempts == 1
+        assert "RateLimitExceeded" in result.error["message"] and "Try again after" in result.error["message"]
+
+
+def test_deduplicated_is_true_when_an_earlier_try_posted(rt):
+    """Item 27: Mastodon's idempotent replay and Bluesky's getRecord after a timeout count as earlier tries."""
+    with FakeMastodon(MTOKEN) as m:
+        m.script["statuses"] = ["stall"]
+        m.stall_s = 1.0
+        within = run(rt, flow(mastodon_cfg(m, timeout=0.3)))  # request-level retry, same key
+        m.script["statuses"] = ["stall"]
+        step = run(rt, flow(mastodon_cfg(m, timeout=0.3, retries=0), retry={"max_attempts": 2, "delay": 0}))
+        assert len(m.statuses) == 2
+        for result in (within, step):
+            assert result.status is RunStatus.SUCCEEDED, result.error
+            assert result.steps["post"].outputs["deduplicated"] is True
+    with FakeBluesky(HANDLE, BPASS) as b:
+        b.script["com.atproto.repo.createRecord"] = ["stall"]
+        b.stall_s = 1.0
+        found = run(rt, flow(bluesky_cfg(b, timeout=0.3)))
+        assert found.status is RunStatus.SUCCEEDED, found.error
+        assert len(b.records) == 1 and found.steps["post"].outputs["deduplicated"] is True
+
+
+def test_deduplicated_is_false_when_the_retry_made_the_post(rt):
+    """The other side of item 27: a retry after a lost request or a 500 made the post itself."""
+    with FakeMastodon(MTOKEN) as m:
+        m.script["statuses"] = ["lost", 500]  # the first request never reached the app; then a 500
+        m.stall_s = 1.0
+        result = run(rt, flow(mastodon_cfg(m, timeout=0.3)))
+        assert result.status is RunStatus.SUCCEEDED, result.error
+        assert len(m.calls("/api/v1/statuses")) == 3 and len(m.statuses) == 1
+        assert result.steps["post"].outputs["deduplicated"] is False
+    with FakeBluesky(HANDLE, BPASS) as b:
+        b.script["com.atproto.repo.createRecord"] = [500]
+        result = run(rt, flow(bluesky_cfg(b)))
+        assert result.status is RunStatus.SUCCEEDED and result.steps["post"].outputs["deduplicated"] is False
+
+
+def test_ai_labelled_image_gets_a_default_disclosure_unless_switched_off(rt):
+    """Item 28: no `disclosure` configured, the image's own labels say AI-generated: '#AIgenerated'."""
+    with FakeMastodon(MTOKEN) as m:
+        cfg = mastodon_cfg(m)
+        del cfg["disclosure"]
+        result = run(rt, flow(cfg))
+        assert result.status is RunStatus.SUCCEEDED, result.error
+        out = result.steps["post"].outputs
+        assert m.calls("/api/v1/statuses")[0].form["status"] == ["Dawn over the cliffs\n\n#AIgenerated"]
+        assert out["disclosure"] == "#AIgenerated" and out["unlabelled_images"] == []
+        off = run(rt, flow({**cfg, "disclosure": False}))
+        assert off.status is RunStatus.SUCCEEDED, off.error
+        assert m.calls("/api/v1/statuses")[1].form["status"] == ["Dawn over the cliffs"]
+        assert off.steps["post"].outputs["disclosure"] is None
+
+
+def test_unlabelled_image_is_posted_with_a_warning(rt, caplog):
+    """Item 28: an image that never went through label_ai: a warning in the log, a step event and the
+    outputs; no AI disclosure is invented for it."""
+    caplog.set_level(logging.WARNING, logger="pixelmill")
+    with FakeMastodon(MTOKEN) as m:
+        cfg = mastodon_cfg(m)
+        del cfg["disclosure"]
+        result = run(rt, flow(cfg, image={"label": False}))
+        assert result.status is RunStatus.SUCCEEDED, result.error
+        out = result.steps["post"].outputs
+        name = result.steps["img"].outputs["image"]["name"]
+        assert out["unlabelled_images"] == [name] and out["disclosure"] is None
+        assert any("carry no AI label" in w and "label_ai" in w for w in out["warnings"])
+        events = [e.data for e in rt.store.events(result.run_id) if e.step_id == "post"]
+        assert any("carry no AI label" in (d.get("message") or "") for d in events)
+        assert "carry no AI label" in caplog.text
+        assert m.calls("/api/v1/statuses")[0].form["status"] == ["Dawn over the cliffs"]
+
+
+def test_cli_retry_finishes_an_unconfirmed_post_without_posting_twice(tmp_path):
+    """Item 25: the run fails after an unconfirmed delivery; its error says the post may exist and how to
+    retry; `pixelmill retry RUN_ID` reuses the ledger (same Idempotency-Key), so one post."""
+    import sys
+    env = dict(os.environ, PIXELMILL_HOME=str(tmp_path / "home"), MASTODON_TOKEN=MTOKEN)
+    env.pop("PYTHONPATH", None)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "pixelmill.cli", *args], env=env, capture_output=True,
+                              text=True, cwd=ROOT, timeout=120)
+
+    with FakeMastodon(MTOKEN) as m:
+        m.script["statuses"] = ["stall"]
+        m.stall_s = 1.0
+        wf = tmp_path / "post.yaml"
+        wf.write_text(json.dumps({"name": "post-once", "steps": [
+            {"id": "post", "node": "post_social", "config": mastodon_cfg(m, timeout=0.3, retries=0),
+             "with": {"text": "Dawn over the cliffs"}}]}))
+        first = cli("run", str(wf), "--json")
+        assert first.returncode == 1, first.stderr
+        failed = json.loads(first.stdout)
+        msg = failed["error"]["message"]
+        assert "may already exist" in msg and f"pixelmill retry {failed['run_id']}" in msg
+        assert len(m.statuses) == 1
+        again = cli("retry", failed["run_id"], "--json")
+        assert again.returncode == 0, again.stderr
+        done = json.loads(again.stdout)
+        post = done["steps"]["post"]["outputs"]
+        assert len(m.statuses) == 1 and post["remote_id"] == m.statuses[0]["id"] and post["deduplicated"] is True
+        keys = {c.headers["Idempotency-Key"] for c in m.calls("/api/v1/statuses")}
+        assert len(keys) == 1
+        stored = RunStore(Settings.from_env(environ={}, home=tmp_path / "home").db_url,
+                          tmp_path / "home" / "runs").get_run(done["run_id"])
+        assert stored["retry_of"] == failed["run_id"] and stored["trigger_kind"] == "retry"
+        refused = cli("retry", done["run_id"])  # a succeeded run is not retried
+        assert refused.returncode == 2 and "only failed" in refused.stderr
+        assert len(m.statuses) == 1
