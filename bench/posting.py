@@ -1,5 +1,7 @@
-"""Posting overheads, measured: pre-flight recompression under Bluesky's blob limit, and the cost of a
-post through the executor (ledger writes included) against local fakes of Mastodon and a Bluesky PDS.
+"""Posting overheads, measured: pre-flight recompression under Bluesky's blob limit, the cost of a
+post through the executor (ledger writes and reading the image's AI labels included) against local
+fakes of Mastodon and a Bluesky PDS, and Bluesky logins made by separate processes sharing one
+PIXELMILL_HOME.
 
     .venv/bin/python bench/posting.py
 """
@@ -25,7 +27,16 @@ from pixelmill.posting.preflight import fit_image  # noqa: E402
 from pixelmill.runtime import Runtime  # noqa: E402
 from pixelmill.settings import Settings  # noqa: E402
 from tests.posting_fakes import FakeBluesky, FakeMastodon  # noqa: E402
-from tests.test_posting import BPASS, HANDLE, MTOKEN, FixtureImage, bluesky_cfg, flow, mastodon_cfg  # noqa: E402
+from tests.test_posting import (  # noqa: E402
+    BPASS,
+    HANDLE,
+    MTOKEN,
+    FixtureImage,
+    _bluesky_processes,
+    bluesky_cfg,
+    flow,
+    mastodon_cfg,
+)
 
 
 def recompress(side: int) -> None:
@@ -70,7 +81,19 @@ def posts(n: int) -> None:
             rt.close()
 
 
+def processes(n: int) -> None:
+    """``n`` processes at once, each its own runtime and run store, posting one text to the fake PDS."""
+    with tempfile.TemporaryDirectory() as tmp, FakeBluesky(HANDLE, BPASS) as b:
+        t0 = time.perf_counter()
+        procs = _bluesky_processes(b, Path(tmp), n, "bench")
+        wall = time.perf_counter() - t0
+        ok = sum(p.returncode == 0 and '"succeeded"' in p.stdout for p in procs)
+        print(f"{n} separate processes posting to Bluesky at once: {ok} succeeded, "
+              f"{b.sessions_created} createSession, {b.refreshes} refreshSession, {wall:.1f} s wall")
+
+
 if __name__ == "__main__":
     for side in (1024, 2048):
         recompress(side)
     posts(20)
+    processes(20)
