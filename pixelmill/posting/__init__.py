@@ -15,8 +15,9 @@ from .base import (
     PostImage,
     PostingError,
     PreflightError,
+    RateLimited,
     Target,
 )
 
 __all__ = ["AmbiguousDelivery", "Delivery", "Keys", "Limits", "Post", "PostImage", "PostingError",
-           "PreflightError", "Target"]
+           "PreflightError", "RateLimited", "Target"]
