@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,6 +26,9 @@ from pixelmill.posting.webhook import WebhookTarget
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 SESSIONS_SERVICE = "posting.bluesky_sessions"
 DEFAULT_DISCLOSURE = "#AIgenerated"
+# How long an unconfirmed post blocks other runs from posting the same content (Mastodon keeps
+# idempotency keys about this long; after it, a lost post would have shown up for anyone checking).
+UNCONFIRMED_WINDOW = timedelta(hours=1)
 
 
 class PostSocialConfig(Model):
@@ -65,8 +68,9 @@ class PostSocialConfig(Model):
     auth_header: str | None = Field(None, description="webhook: header carrying auth_secret, e.g. X-Token")
     auth_secret: str | None = Field(None, description="webhook: name of the secret sent in auth_header")
     receiver_dedupes: bool = Field(False, description="webhook: the receiver drops repeats by Idempotency-Key")
-    resend_unconfirmed: bool = Field(False, description="re-send when an earlier attempt's outcome is unknown "
-                                     "and the target cannot drop duplicates")
+    resend_unconfirmed: bool = Field(False, description="send although an earlier attempt's outcome is unknown "
+                                     "(the target cannot drop duplicates, or another run's identical post is "
+                                     "unconfirmed)")
     # Outbox
     folder: str | None = Field(None, description="outbox folder (relative: under PIXELMILL_HOME); "
                                "default PIXELMILL_HOME/outbox")
@@ -191,6 +195,20 @@ class PostSocialNode(Node):
             raise PostingError(
                 f"step '{ctx.step_id}' of run {origin} already posted different content to {identity} "
                 f"({o['state']}, remote id {o['remote_id'] or 'unknown'}); refusing to post a second time")
+        if not cfg.resend_unconfirmed:
+            pending = ledger.unconfirmed_elsewhere(ctx.workflow, origin, ctx.step_id, identity, content,
+                                                   since=_utcnow() - UNCONFIRMED_WINDOW)
+            if pending:
+                p = pending[0]
+                minutes = (_utcnow() - p["updated_at"]).total_seconds() / 60
+                exc = PostingError(
+                    f"run {p['last_run_id']} tried to post the same content to {_label(cfg)} {minutes:.0f} minutes "
+                    "ago and the delivery was not confirmed, so the post may already exist; this run does not "
+                    f"post it a second time. Finish that run safely with `pixelmill retry {p['last_run_id']}` "
+                    f"(or POST /api/v1/runs/{p['last_run_id']}/retry), or set config 'resend_unconfirmed: true' "
+                    "to post anyway", definitive=True)
+                exc.retryable = False
+                raise exc
         entry = ledger.begin(key=key, workflow=ctx.workflow, run_id=origin, step_id=ctx.step_id, target=identity,
                              content_hash=content, last_run_id=ctx.run_id, idempotency_key=keys.idempotency_key)
         if entry.state == SENT:  # another attempt finished it meanwhile

@@ -893,6 +893,11 @@ def test_cli_retry_finishes_an_unconfirmed_post_without_posting_twice(tmp_path):
         msg = failed["error"]["message"]
         assert "may already exist" in msg and f"pixelmill retry {failed['run_id']}" in msg
         assert len(m.statuses) == 1
+        calls = len(m.calls("/api/v1/statuses"))
+        fresh = cli("run", str(wf), "--json")  # a new run of the same post does not post it again...
+        assert fresh.returncode == 1, fresh.stderr
+        assert f"pixelmill retry {failed['run_id']}" in json.loads(fresh.stdout)["error"]["message"]
+        assert len(m.calls("/api/v1/statuses")) == calls
         again = cli("retry", failed["run_id"], "--json")
         assert again.returncode == 0, again.stderr
         done = json.loads(again.stdout)

@@ -95,6 +95,16 @@ class Ledger:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(q).mappings()]
 
+    def unconfirmed_elsewhere(self, workflow: str, run_id: str, step_id: str, target: str, content_hash: str,
+                              since: datetime) -> list[dict]:
+        """The same post (same step, target and content) left unconfirmed by another run since ``since``."""
+        t = PostingLedgerRow
+        q = select(t.__table__).where(t.workflow == workflow, t.run_id != run_id, t.step_id == step_id,
+                                      t.target == target, t.content_hash == content_hash, t.state == SENDING,
+                                      t.updated_at >= since).order_by(t.updated_at.desc())
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(q).mappings()]
+
     def begin(self, *, key: str, workflow: str, run_id: str, step_id: str, target: str, content_hash: str,
               last_run_id: str, idempotency_key: str) -> Entry:
         """Claim the row for an attempt: insert it as ``sending`` or move a failed/sending row to ``sending``."""
