@@ -353,8 +353,7 @@ def _may_exist(cfg: PostSocialConfig, target: Target, run_id: str) -> str:
            "bluesky": "looks the post up under the same record key first",
            "outbox": "finds the post's folder"}.get(cfg.target, "sends it with the same Idempotency-Key")
     return text + (f"Retry safely with `pixelmill retry {run_id}` (or POST /api/v1/runs/{run_id}/retry): the "
-                   f"retry reuses this run's posting ledger and {how}, so it does not post twice. A new "
-                   "`pixelmill run` would make a new post.")
+                   f"retry reuses this run's posting ledger and {how}, so it does not post twice.")
 
 
 def _origin(store, run_id: str) -> tuple[str, str | None]:
