@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+from pixelmill.node import NoRetry
+
 
 class PostingError(Exception):
     """A post failed. ``definitive`` is True when the platform answered, so nothing was posted."""
@@ -18,7 +20,7 @@ class PostingError(Exception):
         self.retryable = not (definitive and status is not None and 400 <= status < 500 and status != 429)
 
 
-class RateLimited(PostingError):
+class RateLimited(PostingError, NoRetry):
     """The platform asks to wait longer than ``max_retry_wait``: not retried, not by the step either."""
 
     def __init__(self, message: str, *, status: int, wait_s: float):
