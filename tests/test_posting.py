@@ -911,3 +911,14 @@ def test_cli_retry_finishes_an_unconfirmed_post_without_posting_twice(tmp_path):
         refused = cli("retry", done["run_id"])  # a succeeded run is not retried
         assert refused.returncode == 2 and "only failed" in refused.stderr
         assert len(m.statuses) == 1
+
+
+def test_bluesky_session_file_readable_by_others_is_not_trusted(tmp_path):
+    """A session file with group/other permissions is ignored (a new login) and replaced by a 0600 one."""
+    folder = tmp_path / "sessions"
+    with FakeBluesky(HANDLE, BPASS) as b:
+        _fresh_clients(b, folder, 1, "one")
+        saved, = folder.glob("bluesky-*.json")
+        saved.chmod(0o644)
+        _fresh_clients(b, folder, 1, "two", start=10)
+        assert b.sessions_created == 2 and oct(saved.stat().st_mode & 0o777) == "0o600"
