@@ -86,7 +86,7 @@ class WorkflowSet:
         for w in warnings:
             log.warning("workflow served with a warning: %s", w)
         return {"added": added, "changed": changed, "removed": removed,
-                "problems": [p.to_dict() for p in problems]}
+                "problems": [p.to_dict() for p in problems + warnings]}
 
     def get(self, name: str) -> LoadedWorkflow | None:
         return self.catalog.by_name.get(name)
