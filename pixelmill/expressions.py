@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from dataclasses import dataclass, field
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
@@ -139,8 +140,26 @@ def check_limits(expr: str, offset: int = 0) -> None:
         raise ExpressionError(f"expression '{_short(expr)}' nests brackets more than {MAX_NESTING} deep", offset)
 
 
+_DOTTED = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*")
+_KEYWORDS = {"and", "or", "not", "in", "is", "if", "else", "true", "false", "none", "True", "False", "None"}
+
+
+def _dotted_tree(expr: str) -> nodes.Template | None:
+    """The tree jinja2 would parse for a plain ``a.b.c`` (the common case), built without its parser."""
+    m = _DOTTED.fullmatch(expr)
+    if m is None or m.group(1) in _KEYWORDS:
+        return None
+    node: nodes.Expr = nodes.Name(m.group(1), "load", lineno=1)
+    for attr in m.group(2).split(".")[1:]:
+        node = nodes.Getattr(node, attr, "load", lineno=1)
+    return nodes.Template([nodes.Output([node], lineno=1)], lineno=1)
+
+
 def ast_of(expr: str, offset: int = 0) -> nodes.Template:
     check_limits(expr, offset)
+    tree = _dotted_tree(expr)
+    if tree is not None:
+        return tree
     try:
         tree = _ENV.parse("{{ " + expr + " }}")
     except TemplateSyntaxError as exc:

@@ -18,7 +18,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import yaml
-from yaml.composer import ComposerError
+from yaml.composer import Composer, ComposerError
+from yaml.constructor import SafeConstructor
+from yaml.resolver import Resolver
 
 from .problems import Problem
 
@@ -78,12 +80,10 @@ class _Alias:
         self.node, self.mark, self.anchor = node, mark, anchor
 
 
-class _Loader(yaml.SafeLoader):
-    """The safe loader's composer, which also keeps aliases visible and bounds the nesting depth."""
+class _Bounded(Composer):
+    """The composer, also keeping aliases visible and bounding the nesting depth."""
 
-    def __init__(self, text: str):
-        super().__init__(text)
-        self._depth = 0
+    _depth = 0
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
@@ -96,6 +96,43 @@ class _Loader(yaml.SafeLoader):
             return super().compose_node(parent, index)
         finally:
             self._depth -= 1
+
+
+class _Loader(_Bounded, yaml.SafeLoader):
+    """Pure-Python scanner and parser: slow, but with the clearest error messages and positions."""
+
+
+if getattr(yaml, "__with_libyaml__", False):
+    from yaml.cyaml import CParser
+
+    class _FastLoader(_Bounded, CParser, SafeConstructor, Resolver):
+        """libyaml's scanner and parser (several times faster) feeding the same bounded composer."""
+
+        def __init__(self, text: str):
+            CParser.__init__(self, text)
+            SafeConstructor.__init__(self)
+            Resolver.__init__(self)
+            Composer.__init__(self)
+else:  # pragma: no cover - PyYAML built without libyaml
+    _FastLoader = None
+
+
+def _compose(text: str):
+    """The document's root node. A document libyaml cannot read is read again by the pure-Python parser,
+    whose messages and positions are the ones we report."""
+    if _FastLoader is not None:
+        loader = _FastLoader(text)
+        try:
+            return loader.get_single_node()
+        except yaml.YAMLError:
+            pass
+        finally:
+            loader.dispose()
+    loader = _Loader(text)
+    try:
+        return loader.get_single_node()
+    finally:
+        loader.dispose()
 
 
 class _TooLarge(Exception):
@@ -125,10 +162,8 @@ def _syntax_problem(exc: yaml.MarkedYAMLError, text: str, file: str) -> Problem:
 
 def load(text: str, file: str) -> Located:
     located = Located(data=None, file=file)
-    loader = None
     try:
-        loader = _Loader(text)
-        root = loader.get_single_node()
+        root = _compose(text)
     except yaml.MarkedYAMLError as exc:
         located.problems.append(_syntax_problem(exc, text, file))
         return located
@@ -141,9 +176,6 @@ def load(text: str, file: str) -> Located:
     except yaml.YAMLError as exc:
         located.problems.append(Problem(file, 1, 1, f"YAML error: {exc}", "check the file's syntax"))
         return located
-    finally:
-        if loader is not None:
-            loader.dispose()
     if root is None:
         located.problems.append(Problem(file, 1, 1, "the file is empty", "a workflow needs at least 'name' and 'steps'"))
         return located
