@@ -353,3 +353,44 @@ def test_status_check_waits_for_a_failed_step_and_runs_the_fallback(runtime):
     assert result.steps["main"].status is StepStatus.SKIPPED  # its condition is false
     assert result.steps["uses_a"].status is StepStatus.SKIPPED  # it needs a's outputs: a must succeed
     assert result.status is RunStatus.SUCCEEDED and result.outputs == {"result": "plan-b"}
+
+
+def test_validate_command_prints_warnings(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from pixelmill.cli.workflows import validate_cmd
+
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    path = tmp_path / "w.yaml"
+    path.write_text("name: w\nsteps: [{id: p, node: prompt, with: {template: '{{ colr }}', choices: {color: [red]},"
+                    " vars: {k: '${{ secrets.NOT_SET_ANYWHERE }}'}}}]\n")
+    result = CliRunner().invoke(validate_cmd, [str(path)])
+    assert result.exit_code == 0, result.output
+    assert f"{path}:2:97: warning: secret 'NOT_SET_ANYWHERE' is not set in the environment" in result.output
+    assert f"{path}:2:48: warning: step 'p': template variable 'colr' has no value (did you mean 'color'?)" \
+        in result.output
+    assert f"ok: {path} (w, 1 steps, 2 warnings)" in result.output
+
+
+def test_served_workflow_list_shows_warnings_and_a_bad_file_never_500s(registry, tmp_path, monkeypatch):
+    from pixelmill.server.app import create_app
+    from pixelmill.server.config import ServerConfig
+    from pixelmill.settings import Settings
+
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    (tmp_path / "w.yaml").write_text("name: w\nsteps: [{id: s, node: t_echo, with: {value: '${{ secrets.NOT_SET_ANYWHERE }}'}}]\n")
+    (tmp_path / "bomb.yaml").write_text(alias_bomb(8))
+    app = create_app(ServerConfig.from_env({}, workflows_dir=tmp_path), registry=registry,
+                     settings=Settings.from_env(home=tmp_path / "home"), start=False)
+    try:
+        app.extensions["pixelmill"].workflows.load()  # what `serve` does first when it starts
+        client = app.test_client()
+        body = client.get("/api/v1/workflows").get_json()
+        assert [w["name"] for w in body["items"]] == ["w"]
+        assert sorted((p["level"], p["file"].rsplit("/", 1)[-1]) for p in body["problems"]) == [
+            ("error", "bomb.yaml"), ("warning", "w.yaml")]
+        (tmp_path / "rec.yaml").write_text("name: r\no: &o {s: *o}\n" + STEP)
+        reload = client.post("/api/v1/reload")
+        assert reload.status_code == 200, reload.get_data(as_text=True)
+    finally:
+        app.extensions["pixelmill"].close()
