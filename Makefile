@@ -44,6 +44,7 @@ lint: setup
 # Benchmarks print figures measured in one run; none of them is a test.
 bench: setup
 	$(BIN)/python bench/engine.py
+	$(BIN)/python bench/loader.py
 	$(BIN)/python bench/models.py
 	$(BIN)/python bench/embedded_quality.py
 	$(BIN)/python bench/moderation.py

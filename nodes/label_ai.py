@@ -14,12 +14,14 @@ from pixelmill.labels import badge as badge_mod
 from pixelmill.labels import c2pa as c2pa_mod
 from pixelmill.labels import watermark as wm
 from pixelmill.labels import xmp as xmp_mod
-from pixelmill.node import ArtifactRef, Model, Node
+from pixelmill.node import WORKFLOW_PATH, ArtifactRef, Model, Node, StepCheck
 
 
 class C2paConfig(Model):
-    cert_chain: str = Field(description="PEM file: end-entity certificate first, then intermediates (no root)")
-    private_key: str | None = Field(None, description="PEM file of the signing key (PKCS#8)")
+    cert_chain: str = Field(description="PEM file: end-entity certificate first, then intermediates (no root); "
+                            "relative to the workflow file", json_schema_extra={WORKFLOW_PATH: True})
+    private_key: str | None = Field(None, description="PEM file of the signing key (PKCS#8), relative to the "
+                                    "workflow file", json_schema_extra={WORKFLOW_PATH: True})
     private_key_secret: str | None = Field(
         None, description="name of an environment secret holding the PEM key instead of a file")
     alg: Literal["es256", "es384", "es512", "ps256", "ps384", "ps512", "ed25519"] = "es256"
@@ -80,6 +82,21 @@ class LabelAiNode(Node):
     Config = LabelConfig
     Inputs = LabelInputs
     Outputs = LabelOutputs
+
+    @classmethod
+    def check_step(cls, check: StepCheck) -> None:
+        """C2PA files that are missing (paths are already resolved against the workflow file's folder)."""
+        c = check.config.c2pa
+        if c is None:
+            return
+        for name in ("cert_chain", "private_key"):
+            value = getattr(c, name)
+            if value and not Path(value).is_file():
+                check.warn(("config", "c2pa", name), f"C2PA {name} {value!r} does not exist",
+                           "relative paths start at the workflow file's folder; "
+                           "make a test certificate with: pixelmill c2pa dev-cert DIR")
+        if not c.private_key and not c.private_key_secret:
+            check.warn(("config", "c2pa"), "C2PA signing needs 'private_key' (a PEM file) or 'private_key_secret'")
 
     def run(self, inputs: LabelInputs, ctx) -> LabelOutputs:
         cfg: LabelConfig = self.config

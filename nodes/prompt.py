@@ -8,11 +8,11 @@ import random
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jinja2 import StrictUndefined, TemplateError
+from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import Field, field_validator
 
-from pixelmill.node import Model, Node
+from pixelmill.node import TEMPLATE_FIELD, Model, Node, StepCheck
 
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 
@@ -37,7 +37,8 @@ class PromptConfig(Model):
 
 
 class PromptInputs(Model):
-    template: str = Field(description="jinja2 text, e.g. 'a {{ color }} {{ shape }} at {{ time }}'")
+    template: str = Field(description="jinja2 text, e.g. 'a {{ color }} {{ shape }} at {{ time }}'",
+                          json_schema_extra={TEMPLATE_FIELD: True})
     choices: dict[str, list[Any]] = Field(default_factory=dict, description="name -> options; one is drawn per run")
     vars: dict[str, Any] = Field(default_factory=dict, description="fixed variables")
     seed: int | None = Field(None, description="same seed, same choices; drawn and recorded when absent")
@@ -60,6 +61,28 @@ class PromptNode(Node):
     Inputs = PromptInputs
     Outputs = PromptOutputs
     deterministic = False  # date variables change the text over time
+    date_variables = ("date", "time", "weekday", "month", "year", "seed")
+
+    @classmethod
+    def check_step(cls, check: StepCheck) -> None:
+        """A literal template's syntax, and its variables that neither vars, choices nor the date give."""
+        template = check.with_.get("template")
+        if not isinstance(template, str) or check.is_expression(template):
+            return
+        try:
+            used = meta.find_undeclared_variables(_ENV.parse(template))
+        except TemplateSyntaxError as exc:
+            check.error(("with", "template"), f"prompt template: {exc.message} (template line {exc.lineno})")
+            return
+        known = set(cls.date_variables)
+        for key in ("vars", "choices"):
+            given = check.with_.get(key, {})
+            if not isinstance(given, dict) or check.is_expression(list(given)):
+                return  # names known at run time only
+            known.update(given)
+        for name in sorted(used - known):
+            check.warn(("with", "template"), f"template variable '{name}' has no value",
+                       check.did_you_mean(name, known) or "give it under 'vars' or 'choices'")
 
     def run(self, inputs: PromptInputs, ctx) -> PromptOutputs:
         seed = inputs.seed if inputs.seed is not None else random.SystemRandom().randrange(2**31)

@@ -164,7 +164,9 @@ class Executor:
                 if sid in reuse:
                     self._reuse(run, sid, reuse[sid])
                     continue
-                bad = sorted(d for d in loaded.deps[sid] if not run.results[d].status.ok)
+                # a dep whose status alone the step reads (a fallback's ``if``) only had to finish
+                bad = sorted(d for d in loaded.deps[sid] - loaded.status_deps.get(sid, set())
+                             if not run.results[d].status.ok)
                 if bad:
                     self._skip(run, sid, f"dependency '{bad[0]}' did not succeed ({run.results[bad[0]].status.value})")
                     continue

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from dataclasses import dataclass, field
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment, is_internal_attribute
 
 OPEN, CLOSE = "${{", "}}"
+MAX_NESTING = 24  # brackets inside one expression (jinja2's parser recurses per level)
+MAX_TREE_DEPTH = 64  # depth of the parsed expression (a chain of 2,000 '+' is 2,000 deep)
+MAX_LENGTH = 10_000  # characters of one expression
 
 
 class ExpressionError(ValueError):
@@ -89,11 +93,83 @@ def parse(source: str) -> Parsed:
     return parsed
 
 
+def _short(text: str, limit: int = 80) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else text[:limit // 2 - 2] + "[...]" + text[-(limit // 2 - 3):]
+
+
+def _bracket_depth(expr: str) -> int:
+    """Deepest nesting of (), [] and {} outside string literals."""
+    depth = deepest = 0
+    quote = None
+    escaped = False
+    for ch in expr:
+        if quote:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == quote:
+                quote = None
+        elif ch in "'\"":
+            quote = ch
+        elif ch in "([{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in ")]}":
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def _tree_depth(tree: nodes.Node) -> int:
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if deepest > MAX_TREE_DEPTH:
+            break
+        stack.extend((child, depth + 1) for child in node.iter_child_nodes())
+    return deepest
+
+
+def check_limits(expr: str, offset: int = 0) -> None:
+    """Refuse expressions too long or too deeply nested to parse safely."""
+    if len(expr) > MAX_LENGTH:
+        raise ExpressionError(f"expression '{_short(expr)}' is longer than {MAX_LENGTH} characters", offset)
+    if _bracket_depth(expr) > MAX_NESTING:
+        raise ExpressionError(f"expression '{_short(expr)}' nests brackets more than {MAX_NESTING} deep", offset)
+
+
+_DOTTED = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)((?:\.[A-Za-z_][A-Za-z0-9_]*)*)\s*")
+_KEYWORDS = {"and", "or", "not", "in", "is", "if", "else", "true", "false", "none", "True", "False", "None"}
+
+
+def _dotted_tree(expr: str) -> nodes.Template | None:
+    """The tree jinja2 would parse for a plain ``a.b.c`` (the common case), built without its parser."""
+    m = _DOTTED.fullmatch(expr)
+    if m is None or m.group(1) in _KEYWORDS:
+        return None
+    node: nodes.Expr = nodes.Name(m.group(1), "load", lineno=1)
+    for attr in m.group(2).split(".")[1:]:
+        node = nodes.Getattr(node, attr, "load", lineno=1)
+    return nodes.Template([nodes.Output([node], lineno=1)], lineno=1)
+
+
 def ast_of(expr: str, offset: int = 0) -> nodes.Template:
+    check_limits(expr, offset)
+    tree = _dotted_tree(expr)
+    if tree is not None:
+        return tree
     try:
-        return _ENV.parse("{{ " + expr + " }}")
+        tree = _ENV.parse("{{ " + expr + " }}")
     except TemplateSyntaxError as exc:
-        raise ExpressionError(f"malformed expression '{expr.strip()}': {exc.message}", offset) from None
+        raise ExpressionError(f"malformed expression '{_short(expr)}': {exc.message}", offset) from None
+    except RecursionError:
+        raise ExpressionError(f"expression '{_short(expr)}' is nested too deeply", offset) from None
+    if _tree_depth(tree) > MAX_TREE_DEPTH:
+        raise ExpressionError(f"expression '{_short(expr)}' is too complex (more than {MAX_TREE_DEPTH} levels deep)",
+                              offset)
+    return tree
 
 
 @dataclass(frozen=True)

@@ -9,20 +9,27 @@ later steps, unknown outputs and inputs); dependency cycles; schedules.
 
 from __future__ import annotations
 
+import heapq
+import logging
+import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
 from . import expressions as ex
-from .model import InputSpec, Schedule, Step, Webhook, Workflow
-from .problems import Problem, WorkflowInvalid, did_you_mean
+from .model import InputSpec, Schedule, Step, Webhook, Workflow, value_fits
+from .node import TEMPLATE_FIELD, StepCheck, field_marked, resolve_paths
+from .problems import Problem, WorkflowInvalid, did_you_mean, shorten
 from .pydantic_problems import problems_from
 from .registry import NodeInfo, Registry
 from .schedules import ScheduleError, build_trigger
 from .yamlsource import Located, load
 
 CONTEXT_ROOTS = ("inputs", "steps", "trigger", "secrets", "run", "now", "today")
+log = logging.getLogger(__name__)
+_BARE = re.compile(r"(?<!\$)\{\{([^{}]*)\}\}")  # '{{ x }}' without the '$': literal text, likely a mistake
 
 
 @dataclass
@@ -37,6 +44,9 @@ class LoadedWorkflow:
     order: list[str]  # a dependency order (list order where free)
     source: str = ""
     located: Located | None = field(default=None, repr=False)  # where each key and value was read
+    # step id -> the deps it only reads ``steps.X.status`` of: wait for them to finish, whatever the outcome
+    status_deps: dict[str, set[str]] = field(default_factory=dict)
+    warnings: list[Problem] = field(default_factory=list)  # it loads, but something will likely fail at run time
 
     @property
     def name(self) -> str:
@@ -49,13 +59,39 @@ class _Check:
     registry: Registry
     problems: list[Problem] = field(default_factory=list)
 
+    environ: object = None
+    warnings: list[Problem] = field(default_factory=list)
+
     def add(self, path, message, hint="", key=False):
         self.problems.append(self.located.problem(path, message, hint, key=key))
 
+    def warn(self, path, message, hint=""):
+        self.warnings.append(self.located.problem(path, message, hint, level="warning"))
 
-def load_text(text: str, file: str, registry: Registry) -> LoadedWorkflow:
+    def secret(self, path, name) -> None:
+        if isinstance(name, str) and name and not self.environ.get(name):
+            self.warn(path, f"secret '{name}' is not set in the environment",
+                      f"export {name} before 'pixelmill serve' or 'run'; runs that use it fail until then")
+
+
+def load_text(text: str, file: str, registry: Registry, environ=None) -> LoadedWorkflow:
+    """Validate a workflow's text; raise ``WorkflowInvalid`` with every error (never anything else).
+
+    ``environ`` (default ``os.environ``) is only read to warn about secrets that are not set.
+    """
+    try:
+        return _load_text(text, file, registry, os.environ if environ is None else environ)
+    except WorkflowInvalid:
+        raise
+    except Exception as exc:  # a bug here must not take a server or a folder of workflows down
+        log.exception("validating %s failed", file)
+        raise WorkflowInvalid([Problem(file, 1, 1, f"internal error while validating this file: {shorten(exc)}",
+                                       "please report this with the file")]) from None
+
+
+def _load_text(text: str, file: str, registry: Registry, environ) -> LoadedWorkflow:
     located = load(text, file)
-    check = _Check(located, registry, list(located.problems))
+    check = _Check(located, registry, list(located.problems), environ)
     data = located.data
     if located.data is None:
         raise WorkflowInvalid(check.problems)
@@ -84,6 +120,8 @@ def load_text(text: str, file: str, registry: Registry) -> LoadedWorkflow:
         else:
             step_index[sid] = i
 
+    _check_input_specs(check, data.get("inputs"))
+    workflow_dir = Path(file).parent
     nodes: dict[str, NodeInfo] = {}
     configs: dict[str, BaseModel] = {}
     for i, step in steps:
@@ -93,58 +131,82 @@ def load_text(text: str, file: str, registry: Registry) -> LoadedWorkflow:
         nodes.setdefault(step.id, info)
         config = _check_config(check, i, step, info)
         if config is not None:
+            config = resolve_paths(config, workflow_dir)
             configs.setdefault(step.id, config)
+            _node_check(check, i, step, info, config, workflow_dir)
         _check_inputs(check, i, step, info)
 
+    refs = _Refs(check, step_index, dict((s.id, s) for _, s in steps), nodes, input_names)
     deps: dict[str, set[str]] = {step.id: set() for _, step in steps}
+    status_deps: dict[str, set[str]] = {}
     for i, step in steps:
         where = ("steps", i)
+        hard: set[str] = set()
+        soft: set[str] = set()
+        info = nodes.get(step.id)
         for path, expr in ex.walk_strings(step.with_, ("with",)):
-            deps[step.id] |= _check_expr(check, where + path, expr, step.id, i, step_index, steps, nodes, input_names)
+            refs.check(where + path, expr, step.id, i, hard, soft)
+            if info is None or not field_marked(info.cls.Inputs, path[1:], TEMPLATE_FIELD):
+                _check_bare(check, where + path, expr)
         if isinstance(step.if_, str):
-            deps[step.id] |= _check_expr(check, where + ("if",), step.if_, step.id, i, step_index, steps, nodes,
-                                         input_names, bare=True)
+            refs.check(where + ("if",), step.if_, step.id, i, hard, soft, bare=True)
         for k, need in enumerate(step.needs):
             if need not in step_index:
                 check.add(where + ("needs", k), f"step '{step.id}' needs unknown step '{need}'",
                           did_you_mean(need, step_index))
             else:
-                deps[step.id].add(need)
+                hard.add(need)
+        deps[step.id] = hard | soft
+        if soft - hard:
+            status_deps[step.id] = soft - hard
         for path, expr in ex.walk_strings(step.config, ("config",)):
             if ex.OPEN in expr:
                 check.add(where + path, f"step '{step.id}': config values are literal; expressions belong under 'with'",
                           "move this field to the step's 'with' inputs if the node accepts it")
     if isinstance(data.get("outputs"), dict):
         for path, expr in ex.walk_strings(data["outputs"], ("outputs",)):
-            _check_expr(check, path, expr, None, len(steps) + 1, step_index, steps, nodes, input_names)
+            refs.check(path, expr, None, len(raw_steps) + 1, set(), set())
+            _check_bare(check, path, expr)
 
     order = _order(check, steps, deps, step_index)
     _check_triggers(check, data.get("on"))
 
     if check.problems or workflow is None:
-        raise WorkflowInvalid(check.problems)
-    return LoadedWorkflow(workflow, file, nodes, configs, deps, order, text, located)
+        raise WorkflowInvalid(check.problems, check.warnings)
+    return LoadedWorkflow(workflow, file, nodes, configs, deps, order, text, located, status_deps,
+                          sorted(check.warnings))
 
 
-def load_file(path, registry: Registry) -> LoadedWorkflow:
+def load_file(path, registry: Registry, environ=None) -> LoadedWorkflow:
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise WorkflowInvalid([Problem(str(path), 1, 1, f"cannot read the file: {exc}")]) from None
-    return load_text(text, str(path), registry)
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise WorkflowInvalid([Problem(str(path), 1, 1, f"cannot read the file: {exc.strerror or exc}")]) from None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        head = raw[:exc.start]
+        line = head.count(b"\n") + 1
+        col = len(head[head.rfind(b"\n") + 1:].decode("utf-8", errors="replace")) + 1
+        raise WorkflowInvalid([Problem(str(path), line, col, f"the file is not valid UTF-8 (byte 0x{raw[exc.start]:02x})",
+                                       "save the file as UTF-8")]) from None
+    return load_text(text, str(path), registry, environ)
 
 
-def load_many(paths, registry: Registry) -> tuple[list[LoadedWorkflow], list[Problem]]:
-    """Load several files; also report workflow names and webhook paths used twice."""
+def load_many(paths, registry: Registry, environ=None) -> tuple[list[LoadedWorkflow], list[Problem]]:
+    """Load several files; also report workflow names and webhook routes used twice.
+
+    Never raises for a bad file: its problems are returned and the other files still load.
+    """
     loaded, problems = [], []
     for p in paths:
         try:
-            loaded.append(load_file(p, registry))
+            loaded.append(load_file(p, registry, environ))
         except WorkflowInvalid as exc:
             problems.extend(exc.problems)
     seen_names: dict[str, LoadedWorkflow] = {}
-    seen_paths: dict[str, LoadedWorkflow] = {}
+    routes: list[tuple[list[str], LoadedWorkflow]] = []
     for wf in loaded:
         located = wf.located
         if wf.name in seen_names:
@@ -154,15 +216,36 @@ def load_many(paths, registry: Registry) -> tuple[list[LoadedWorkflow], list[Pro
         seen_names.setdefault(wf.name, wf)
         hook = wf.workflow.on.webhook
         if hook is not None:
-            key = hook.path.strip("/")
-            if key in seen_paths:
-                other = seen_paths[key]
-                problems.append(located.problem(("on", "webhook", "path"),
-                                                f"duplicate webhook path '{hook.path}' (also in {other.file})",
-                                                "each workflow needs its own webhook path"))
-            seen_paths.setdefault(key, wf)
+            parts = [p for p in hook.path.strip("/").split("/") if p]
+            other = next((o for r, o in routes if _routes_clash(parts, r)), None)
+            if other is not None:
+                theirs = other.workflow.on.webhook.path
+                same = theirs.strip("/") == hook.path.strip("/")
+                problems.append(located.problem(
+                    ("on", "webhook", "path"),
+                    f"duplicate webhook path '{hook.path}' (also in {other.file})" if same else
+                    f"webhook path '{hook.path}' matches the same requests as '{theirs}' in {other.file}",
+                    "each workflow needs its own webhook path" if same else
+                    "make a literal segment differ, e.g. 'items/by-id/:id' and 'items/by-name/:name'"))
+            else:
+                routes.append((parts, wf))
     bad = {p.file for p in problems}
     return [wf for wf in loaded if wf.file not in bad], sorted(problems)
+
+
+def _routes_clash(a: list[str], b: list[str]) -> bool:
+    """Whether two webhook routes match a same request path with neither preferred.
+
+    A literal segment wins over a ':param' one, so routes clash only when they have as many parameters
+    and every segment could match the same text.
+    """
+    if len(a) != len(b):
+        return False
+    def is_param(seg):
+        return seg.startswith(":") and len(seg) > 1
+    if sum(map(is_param, a)) != sum(map(is_param, b)):
+        return False
+    return all(x == y or is_param(x) or is_param(y) for x, y in zip(a, b))
 
 
 def workflow_files(folder) -> list[Path]:
@@ -234,96 +317,202 @@ def _has_expr(value) -> bool:
     return any(ex.OPEN in s for _, s in ex.walk_strings(value))
 
 
-def _check_expr(check: _Check, path, text: str, step_id, index: int, step_index, steps, nodes, input_names,
-                bare: bool = False) -> set[str]:
-    """Check one string; return the step ids it refers to."""
-    if bare and ex.OPEN not in text:
-        text = ex.OPEN + text + ex.CLOSE  # 'if:' may be written without ${{ }}
-    try:
-        parsed = ex.parse(text)
-        trees = [ex.ast_of(s.text, s.offset) for s in parsed.segments if s.is_expr]
-    except ex.ExpressionError as exc:
-        check.add(path, str(exc), "expressions look like ${{ steps.<id>.outputs.<name> }}")
-        return set()
-    found: set[str] = set()
-    by_id = dict((s.id, s) for _, s in steps)
-    for tree in trees:
-        blocked = ex.blocked_attributes(tree)
-        for name in blocked:
-            check.add(path, f"expression reaches blocked attribute '{name}'",
-                      "names starting with '_' and interpreter internals are not available in expressions")
-        if blocked:
+def _check_input_specs(check: _Check, inputs) -> None:
+    """Defaults and enum values of the right type; a default inside its enum (a null default means none)."""
+    if not isinstance(inputs, dict):
+        return
+    for name, raw in inputs.items():
+        try:
+            spec = InputSpec.model_validate(raw)
+        except ValidationError:
+            continue  # reported by the whole-file check
+        for k, option in enumerate(spec.enum or []):
+            if not value_fits(spec.type, option):
+                check.add(("inputs", name, "enum", k), f"input '{name}': enum value {shorten(option)!s} is not "
+                          f"of type {spec.type}")
+        if spec.default is None:
             continue
-        for ref in ex.references(tree):
-            if ref.root not in CONTEXT_ROOTS:
-                check.add(path, f"unknown name '{ref.root}' in expression",
-                          did_you_mean(ref.root, CONTEXT_ROOTS) or "available: " + ", ".join(CONTEXT_ROOTS))
-            elif ref.root == "inputs" and ref.path and ref.path[0] not in input_names:
-                check.add(path, f"unknown workflow input '{ref.path[0]}'",
-                          did_you_mean(str(ref.path[0]), input_names) or "declare it under 'inputs'")
-            elif ref.root == "steps" and ref.path:
-                target = ref.path[0]
-                if target == step_id:
-                    check.add(path, f"step '{step_id}' refers to itself (a dependency cycle)")
-                elif target not in step_index:
-                    check.add(path, f"reference to unknown step '{target}'", did_you_mean(str(target), step_index))
-                elif step_index[target] > index:
-                    check.add(path, f"step '{step_id}' refers to step '{target}', which comes later",
-                              f"move '{target}' above '{step_id}'")
-                else:
-                    found.add(target)
-                    if target in by_id:
-                        _check_output(check, path, ref, by_id[target], nodes)
-    return found
+        if not value_fits(spec.type, spec.default):
+            check.add(("inputs", name, "default"), f"input '{name}': default {shorten(repr(spec.default))} is not "
+                      f"of type {spec.type}", "quote strings; write numbers without quotes")
+        elif spec.enum is not None and spec.default not in spec.enum:
+            check.add(("inputs", name, "default"), f"input '{name}': default {shorten(repr(spec.default))} is not "
+                      f"one of its enum values", "allowed: " + shorten(", ".join(map(repr, spec.enum)), 200))
+
+
+def _node_check(check: _Check, i: int, step: Step, info: NodeInfo, config: BaseModel, workflow_dir: Path) -> None:
+    """Secrets named by config fields (``*_secret``), then the node's own ``check_step`` hook."""
+    for path, name in _secret_fields(config.model_dump(), ("config",)):
+        check.secret(("steps", i) + path, name)
+    hook = StepCheck(step.id, config, dict(step.with_), workflow_dir, check.environ)
+    try:
+        info.cls.check_step(hook)
+    except Exception as exc:  # noqa: BLE001 - a third-party hook's bug is a warning, not a crash
+        log.exception("node %s: check_step failed", info.type)
+        check.warn(("steps", i, "node"), f"step '{step.id}': node '{info.type}' could not check this step: "
+                                         f"{shorten(exc)}")
+        return
+    for level, path, message, hint in hook.issues:
+        full = ("steps", i) + tuple(path)
+        (check.add if level == "error" else check.warn)(full, f"step '{step.id}': {message}", hint)
+
+
+def _secret_fields(value, path):
+    """``(path, name)`` of config fields that name a secret: by convention their key ends in ``_secret``."""
+    if isinstance(value, dict):
+        for k, v in value.items():
+            if isinstance(k, str) and k.endswith("_secret") and isinstance(v, str):
+                yield path + (k,), v
+            else:
+                yield from _secret_fields(v, path + (k,))
+    elif isinstance(value, list):
+        for n, v in enumerate(value):
+            yield from _secret_fields(v, path + (n,))
+
+
+def _check_bare(check: _Check, path, text: str) -> None:
+    """Warn about '{{ x }}' without '$': it stays literal text, and is posted as such."""
+    if "{{" not in text:
+        return
+    for m in _BARE.finditer(text):
+        inner = m.group(1).strip()
+        if inner:
+            check.warn(path, f"'{shorten(m.group(0))}' looks like an expression but is literal text",
+                       f"did you mean '${{{{ {shorten(inner)} }}}}'?")
+            return
+
+
+class _Refs:
+    """Checks the expressions of one workflow: syntax, names, references to steps and their outputs."""
+
+    def __init__(self, check: _Check, step_index: dict, by_id: dict, nodes: dict, input_names: set):
+        self.check_ = check
+        self.step_index = step_index
+        self.by_id = by_id
+        self.nodes = nodes
+        self.input_names = input_names
+
+    def check(self, path, text: str, step_id, index: int, hard: set, soft: set, bare: bool = False) -> None:
+        """Check one string; add the steps it needs to ``hard``, those whose status only it reads to ``soft``."""
+        check = self.check_
+        if bare and ex.OPEN not in text:
+            text = ex.OPEN + text + ex.CLOSE  # 'if:' may be written without ${{ }}
+        elif ex.OPEN not in text:
+            return
+        try:
+            parsed = ex.parse(text)
+            trees = [ex.ast_of(seg.text, seg.offset) for seg in parsed.segments if seg.is_expr]
+        except ex.ExpressionError as exc:
+            check.add(path, str(exc), "expressions look like ${{ steps.<id>.outputs.<name> }}")
+            return
+        for tree in trees:
+            blocked = ex.blocked_attributes(tree)
+            for name in blocked:
+                check.add(path, f"expression reaches blocked attribute '{shorten(name)}'",
+                          "names starting with '_' and interpreter internals are not available in expressions")
+            if blocked:
+                continue
+            for ref in ex.references(tree):
+                self._reference(path, ref, step_id, index, hard, soft)
+
+    def _reference(self, path, ref, step_id, index, hard: set, soft: set) -> None:
+        check, step_index = self.check_, self.step_index
+        if ref.root not in CONTEXT_ROOTS:
+            check.add(path, f"unknown name '{shorten(ref.root)}' in expression",
+                      did_you_mean(ref.root, CONTEXT_ROOTS) or "available: " + ", ".join(CONTEXT_ROOTS))
+        elif ref.root == "inputs" and ref.path and ref.path[0] not in self.input_names:
+            check.add(path, f"unknown workflow input '{shorten(str(ref.path[0]))}'",
+                      did_you_mean(str(ref.path[0]), self.input_names) or "declare it under 'inputs'")
+        elif ref.root == "secrets" and ref.path:
+            check.secret(path, str(ref.path[0]))
+        elif ref.root == "steps" and ref.path:
+            target = ref.path[0]
+            if target == step_id:
+                check.add(path, f"step '{step_id}' refers to itself (a dependency cycle)")
+            elif target not in step_index:
+                check.add(path, f"reference to unknown step '{shorten(str(target))}'",
+                          did_you_mean(str(target), step_index))
+            elif step_index[target] > index:
+                check.add(path, f"step '{step_id}' refers to step '{target}', which comes later",
+                          f"move '{target}' above '{step_id}'")
+            else:
+                # reading only a step's status waits for it to finish but does not need it to succeed
+                (soft if ref.path[1:2] == ("status",) else hard).add(target)
+                if target in self.by_id:
+                    _check_output(check, path, ref, self.by_id[target], self.nodes)
 
 
 def _check_output(check: _Check, path, ref, target: Step, nodes) -> None:
     if len(ref.path) < 2:
         return
     if ref.path[1] not in ("outputs", "status"):
-        check.add(path, f"'steps.{target.id}' has 'outputs' and 'status', not '{ref.path[1]}'")
+        check.add(path, f"'steps.{target.id}' has 'outputs' and 'status', not '{shorten(str(ref.path[1]))}'")
         return
     info = nodes.get(target.id)
     if ref.path[1] != "outputs" or len(ref.path) < 3 or info is None:
         return
     known = info.cls.Outputs.model_fields
     if ref.path[2] not in known:
-        check.add(path, f"unknown output '{ref.path[2]}' of step '{target.id}' (node {info.type})",
+        check.add(path, f"unknown output '{shorten(str(ref.path[2]))}' of step '{target.id}' (node {info.type})",
                   did_you_mean(str(ref.path[2]), known) or "outputs: " + ", ".join(known))
 
 
 def _order(check: _Check, steps, deps, step_index) -> list[str]:
-    """Kahn's algorithm, list order as tie-break; report a cycle once."""
-    remaining = {s.id: set(deps[s.id]) for _, s in steps if s.id in deps}
-    order: list[str] = []
+    """Kahn's algorithm with list order as tie-break (a heap: O(n log n)); report a real cycle once.
+
+    Dependencies on steps that are not valid (reported elsewhere) do not hold anything back here.
+    """
+    position = {s.id: n for n, (_, s) in enumerate(steps)}
     ids = [s.id for _, s in steps]
-    while True:
-        ready = [i for i in ids if i in remaining and not (remaining[i] - set(order))]
-        if not ready:
-            break
-        order.append(ready[0])
-        del remaining[ready[0]]
-    if remaining:
-        cycle = _find_cycle(remaining)
+    waiting = {sid: 0 for sid in position}
+    dependents: dict[str, list[str]] = {sid: [] for sid in position}
+    for sid in position:
+        for dep in deps.get(sid, ()):
+            if dep in position:
+                waiting[sid] += 1
+                dependents[dep].append(sid)
+    heap = [position[sid] for sid in position if waiting[sid] == 0]
+    heapq.heapify(heap)
+    order: list[str] = []
+    while heap:
+        sid = ids[heapq.heappop(heap)]
+        order.append(sid)
+        for nxt in dependents[sid]:
+            waiting[nxt] -= 1
+            if waiting[nxt] == 0:
+                heapq.heappush(heap, position[nxt])
+    if len(order) < len(position):
+        left = {sid for sid in position if waiting[sid] > 0}
+        cycle = _find_cycle({sid: {d for d in deps.get(sid, ()) if d in left} for sid in left})
         if cycle:
-            first = cycle[0]
+            first = min(cycle, key=position.get)
+            k = cycle.index(first)
+            cycle = cycle[k:] + cycle[:k]
             check.add(("steps", step_index[first], "id"), "dependency cycle: " + " -> ".join(cycle + [first]),
                       "remove one 'needs' or reference")
     return order
 
 
 def _find_cycle(graph: dict[str, set[str]]) -> list[str]:
+    """A cycle in ``graph`` (step -> steps it waits for), found by an iterative depth-first search."""
+    state: dict[str, int] = {}  # 1 on the current path, 2 done
     for start in graph:
-        path, node, seen = [], start, set()
-        while node in graph and node not in seen:
-            seen.add(node)
-            path.append(node)
-            nxt = sorted(d for d in graph[node] if d in graph)
-            if not nxt:
-                break
-            node = nxt[0]
-        if node in path:
-            return path[path.index(node):]
+        if state.get(start):
+            continue
+        path = [start]
+        state[start] = 1
+        iters = [iter(sorted(graph[start]))]
+        while iters:
+            nxt = next(iters[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                iters.pop()
+            elif state.get(nxt) == 1:
+                return path[path.index(nxt):]
+            elif not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                iters.append(iter(sorted(graph[nxt])))
     return []
 
 
@@ -354,6 +543,8 @@ def _check_triggers(check: _Check, on) -> None:
             return
         auth = webhook.auth
         path = ("on", "webhook", "auth")
+        for key in ("secret", "username_secret", "password_secret"):
+            check.secret(path + (key,), getattr(auth, key))
         if auth.type in ("header", "hmac") and not auth.secret:
             check.add(path, f"webhook auth '{auth.type}' needs 'secret' (the environment variable holding the key)")
         if auth.type == "basic" and not (auth.username_secret and auth.password_secret):

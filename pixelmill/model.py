@@ -11,8 +11,23 @@ IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
+MAX_TIMEOUT = 7 * 86400.0  # a step timeout beyond a week is a mistake (and overflows thread waits)
+
+
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # .inf and .nan are never meaningful in a workflow (a timeout of .inf made every run fail)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
+
+
+_KINDS = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "list": (list,),
+          "object": (dict,)}
+
+
+def value_fits(kind: str, value) -> bool:
+    """Whether a literal value has an input type (``true`` is not an integer)."""
+    if isinstance(value, bool) and kind != "boolean":
+        return False
+    return isinstance(value, _KINDS[kind])
 
 
 class InputSpec(Strict):
@@ -32,7 +47,7 @@ class Schedule(Strict):
     """Run on a cron expression or at an interval, in a timezone."""
 
     cron: str | None = Field(None, description="5 fields (min hour day month weekday) or 6 with seconds first")
-    interval: str | float | None = Field(None, description="seconds, or a duration such as '90s', '15m', '1h', '1d'")
+    interval: float | str | None = Field(None, description="seconds, or a duration such as '90s', '15m', '1h', '1d'")
     timezone: str = "UTC"
     inputs: dict[str, Any] = Field(default_factory=dict)
     misfire: Literal["skip", "run_once"] = Field(
@@ -96,7 +111,7 @@ class Step(Strict):
     if_: str | bool | None = Field(None, alias="if", description="run only when this expression is true")
     needs: list[str] = Field(default_factory=list, description="steps that must finish first (besides references)")
     retry: Retry = Field(default_factory=Retry)
-    timeout: float | None = Field(None, gt=0, description="seconds")
+    timeout: float | None = Field(None, gt=0, le=MAX_TIMEOUT, description="seconds (at most a week)")
     on_error: Literal["fail", "continue"] = "fail"
     cache: bool = Field(True, description="reuse outputs of deterministic nodes for identical inputs")
 

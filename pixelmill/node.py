@@ -10,10 +10,17 @@ from __future__ import annotations
 
 import logging
 import threading
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict
+
+# Field markers (put them in ``Field(json_schema_extra={...: True})``; editors see them in the schema too):
+TEMPLATE_FIELD = "x-pixelmill-template"  # text that is a template by design: a bare '{{ }}' there is meant
+WORKFLOW_PATH = "x-pixelmill-path"  # a file path: a relative one is resolved against the workflow file's folder
 
 
 class Model(BaseModel):
@@ -97,6 +104,15 @@ class Node:
 
     def run(self, inputs: BaseModel, ctx: NodeContext) -> BaseModel:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    @classmethod
+    def check_step(cls, check: StepCheck) -> None:
+        """Optional load-time check of one step, beyond what the ``Config`` and ``Inputs`` models say.
+
+        Called by the loader for every step whose config is valid. Report with ``check.warn`` (the
+        workflow loads; something will likely fail when it runs) or ``check.error`` (it does not load).
+        Never do I/O that can hang or network calls here: this runs on every validate and reload.
+        """
 
     def cacheable(self, inputs: BaseModel) -> bool:
         """Whether these inputs always give the same outputs, so the executor may reuse cached ones.
@@ -183,3 +199,82 @@ class NodeContext:
         """Raise ``Cancelled`` if the step timed out or the run was cancelled; long nodes call this often."""
         if self.cancelled:
             raise Cancelled(f"step '{self.step_id}' was cancelled")
+
+
+@dataclass
+class StepCheck:
+    """What a node's ``check_step`` sees of one step when the workflow loads, and how it reports.
+
+    Paths are relative to the step, e.g. ``("with", "template")`` or ``("config", "c2pa", "cert_chain")``;
+    the loader turns them into ``file:line:col``.
+    """
+
+    step_id: str
+    config: BaseModel  # validated; WORKFLOW_PATH fields already resolved
+    with_: dict  # the step's inputs as written: strings may hold ${{ }} expressions
+    workflow_dir: Path
+    environ: Mapping[str, str]
+    issues: list = field(default_factory=list)  # (level, path, message, hint)
+
+    def warn(self, path: tuple, message: str, hint: str = "") -> None:
+        self.issues.append(("warning", tuple(path), message, hint))
+
+    def error(self, path: tuple, message: str, hint: str = "") -> None:
+        self.issues.append(("error", tuple(path), message, hint))
+
+    @staticmethod
+    def is_expression(value) -> bool:
+        """Whether a value (or any string inside it) holds a ``${{ }}`` expression: known at run time only."""
+        if isinstance(value, str):
+            return "${{" in value
+        if isinstance(value, dict):
+            return any(StepCheck.is_expression(v) for v in value.values())
+        if isinstance(value, list):
+            return any(StepCheck.is_expression(v) for v in value)
+        return False
+
+    @staticmethod
+    def did_you_mean(word: str, choices) -> str:
+        import difflib
+
+        close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+        return f"did you mean '{close[0]}'?" if close else ""
+
+
+def _model_of(annotation) -> type[BaseModel] | None:
+    for cand in (annotation, *typing.get_args(annotation)):
+        if isinstance(cand, type) and issubclass(cand, BaseModel):
+            return cand
+    return None
+
+
+def field_marked(model: type[BaseModel], path: tuple, marker: str) -> bool:
+    """Whether the field at ``path`` (field names, into nested models) or one above it carries ``marker``."""
+    for part in path:
+        info = model.model_fields.get(part) if isinstance(part, str) else None
+        if info is None:
+            return False
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get(marker):
+            return True
+        model = _model_of(info.annotation)
+        if model is None:
+            return False
+    return False
+
+
+def resolve_paths(config: BaseModel, base: Path) -> BaseModel:
+    """A copy of ``config`` whose relative ``WORKFLOW_PATH`` fields are resolved against ``base``."""
+    update = {}
+    for name, info in type(config).model_fields.items():
+        value = getattr(config, name, None)
+        extra = info.json_schema_extra
+        if isinstance(extra, dict) and extra.get(WORKFLOW_PATH) and isinstance(value, str) and value:
+            path = Path(value).expanduser()
+            if not path.is_absolute():
+                update[name] = str(base / path)
+        elif isinstance(value, BaseModel):
+            resolved = resolve_paths(value, base)
+            if resolved is not value:
+                update[name] = resolved
+    return config.model_copy(update=update) if update else config

@@ -7,7 +7,7 @@ import typing
 
 from pydantic import BaseModel, ValidationError
 
-from .problems import Problem, did_you_mean
+from .problems import Problem, did_you_mean, shorten
 from .yamlsource import Located
 
 
@@ -26,6 +26,9 @@ def _split_loc(data, loc: tuple) -> tuple[tuple, tuple]:
     """The part of pydantic's ``loc`` that indexes real data, and what is left (union tags, missing keys)."""
     path = ()
     for i, part in enumerate(loc):
+        here, _ = _data_at(data, path)
+        if part == 0 and isinstance(here, dict):
+            continue  # a single item the model wraps into a list (``schedule: {...}``)
         _, ok = _data_at(data, path + (part,))
         if not ok:
             return path, loc[i:]
@@ -132,7 +135,7 @@ def _message(err: dict) -> str:
         msg = "must" + msg[len("Input should"):]
     msg = msg[0].lower() + msg[1:] if msg else msg
     if "input" in err and not isinstance(err["input"], (dict, list)):
-        msg += f" (got {err['input']!r})"
+        msg += f" (got {shorten(repr(err['input']))})"
     if err["type"] == "string_type" and isinstance(err.get("input"), bool):
         msg += "; YAML reads yes/no/on/off/true/false as booleans: quote the value"
     return msg

@@ -83,8 +83,9 @@ def test_schema_matches_committed_file(env):
     items = schema["properties"]["steps"]["items"]
     node_types = {n["type"] for n in json.loads(cli("nodes", "--json", env=env).stdout)}
     assert {f"Step_{t}" for t in node_types} <= set(schema["$defs"])
-    if len(node_types) > 1:  # one variant per node type, discriminated by 'node'
-        assert items["discriminator"]["propertyName"] == "node" and len(items["oneOf"]) == len(node_types)
+    # one variant per node type, selected by 'node' (if/then), plus the generic step for other nodes
+    assert len(items["allOf"]) == len(node_types) + 1
+    assert {b["then"]["$ref"] for b in items["allOf"]} == {f"#/$defs/Step_{t}" for t in node_types} | {"#/$defs/Step"}
     committed = (ROOT / "workflows" / "pixelmill.schema.json").read_text()
     assert json.loads(committed) == schema, "run 'make schema' to refresh workflows/pixelmill.schema.json"
     for wf in (ROOT / "workflows").glob("*.yaml"):

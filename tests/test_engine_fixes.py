@@ -33,7 +33,7 @@ def test_loaded_workflow_keeps_its_source_text(registry):
 def test_control_characters_are_a_problem_not_a_crash(registry):
     with pytest.raises(WorkflowInvalid) as exc:
         load_text("name: x\x08\n", "bad.yaml", registry)
-    assert "bad.yaml:1:1" in str(exc.value) and "control" in str(exc.value)
+    assert "bad.yaml:1:8" in str(exc.value) and "control" in str(exc.value)  # where the character is
 
 
 def test_impossible_dates_are_a_problem_not_a_crash(registry):

@@ -93,11 +93,14 @@ def validate_cmd(paths) -> None:
     for p in paths:
         files.extend(workflow_files(p) if p.is_dir() else [p])
     loaded, problems = load_many(files, registry())
+    for warning in (w for wf in loaded for w in wf.warnings):
+        click.echo(str(warning), err=True)
     if problems:
         print_problems(WorkflowInvalid(problems))
         sys.exit(1)
     for wf in loaded:
-        click.echo(f"ok: {wf.file} ({wf.name}, {len(wf.order)} steps)")
+        click.echo(f"ok: {wf.file} ({wf.name}, {len(wf.order)} steps"
+                   f"{f', {len(wf.warnings)} warnings' if wf.warnings else ''})")
 
 
 @click.command("schema")

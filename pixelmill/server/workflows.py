@@ -73,8 +73,9 @@ class WorkflowSet:
             elif not self.folder.is_dir():
                 loaded, problems = [], [Problem(str(self.folder), 1, 1, "workflow folder does not exist")]
             else:
-                loaded, problems = load_many(workflow_files(self.folder), self.registry)
-            new = _build(loaded, problems)
+                loaded, problems = load_many(workflow_files(self.folder), self.registry)  # never raises
+            warnings = [w for wf in loaded for w in wf.warnings]  # served, but likely to fail when run
+            new = _build(loaded, problems + warnings)
             old = self.catalog
             added = sorted(set(new.by_name) - set(old.by_name))
             removed = sorted(set(old.by_name) - set(new.by_name))
@@ -82,8 +83,10 @@ class WorkflowSet:
             self.catalog = new
         for p in problems:
             log.warning("workflow not served: %s", p)
+        for w in warnings:
+            log.warning("workflow served with a warning: %s", w)
         return {"added": added, "changed": changed, "removed": removed,
-                "problems": [p.to_dict() for p in problems]}
+                "problems": [p.to_dict() for p in problems + warnings]}
 
     def get(self, name: str) -> LoadedWorkflow | None:
         return self.catalog.by_name.get(name)
