@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import random
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jinja2 import StrictUndefined, TemplateError
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import TemplateError
 from pydantic import Field, field_validator
 
-from pixelmill.node import Model, Node
-
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-
-
-@functools.lru_cache(maxsize=256)
-def _template(text: str):
-    """Compiled templates are reused: compiling costs far more than rendering."""
-    return _ENV.from_string(text)
+from pixelmill.node import Model, Node, TemplateText
+from pixelmill.sandbox import render_template
 
 
 class PromptConfig(Model):
@@ -37,7 +28,8 @@ class PromptConfig(Model):
 
 
 class PromptInputs(Model):
-    template: str = Field(description="jinja2 text, e.g. 'a {{ color }} {{ shape }} at {{ time }}'")
+    template: TemplateText = Field(description="jinja2 text, e.g. 'a {{ color }} {{ shape }} at {{ time }}'; "
+                                               "values of ${{ }} expressions in it are inserted as plain text")
     choices: dict[str, list[Any]] = Field(default_factory=dict, description="name -> options; one is drawn per run")
     vars: dict[str, Any] = Field(default_factory=dict, description="fixed variables")
     seed: int | None = Field(None, description="same seed, same choices; drawn and recorded when absent")
@@ -77,7 +69,8 @@ class PromptNode(Node):
             **inputs.vars, **chosen,
         }
         try:
-            text = _template(inputs.template).render(**variables)
+            # only the literal text written in the workflow is a template: ${{ }} results are inserted as data
+            text = render_template(inputs.template, variables, check=ctx.check_cancelled)
         except TemplateError as exc:
             raise ValueError(f"prompt template: {exc}") from None
         text = " ".join(text.split())
