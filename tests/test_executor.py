@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -291,3 +292,133 @@ def test_events_are_ordered_and_persisted(runtime):
     stored = runtime.store.events(result.run_id)
     assert [e.kind.value for e in stored] == ["run.queued"] + kinds
     assert [e.id for e in stored][1:] == [e.id for e in seen]
+
+
+# -- issue 9 item 11: every failure inside the executor ends the run failed, with step id and cause -------
+
+def test_undefined_value_inside_a_list_fails_the_step(runtime):
+    result = run(runtime, """
+        name: wf
+        steps:
+          - {id: e, node: t_echo, with: {value: "${{ [1, {'a': 1}.zzz] }}"}}
+          - {id: p, node: prompt, with: {template: hi, vars: {a: "${{ {'k': [{'b': 2}.yyy]} }}"}}}
+        """)
+    assert result.status.value == "failed"
+    assert result.error["step_id"] in ("e", "p")
+    assert "undefined" in result.error["message"]
+    assert {s: r.status.value for s, r in result.steps.items()}["e"] == "failed"
+    assert runtime.store.get_run(result.run_id)["status"] == "failed"
+
+
+def test_result_too_large_to_store_fails_the_step(runtime):
+    runtime.executor.max_stored_bytes = 10_000
+    result = run(runtime, """
+        name: wf
+        steps:
+          - {id: big, node: t_echo, with: {value: "${{ 'x' * 20000 }}"}}
+        """)
+    assert result.status.value == "failed" and result.error["step_id"] == "big"
+    assert "more than the run store keeps" in result.error["message"]
+    assert runtime.store.get_run(result.run_id)["status"] == "failed"
+
+
+def test_unexpected_error_inside_the_executor_ends_the_run_failed(runtime, monkeypatch):
+    real = runtime.store.record
+    state = {"failed": 0}
+
+    def flaky_record(ev):
+        if ev.kind.value == "step.finished" and not state["failed"]:
+            state["failed"] += 1
+            raise RuntimeError("disk I/O error")
+        return real(ev)
+
+    monkeypatch.setattr(runtime.store, "record", flaky_record)
+    result = run(runtime, "name: wf\nsteps: [{id: a, node: t_echo, cache: false, with: {value: 1}}]\n")
+    assert result.status.value == "failed"
+    assert result.error["step_id"] == "a" and "disk I/O error" in result.error["message"]
+    stored = runtime.store.get_run(result.run_id)
+    assert stored["status"] == "failed" and stored["error"]["step_id"] == "a"
+
+
+def test_cli_run_never_prints_a_traceback(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("name: wf\nsteps:\n  - id: p\n    node: prompt\n    with: {template: hi, vars: {a: \"${{ [1, {}.nope] }}\"}}\n")
+    env = dict(os.environ, PIXELMILL_HOME=str(tmp_path / "home"))
+    proc = subprocess.run([sys.executable, "-m", "pixelmill.cli", "run", str(wf), "--json"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr + proc.stdout
+    out = json.loads(proc.stdout)
+    assert out["status"] == "failed" and out["error"]["step_id"] == "p" and "undefined" in out["error"]["message"]
+
+
+# -- issue 9 item 14: secrets and values derived from them are redacted on every output path ------------
+
+SECRET = "s3cr3t-Value-42"
+
+
+def test_transformed_secrets_are_redacted_everywhere(runtime, monkeypatch, tmp_path):
+    monkeypatch.setenv("PM_TEST_TOKEN", SECRET)
+    seen = []
+    runtime.bus.subscribe(seen.append)
+    result = run(runtime, """
+        name: wf
+        steps:
+          - id: p
+            node: prompt
+            with:
+              template: "{{ a }} / {{ b }} / {{ c }}"
+              vars: {a: "${{ secrets.PM_TEST_TOKEN | upper }}", b: "${{ secrets.PM_TEST_TOKEN | reverse }}",
+                     c: "x-${{ secrets.PM_TEST_TOKEN | replace('-', '_') }}"}
+              seed: 1
+          - {id: s, node: t_secret, with: {token: "${{ secrets.PM_TEST_TOKEN | lower }}"}}
+          - id: bad
+            node: t_echo
+            on_error: continue
+            with: {value: "${{ {}[secrets.PM_TEST_TOKEN | upper] + 1 }}"}
+        outputs: {text: "${{ steps.p.outputs.text }}", upper: "${{ secrets.PM_TEST_TOKEN | title }}"}
+        """)
+    assert result.status.value == "succeeded", result.error
+    derived = [SECRET, SECRET.upper(), SECRET[::-1], SECRET.replace("-", "_"), SECRET.lower(), SECRET.title()]
+    public = json.dumps({"outputs": result.outputs, "error": result.error,
+                         "steps": {k: [v.outputs, v.error] for k, v in result.steps.items()}})
+    events = json.dumps([e.to_dict() for e in seen] + [e.to_dict() for e in runtime.store.events(result.run_id)])
+    stored = json.dumps(runtime.store.get_run(result.run_id))
+    for text in (public, events, stored):
+        for value in derived:
+            assert value not in text
+    assert result.steps["p"].outputs["text"] == "*** / *** / x-***"
+    assert "details hidden" in result.steps["bad"].error["message"]
+    runtime.store.engine.dispose()
+    for path in (tmp_path / "home").rglob("*"):
+        if path.is_file():
+            for value in derived:
+                assert value.encode() not in path.read_bytes(), (path, value)
+
+
+def test_secrets_shorter_than_four_characters_are_refused(runtime, monkeypatch):
+    monkeypatch.setenv("PM_SHORT", "abc")
+    result = run(runtime, "name: wf\nsteps: [{id: s, node: t_secret, with: {token: '${{ secrets.PM_SHORT }}'}}]\n")
+    assert result.status.value == "failed" and result.error["step_id"] == "s"
+    assert "refuses secrets shorter than 4 characters" in result.error["message"]
+
+
+def test_cli_run_json_redacts_step_outputs(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    wf = tmp_path / "wf.yaml"
+    wf.write_text("name: wf\nsteps:\n  - id: p\n    node: prompt\n"
+                  "    with: {template: 'key {{ k }}', vars: {k: \"${{ secrets.PM_TEST_TOKEN | upper }}\"}}\n")
+    env = dict(os.environ, PIXELMILL_HOME=str(tmp_path / "home"), PM_TEST_TOKEN=SECRET)
+    proc = subprocess.run([sys.executable, "-m", "pixelmill.cli", "run", str(wf), "--json"], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["steps"]["p"]["outputs"]["text"] == "key ***"
+    assert SECRET.upper() not in proc.stdout + proc.stderr
