@@ -422,3 +422,116 @@ def test_cli_run_json_redacts_step_outputs(tmp_path):
     out = json.loads(proc.stdout)
     assert out["steps"]["p"]["outputs"]["text"] == "key ***"
     assert SECRET.upper() not in proc.stdout + proc.stderr
+
+
+# -- issue 9 item 13: a timeout or a cancel stops built-in nodes within 1 s ---------------------------------
+
+BUSY = "{% for i in range(9999) %}{% for j in range(9999) %}{% endfor %}{% endfor %}"
+
+
+@pytest.fixture
+def unbounded_render(monkeypatch):
+    from pixelmill import sandbox
+
+    monkeypatch.setattr(sandbox, "DEFAULT_LIMITS", sandbox.Limits(max_work=10**9, max_seconds=600))
+
+
+def _alive(name):
+    return any(t.name == name for t in threading.enumerate())
+
+
+def test_timeout_stops_a_cpu_bound_prompt_within_a_second(runtime, unbounded_render):
+    t0 = time.monotonic()
+    result = run(runtime, f"""
+        name: wf
+        steps:
+          - {{id: busy, node: prompt, timeout: 0.3, with: {{template: "{BUSY}", seed: 1}}}}
+        """)
+    assert result.error["type"] == "StepTimeout" and result.error["step_id"] == "busy"
+    while _alive("pixelmill-busy") and time.monotonic() - t0 < 1.3:
+        time.sleep(0.02)
+    assert not _alive("pixelmill-busy"), "the prompt node kept running after its timeout"
+
+
+def test_cancel_stops_a_cpu_bound_prompt_within_a_second(runtime, unbounded_render):
+    wf = load_text(dedent(f"""
+        name: wf
+        steps:
+          - {{id: busy, node: prompt, with: {{template: "{BUSY}", seed: 1}}}}
+        """), "wf.yaml", runtime.registry)
+    run_id = runtime.submit(wf)
+    box = {}
+    worker = threading.Thread(target=lambda: box.setdefault("r", runtime.executor.execute(wf, run_id, inputs={})))
+    worker.start()
+    time.sleep(0.3)
+    t0 = time.monotonic()
+    runtime.executor.cancel(run_id)
+    worker.join(5)
+    assert time.monotonic() - t0 < 1.0
+    assert box["r"].status is RunStatus.CANCELLED
+
+
+def test_node_context_deadline_and_wait(tmp_path):
+    from pixelmill.node import NodeContext
+    from pixelmill.secrets import Secrets
+
+    ctx = NodeContext(run_id="r", step_id="s", workflow="w", artifacts_root=tmp_path, secrets=Secrets({}),
+                      deadline=time.monotonic() + 0.2)
+    assert not ctx.cancelled and 0 < ctx.time_left() <= 0.2
+    t0 = time.monotonic()
+    assert ctx.wait(5) is True and time.monotonic() - t0 < 0.5
+    assert ctx.cancelled and ctx.time_left() == 0
+
+
+# -- issue 9 item 18: a run re-queued after a crash resumes from its stored step results ---------------------
+
+RESUME_WF = """
+    name: wf
+    steps:
+      - {id: a, node: t_file, cache: false, with: {text: first}}
+      - {id: b, node: t_file, cache: false, with: {text: "${{ steps.a.outputs.file.name }}"}}
+    """
+
+
+def _dead_owner() -> str:
+    import socket
+
+    return f"{socket.gethostname()}:{2**22 + 4321}:0"  # above Linux's pid_max: no such process
+
+
+def test_interrupted_run_resumes_without_rerunning_finished_steps(runtime):
+    from sqlalchemy import update
+
+    from pixelmill.db import RunRow
+    from pixelmill.events import Event, EventKind
+
+    wf = load_text(dedent(RESUME_WF), "wf.yaml", runtime.registry)
+    store = runtime.store
+    run_id = runtime.submit(wf)
+    assert store.claim(run_id)
+    # what a process that died during step b left behind
+    run_dir = store.artifacts_root / run_id
+    run_dir.mkdir(parents=True)
+    (run_dir / "a-out.txt").write_text("first")
+    (run_dir / "b-out.txt").write_text("half writt")
+    a_out = {"file": {"kind": "artifact", "run_id": run_id, "name": "a-out.txt", "media_type": "text/plain"}}
+    for ev in (Event(EventKind.RUN_STARTED, run_id, None, {"workflow": "wf"}),
+               Event(EventKind.STEP_STARTED, run_id, "a", {"node": "t_file", "attempt": 1, "inputs": {}}),
+               Event(EventKind.STEP_FINISHED, run_id, "a", {"status": "succeeded", "outputs": a_out, "attempts": 1,
+                                                            "duration_s": 1.5, "node": "t_file"}),
+               Event(EventKind.STEP_STARTED, run_id, "b", {"node": "t_file", "attempt": 1, "inputs": {}})):
+        store.record(ev)
+    with store.writing() as conn:
+        conn.execute(update(RunRow).where(RunRow.id == run_id).values(owner=_dead_owner()))
+    assert store.recover_interrupted(requeue=True) == [run_id]
+
+    result = runtime.executor.execute(wf, run_id, inputs={})
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    assert [c[1] for c in CALLS.items] == ["b"]  # a was not run again
+    assert result.steps["a"].outputs == a_out
+    assert sorted(p.name for p in run_dir.iterdir()) == ["a-out.txt", "b-out.txt"]  # no a-out-2.txt, no b-out-2
+    assert (run_dir / "b-out.txt").read_text() == "a-out.txt"
+    steps = {s["step_id"]: s for s in store.get_run(run_id)["steps"]}
+    assert len(store.get_run(run_id)["steps"]) == 2  # one row per step, updated in place
+    assert steps["a"]["duration_s"] == 1.5 and steps["a"]["attempts"] == 1
+    assert steps["b"]["status"] == "succeeded" and steps["b"]["attempts"] == 1
