@@ -455,6 +455,7 @@ def _call_with_timeout(fn, timeout: float | None, cancel: threading.Event, step_
             box["error"] = exc
 
     t = threading.Thread(target=target, daemon=True, name=f"pixelmill-{step_id}")
+    started = time.monotonic()
     t.start()
     t.join(timeout)
     if t.is_alive():
@@ -465,6 +466,8 @@ def _call_with_timeout(fn, timeout: float | None, cancel: threading.Event, step_
                         "background (see docs/node-authors.md, 'Timeouts and cancellation')", step_id, STOP_GRACE_S)
         raise StepTimeout(f"timed out after {timeout:g} s")
     if "error" in box:
+        if isinstance(box["error"], Cancelled) and time.monotonic() - started >= timeout:
+            raise StepTimeout(f"timed out after {timeout:g} s")  # the node saw its deadline pass first
         raise box["error"]
     return box["value"]
 

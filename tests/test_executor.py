@@ -535,3 +535,39 @@ def test_interrupted_run_resumes_without_rerunning_finished_steps(runtime):
     assert len(store.get_run(run_id)["steps"]) == 2  # one row per step, updated in place
     assert steps["a"]["duration_s"] == 1.5 and steps["a"]["attempts"] == 1
     assert steps["b"]["status"] == "succeeded" and steps["b"]["attempts"] == 1
+
+
+def test_model_nodes_stop_within_a_second_of_a_timeout(tmp_path):
+    pytest.importorskip("torch")
+    from pixelmill.runtime import Runtime
+    from pixelmill.settings import Settings
+
+    rt = Runtime.create(Settings.from_env(home=tmp_path))
+    try:
+        gen = ("  - {id: gen, node: generate_image, config: {model: embedded}, cache: false, timeout: %s,\n"
+               "     with: {prompt: 'a red circle', seed: 1, steps: %d}}\n")
+        warm = rt.run(load_text("name: w\nsteps:\n" + gen % ("null", 1), "w.yaml", rt.registry))
+        assert warm.status is RunStatus.SUCCEEDED, warm.error  # the model is loaded now
+        t0 = time.monotonic()
+        result = rt.run(load_text("name: w\nsteps:\n" + gen % ("0.5", 500), "w.yaml", rt.registry))
+        assert result.error["type"] == "StepTimeout"
+        while _alive("pixelmill-gen") and time.monotonic() - t0 < 1.5:
+            time.sleep(0.02)
+        assert not _alive("pixelmill-gen")
+    finally:
+        rt.close()
+
+
+def test_caption_generation_asks_whether_to_stop_after_each_token():
+    pytest.importorskip("torch")
+    from PIL import Image
+
+    from pixelmill.models.loaders import load_captioner, resolve_model
+    from pixelmill_nodes.caption import caption_images
+
+    captioner = load_captioner(resolve_model("embedded", "blip", "cpu", "auto"))
+    image = Image.new("RGB", (32, 32), (200, 30, 30))
+    asked = []
+    full = caption_images(captioner, [image], max_tokens=12)
+    short = caption_images(captioner, [image], max_tokens=12, should_stop=lambda: asked.append(1) or True)
+    assert asked and len(short[0].split()) < len(full[0].split())
