@@ -28,8 +28,8 @@ class PromptConfig(Model):
 
 
 class PromptInputs(Model):
-    template: TemplateText = Field(description="jinja2 text, e.g. 'a {{ color }} {{ shape }} at {{ time }}'; "
-                                               "values of ${{ }} expressions in it are inserted as plain text")
+    # TemplateText: the parts that came from ${{ }} expressions are inserted as plain text, never parsed
+    template: TemplateText = Field(description="jinja2 text, e.g. 'a {{ color }} {{ shape }} at {{ time }}'")
     choices: dict[str, list[Any]] = Field(default_factory=dict, description="name -> options; one is drawn per run")
     vars: dict[str, Any] = Field(default_factory=dict, description="fixed variables")
     seed: int | None = Field(None, description="same seed, same choices; drawn and recorded when absent")
