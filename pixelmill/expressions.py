@@ -265,7 +265,9 @@ def _is_iterator(value) -> bool:
 def render(value, context: dict, on_secret=None):
     """Render every string in a nested structure of dicts and lists (see :func:`evaluate`)."""
     if isinstance(value, str):
-        parsed = parse(value)
+        if OPEN not in value:
+            return value
+        parsed = _parsed(value)
         return evaluate(parsed, context, on_secret) if parsed.has_expr else value
     if isinstance(value, dict):
         return {k: render(v, context, on_secret) for k, v in value.items()}
@@ -284,6 +286,11 @@ def walk_strings(value, path: tuple = ()):
     elif isinstance(value, list):
         for i, v in enumerate(value):
             yield from walk_strings(v, path + (i,))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> Parsed:
+    return parse(text)  # treated as read-only by every caller
 
 
 @functools.lru_cache(maxsize=4096)
