@@ -49,4 +49,3 @@ def test_queued_event_time_is_utc(tmp_path):
     assert abs(ev.ts - time.time()) < 60
     assert store.claim(run_id) and not store.claim(run_id)
     store.close()
-
