@@ -42,18 +42,20 @@ class Limits:
     max_work: int = 100_000  # loop iterations + calls + filters in one render (a macro call counts 4)
     max_int_bits: int = 8192  # integers built by arithmetic
     max_seconds: float = 10.0  # wall clock of one render
+    max_built: int = 20_000_000  # characters and items of all values operations build in one render
 
 
 DEFAULT_LIMITS = Limits()
 
 
 class _Budget:
-    __slots__ = ("limits", "work", "output", "check", "deadline")
+    __slots__ = ("limits", "work", "output", "built", "check", "deadline")
 
     def __init__(self, limits: Limits, check=None):
         self.limits = limits
         self.work = 0
         self.output = 0
+        self.built = 0
         self.check = check
         self.deadline = time.monotonic() + limits.max_seconds
 
@@ -133,10 +135,16 @@ def _check_size(what: str, size: int) -> None:
 
 
 def _check_result(value: Any, what: str) -> Any:
-    lim = _limits()
+    budget = _BUDGET.get()
+    lim = budget.limits if budget is not None else DEFAULT_LIMITS
     if isinstance(value, (str, list, tuple, dict, set, frozenset, bytes)):
         if len(value) > lim.max_length:
             raise _too_long(what, len(value))
+        if budget is not None:
+            budget.built += len(value)
+            if budget.built > lim.max_built:  # many values, each under the limit, kept alive together
+                raise LimitExceeded(f"render limit: operations built more than {lim.max_built:,} characters "
+                                    "and items in one render")
     elif isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > lim.max_int_bits:
         raise LimitExceeded(f"render limit: {what} built an integer of {value.bit_length():,} bits "
                             f"(limit {lim.max_int_bits:,})")
@@ -331,6 +339,7 @@ class LimitedSandbox(ImmutableSandboxedEnvironment):
         options.setdefault("finalize", _finalize)
         super().__init__(**options)
         self.globals["range"] = _range
+        self.globals.pop("lipsum", None)  # lipsum(n=10**7) would build gigabytes; nothing here needs it
         self.filters = {name: guard_filter(name, f) for name, f in self.filters.items()}
 
     def _generate(self, source, name, filename, defer_init=False):
