@@ -24,9 +24,10 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, nodes
+from jinja2 import Environment, StrictUndefined, nodes
 from jinja2.exceptions import TemplateRuntimeError
-from jinja2.runtime import LoopContext, Macro
+from jinja2.nodes import EvalContext
+from jinja2.runtime import Context, LoopContext, Macro
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from jinja2.visitor import NodeTransformer
 
@@ -213,6 +214,7 @@ def _charge(size: int) -> str:
     return ""
 
 
+_PASSED = (Environment, Context, EvalContext)
 _SIZED_ARGS = {"center": 1, "ljust": 1, "rjust": 1, "zfill": 0, "expandtabs": 0}
 # filters that do not turn a whole container argument into one string
 _NON_STRINGIFYING = {
@@ -223,7 +225,7 @@ _NON_STRINGIFYING = {
 
 
 def _precheck_filter(name: str, args, kwargs) -> None:
-    data = [a for a in args if not hasattr(a, "environment")]  # skip a context / eval context / environment
+    data = [a for a in args if not isinstance(a, _PASSED)]  # skip a context / eval context / environment
     value = data[0] if data else None
     lim = _limits().max_length
     if name not in _NON_STRINGIFYING:
@@ -247,7 +249,7 @@ def _precheck_filter(name: str, args, kwargs) -> None:
         n = data[1] if len(data) > 1 else kwargs.get("linecount", kwargs.get("slices", 0))
         if isinstance(n, int) and n > lim:
             raise _too_long(f"filter '{name}'", n)
-    elif name in ("wordwrap", "truncate", "filesizeformat"):
+    elif name == "wordwrap":
         for n in data[1:]:
             if isinstance(n, int) and not isinstance(n, bool) and n > lim:
                 raise _too_long(f"filter '{name}'", n)
