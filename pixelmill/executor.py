@@ -421,7 +421,13 @@ class Executor:
             cancel_event=cancel, run_cancel=run.cancel, services=self.services, attempt=attempt,
             deadline=time.monotonic() + step.timeout if step.timeout is not None else None,
         )
-        result = _call_with_timeout(lambda: self._run_node(node, inputs, ctx, info), step.timeout, cancel, step.id)
+        try:
+            result = _call_with_timeout(lambda: self._run_node(node, inputs, ctx, info), step.timeout, cancel,
+                                        step.id)
+        except Cancelled:
+            if ctx.deadline is not None and time.monotonic() >= ctx.deadline and not run.cancel.is_set():
+                raise StepTimeout(f"timed out after {step.timeout:g} s") from None  # it saw its deadline first
+            raise
         if isinstance(result, BaseModel) and not isinstance(result, info.cls.Outputs):
             result = result.model_dump()
         if not isinstance(result, info.cls.Outputs):
@@ -455,7 +461,6 @@ def _call_with_timeout(fn, timeout: float | None, cancel: threading.Event, step_
             box["error"] = exc
 
     t = threading.Thread(target=target, daemon=True, name=f"pixelmill-{step_id}")
-    started = time.monotonic()
     t.start()
     t.join(timeout)
     if t.is_alive():
@@ -466,8 +471,6 @@ def _call_with_timeout(fn, timeout: float | None, cancel: threading.Event, step_
                         "background (see docs/node-authors.md, 'Timeouts and cancellation')", step_id, STOP_GRACE_S)
         raise StepTimeout(f"timed out after {timeout:g} s")
     if "error" in box:
-        if isinstance(box["error"], Cancelled) and time.monotonic() - started >= timeout:
-            raise StepTimeout(f"timed out after {timeout:g} s")  # the node saw its deadline pass first
         raise box["error"]
     return box["value"]
 
