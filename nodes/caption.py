@@ -28,8 +28,10 @@ class CaptionOutputs(Model):
     model: str
 
 
-def caption_images(captioner, pil_images, *, prefix=None, max_tokens=30, num_beams=1) -> list[str]:
+def caption_images(captioner, pil_images, *, prefix=None, max_tokens=30, num_beams=1, should_stop=None) -> list[str]:
+    """``should_stop()`` is asked after every generated token; True ends generation early (a cancel)."""
     import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
 
     proc = captioner.processor
     kwargs = {"images": pil_images, "return_tensors": "pt"}
@@ -43,8 +45,17 @@ def caption_images(captioner, pil_images, *, prefix=None, max_tokens=30, num_bea
     if limit:
         used = batch["input_ids"].shape[1] - 1 if "input_ids" in batch else 1
         max_tokens = max(1, min(max_tokens, limit - used))
+    extra = {}
+    if should_stop is not None:
+        class _Stop(StoppingCriteria):
+            def __call__(self, input_ids, scores, **kwargs):
+                return torch.full((input_ids.shape[0],), bool(should_stop()), dtype=torch.bool,
+                                  device=input_ids.device)
+
+        extra["stopping_criteria"] = StoppingCriteriaList([_Stop()])
     with torch.inference_mode():
-        out = captioner.model.generate(**batch, max_new_tokens=max_tokens, num_beams=num_beams, do_sample=False)
+        out = captioner.model.generate(**batch, max_new_tokens=max_tokens, num_beams=num_beams, do_sample=False,
+                                       **extra)
     return [" ".join(t.split()) for t in proc.batch_decode(out, skip_special_tokens=True)]
 
 
@@ -84,6 +95,7 @@ class CaptionNode(Node):
         with manager_for(ctx).use(("captioner", *r.key), lambda: load_captioner(r)) as captioner:
             ctx.check_cancelled()
             texts = caption_images(captioner, pil, prefix=inputs.prefix, max_tokens=inputs.max_tokens,
-                                   num_beams=inputs.num_beams)
+                                   num_beams=inputs.num_beams, should_stop=lambda: ctx.cancelled)
+            ctx.check_cancelled()  # a cancel that stopped generation early must not look like a short caption
         ctx.progress(len(pil), len(pil), "captioned")
         return CaptionOutputs(text=texts[0], texts=texts, model=r.name)

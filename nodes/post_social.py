@@ -296,7 +296,7 @@ class PostSocialNode(Node):
         wait = _waiter(ctx)
         http = Http(_label(cfg), RetryPolicy(attempts=cfg.retries + 1, backoff=cfg.retry_backoff,
                                              max_retry_after=cfg.max_retry_wait, connect_timeout=cfg.connect_timeout,
-                                             read_timeout=cfg.timeout), wait=wait, logger=ctx.logger)
+                                             read_timeout=_within_step(cfg.timeout, ctx)), wait=wait, logger=ctx.logger)
         if cfg.target == "mastodon":
             token = ctx.secrets.get(cfg.token_secret)  # fails early, naming the variable, when unset
             return MastodonTarget(http, cfg.instance, lambda: token, visibility=cfg.visibility,
@@ -388,6 +388,12 @@ def _content_hash(post: Post) -> str:
     for img in post.images:
         h.update(b"\x1e" + hashlib.sha256(img.data).digest() + img.alt.encode("utf-8") + img.media_type.encode())
     return h.hexdigest()
+
+
+def _within_step(seconds: float, ctx) -> float:
+    """An HTTP timeout no longer than what is left of the step's own timeout."""
+    left = ctx.time_left()
+    return seconds if left is None else max(0.5, min(seconds, left))
 
 
 def _waiter(ctx):

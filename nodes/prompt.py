@@ -3,24 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import random
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from jinja2 import StrictUndefined, TemplateError, TemplateSyntaxError, meta
-from jinja2.sandbox import ImmutableSandboxedEnvironment
+from jinja2 import TemplateError, TemplateSyntaxError, meta
 from pydantic import Field, field_validator
 
-from pixelmill.node import TEMPLATE_FIELD, Model, Node, StepCheck
-
-_ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-
-
-@functools.lru_cache(maxsize=256)
-def _template(text: str):
-    """Compiled templates are reused: compiling costs far more than rendering."""
-    return _ENV.from_string(text)
+from pixelmill.node import TEMPLATE_FIELD, Model, Node, StepCheck, TemplateText
+from pixelmill.sandbox import ENV as _ENV
+from pixelmill.sandbox import render_template
 
 
 class PromptConfig(Model):
@@ -37,8 +29,9 @@ class PromptConfig(Model):
 
 
 class PromptInputs(Model):
-    template: str = Field(description="jinja2 text, e.g. 'a {{ color }} {{ shape }} at {{ time }}'",
-                          json_schema_extra={TEMPLATE_FIELD: True})
+    # TemplateText: the parts that came from ${{ }} expressions are inserted as plain text, never parsed
+    template: TemplateText = Field(description="jinja2 text, e.g. 'a {{ color }} {{ shape }} at {{ time }}'",
+                                   json_schema_extra={TEMPLATE_FIELD: True})
     choices: dict[str, list[Any]] = Field(default_factory=dict, description="name -> options; one is drawn per run")
     vars: dict[str, Any] = Field(default_factory=dict, description="fixed variables")
     seed: int | None = Field(None, description="same seed, same choices; drawn and recorded when absent")
@@ -100,7 +93,8 @@ class PromptNode(Node):
             **inputs.vars, **chosen,
         }
         try:
-            text = _template(inputs.template).render(**variables)
+            # only the literal text written in the workflow is a template: ${{ }} results are inserted as data
+            text = render_template(inputs.template, variables, check=ctx.check_cancelled)
         except TemplateError as exc:
             raise ValueError(f"prompt template: {exc}") from None
         text = " ".join(text.split())

@@ -101,6 +101,7 @@ class Executor:
         self.services = services or Services()
         self.gpu_lock = gpu_lock or threading.Lock()
         self.environ = environ
+        self.max_stored_bytes = MAX_STORED_BYTES
         self._pool = ThreadPoolExecutor(max_workers=max(2, max_workers), thread_name_prefix="pixelmill-step")
         self._active: dict[str, threading.Event] = {}
         self._active_lock = threading.Lock()
@@ -135,7 +136,14 @@ class Executor:
         with self._active_lock:
             self._active[run_id] = run.cancel
         try:
-            return self._execute(run, reuse or {})
+            try:
+                # a run re-queued after a crash keeps what it finished: only unfinished steps run again
+                resumed = {sid: row for sid, row in self.store.finished_steps(run_id).items() if sid in loaded.nodes}
+                if resumed:
+                    _discard_partial_artifacts(self.store.artifacts_root / run_id, resumed, loaded.nodes)
+                return self._execute(run, reuse or {}, resumed)
+            except Exception as exc:  # noqa: BLE001 - whatever happens, the run ends failed, never stuck running
+                return self._crashed(run, exc)
         finally:
             with self._active_lock:
                 self._active.pop(run_id, None)
@@ -148,9 +156,34 @@ class Executor:
         event_id = self.store.record(event)
         self.bus.publish(Event(kind, run.run_id, step_id, data, event.ts, event_id))
 
-    def _execute(self, run: _Run, reuse: dict[str, dict]) -> RunResult:
+    def _crashed(self, run: _Run, exc: BaseException) -> RunResult:
+        """End a run that failed inside the executor itself: stored as ``failed`` with the cause."""
+        run.cancel.set()  # steps still running stop at their next check
+        step_id = getattr(exc, "step_id", None)
+        where = f" in step '{step_id}'" if step_id else ""
+        log.error("run %s: the executor failed%s: %s", run.run_id, where,
+                  run.secrets.redact(f"{type(exc).__name__}: {exc}"), exc_info=exc)
+        error = run.secrets.redact({
+            "type": type(exc).__name__, "step_id": step_id,
+            "message": f"the run failed{where}: {type(exc).__name__}: {_short(str(exc))}",
+        })
+        data = {"status": RunStatus.FAILED.value, "outputs": {}, "error": error, "duration_s": 0.0}
+        try:
+            self._emit(run, EventKind.RUN_FINISHED, **data)
+        except Exception:  # noqa: BLE001 - e.g. the database is gone; nothing more can be recorded
+            log.exception("run %s: could not record its failure", run.run_id)
+        return RunResult(run.run_id, run.loaded.name, RunStatus.FAILED, {}, self._public_steps(run), error)
+
+    def _public_steps(self, run: _Run) -> dict[str, StepResult]:
+        """Step results as callers see them: secrets (and values derived from them) redacted."""
+        return {sid: StepResult(r.status, run.secrets.redact(r.outputs), run.secrets.redact(r.error), r.attempts,
+                                r.duration_s) for sid, r in dict(run.results).items()}
+
+    def _execute(self, run: _Run, reuse: dict[str, dict], resumed: dict[str, dict] | None = None) -> RunResult:
         loaded = run.loaded
-        self._emit(run, EventKind.RUN_STARTED, workflow=loaded.name, inputs=run.inputs)
+        resumed = resumed or {}
+        self._emit(run, EventKind.RUN_STARTED, workflow=loaded.name, inputs=run.inputs,
+                   **({"resumed": sorted(resumed)} if resumed else {}))
         started = time.perf_counter()
         pending = list(loaded.order)
         running: dict[Future, str] = {}
@@ -161,6 +194,9 @@ class Executor:
             ready = [] if stop else [s for s in pending if loaded.deps[s] <= run.results.keys()]
             for sid in ready:
                 pending.remove(sid)
+                if sid in resumed:
+                    self._resume(run, sid, resumed[sid])
+                    continue
                 if sid in reuse:
                     self._reuse(run, sid, reuse[sid])
                     continue
@@ -171,9 +207,9 @@ class Executor:
                     self._skip(run, sid, f"dependency '{bad[0]}' did not succeed ({run.results[bad[0]].status.value})")
                     continue
                 if not running and len(ready) == 1:
-                    run.results[sid] = self._step(run, sid)  # a chain needs no thread hop
+                    run.results[sid] = self._safe_step(run, sid)  # a chain needs no thread hop
                 else:
-                    running[self._pool.submit(self._step, run, sid)] = sid
+                    running[self._pool.submit(self._safe_step, run, sid)] = sid
             if any(r.status in (StepStatus.FAILED, StepStatus.BLOCKED, StepStatus.CANCELLED)
                    and loaded.workflow.step(s).on_error == "fail" for s, r in run.results.items()):
                 stop = True
@@ -208,18 +244,34 @@ class Executor:
         if status is RunStatus.CANCELLED:
             error = {"type": "Cancelled", "message": "the run was cancelled", "step_id": None}
         outputs = self._outputs(run) if status is RunStatus.SUCCEEDED else {}
+        if status is RunStatus.SUCCEEDED:
+            problem = self._unstorable(outputs, "the workflow outputs")
+            if problem:
+                status, outputs = RunStatus.FAILED, {}
+                error = {"type": "StepFailure", "message": problem, "step_id": None}
         self._emit(run, EventKind.RUN_FINISHED, status=status.value, outputs=outputs, error=error,
                    duration_s=round(elapsed, 6))
-        return RunResult(run.run_id, run.loaded.name, status, outputs, dict(results), run.secrets.redact(error))
+        return RunResult(run.run_id, run.loaded.name, status, run.secrets.redact(outputs), self._public_steps(run),
+                         run.secrets.redact(error))
 
     def _outputs(self, run: _Run) -> dict:
         out = {}
         for name, value in run.loaded.workflow.outputs.items():
             try:
-                out[name] = ex.render(value, run.context(ex.referenced_secrets(value)))
+                out[name] = ex.render(value, run.context(ex.referenced_secrets(value)), run.secrets.taint)
             except (ex.ExpressionError, KeyError):
                 out[name] = None  # e.g. it names a step that was skipped by its condition
         return run.secrets.redact(out)
+
+    def _resume(self, run: _Run, sid: str, row: dict) -> None:
+        """A step this run finished before its process died: kept as it is (its stored row is not touched)."""
+        info = run.loaded.nodes[sid]
+        result = StepResult(StepStatus(row["status"]), row.get("outputs") or {}, None, row.get("attempts") or 0,
+                            row.get("duration_s") or 0.0)
+        run.results[sid] = result
+        self._emit(run, EventKind.STEP_FINISHED, sid, status=result.status.value, outputs=result.outputs,
+                   node=info.type, version=info.version, attempts=result.attempts, duration_s=result.duration_s,
+                   reused=True, resumed=True)
 
     def _reuse(self, run: _Run, sid: str, outputs: dict) -> None:
         info = run.loaded.nodes[sid]
@@ -250,9 +302,39 @@ class Executor:
                          category=exc.category)
         error = run.secrets.redact(error)
         result = StepResult(status, None, error, attempts, time.perf_counter() - t0)
-        self._emit(run, EventKind.STEP_FAILED, sid, status=status.value, error=error, attempts=attempts,
-                   duration_s=round(result.duration_s, 6), node=info.type, version=info.version, inputs=inputs)
+        data = dict(status=status.value, error=error, attempts=attempts, duration_s=round(result.duration_s, 6),
+                    node=info.type, version=info.version, inputs=inputs)
+        try:
+            self._emit(run, EventKind.STEP_FAILED, sid, **data)
+        except Exception:  # noqa: BLE001 - e.g. inputs the store cannot take: record the failure without them
+            log.exception("run %s step %s: could not record the failure in full", run.run_id, sid)
+            self._emit(run, EventKind.STEP_FAILED, sid, **{**data, "inputs": None,
+                                                            "error": {**error, "traceback": ""}})
         return result
+
+    def _safe_step(self, run: _Run, sid: str) -> StepResult:
+        """``_step``, but a failure of the executor's own work (recording, storing) fails the step, not the run."""
+        t0 = time.perf_counter()
+        try:
+            return self._step(run, sid)
+        except Exception as exc:  # noqa: BLE001
+            log.exception("run %s step %s: unexpected error in the executor", run.run_id, sid)
+            try:
+                return self._fail(run, sid, exc, 0, t0)
+            except Exception as again:  # noqa: BLE001 - cannot even record it: end the run
+                again.step_id = sid
+                raise again from exc
+
+    def _unstorable(self, value, what: str) -> str | None:
+        """Why ``value`` cannot go into the run store (None if it can)."""
+        try:
+            size = len(json.dumps(value, allow_nan=False, default=_not_json).encode())
+        except (TypeError, ValueError) as exc:
+            return f"{what} cannot be stored: {exc}"
+        if size > self.max_stored_bytes:
+            return (f"{what} take {size:,} bytes as JSON, more than the run store keeps for one value "
+                    f"({self.max_stored_bytes:,}); pass large data as an artifact file")
+        return None
 
     def _step(self, run: _Run, sid: str) -> StepResult:
         step = run.loaded.workflow.step(sid)
@@ -264,11 +346,14 @@ class Executor:
                 self._emit(run, EventKind.STEP_SKIPPED, sid, status="skipped", reason="condition is false",
                            node=info.type, version=info.version)
                 return result
-            rendered = ex.render(step.with_, run.context(ex.referenced_secrets(step.with_)))
+            rendered = ex.render(step.with_, run.context(ex.referenced_secrets(step.with_)), run.secrets.taint)
             inputs = _validate_inputs(info.cls.Inputs, rendered, sid)
+            stored_inputs = run.secrets.redact(inputs.model_dump(mode="json"))
+            problem = self._unstorable(stored_inputs, "its rendered inputs")
+            if problem:
+                raise StepFailure(problem)
         except (ex.ExpressionError, StepFailure, KeyError) as exc:
             return self._fail(run, sid, exc if isinstance(exc, StepFailure) else StepFailure(str(exc)), 0, t0)
-        stored_inputs = run.secrets.redact(inputs.model_dump(mode="json"))
         node = info.cls(run.loaded.configs[sid])
         key = None
         if step.cache and node.cacheable(inputs):
@@ -299,6 +384,9 @@ class Executor:
                 if run.cancel.wait(delay):
                     return self._fail(run, sid, Cancelled("the run was cancelled"), attempt, t0,
                                       StepStatus.CANCELLED, stored_inputs)
+        problem = self._unstorable(outputs, "its outputs")
+        if problem:
+            return self._fail(run, sid, StepFailure(problem), attempt, t0, inputs=stored_inputs)
         if key is not None:
             self.store.cache_put(key, info.type, outputs, run.run_id)
         duration = time.perf_counter() - t0
@@ -311,7 +399,7 @@ class Executor:
         if isinstance(value, bool):
             return value
         text = value if ex.OPEN in value else ex.OPEN + value + ex.CLOSE
-        result = ex.render(text, run.context(ex.referenced_secrets(text)))
+        result = ex.render(text, run.context(ex.referenced_secrets(text)), run.secrets.taint)
         if isinstance(result, str):
             return result.strip().lower() not in ("", "false", "0", "no", "none")
         return bool(result)
@@ -333,8 +421,15 @@ class Executor:
             logger=_RunLogger(logging.getLogger(f"pixelmill.node.{info.type}"), run.secrets,
                               {"run_id": run.run_id, "step_id": step.id}),
             cancel_event=cancel, run_cancel=run.cancel, services=self.services, attempt=attempt,
+            deadline=time.monotonic() + step.timeout if step.timeout is not None else None,
         )
-        result = _call_with_timeout(lambda: self._run_node(node, inputs, ctx, info), step.timeout, cancel, step.id)
+        try:
+            result = _call_with_timeout(lambda: self._run_node(node, inputs, ctx, info), step.timeout, cancel,
+                                        step.id)
+        except Cancelled:
+            if ctx.deadline is not None and time.monotonic() >= ctx.deadline and not run.cancel.is_set():
+                raise StepTimeout(f"timed out after {step.timeout:g} s") from None  # it saw its deadline first
+            raise
         if isinstance(result, BaseModel) and not isinstance(result, info.cls.Outputs):
             result = result.model_dump()
         if not isinstance(result, info.cls.Outputs):
@@ -346,9 +441,13 @@ class Executor:
 
     def _run_node(self, node, inputs, ctx, info):
         if info.cls.uses_gpu:
-            with self.gpu_lock:
+            while not self.gpu_lock.acquire(timeout=0.1):  # waiting for the GPU is cancellable too
+                ctx.check_cancelled()
+            try:
                 ctx.check_cancelled()
                 return node.run(inputs, ctx)
+            finally:
+                self.gpu_lock.release()
         return node.run(inputs, ctx)
 
 
@@ -368,10 +467,52 @@ def _call_with_timeout(fn, timeout: float | None, cancel: threading.Event, step_
     t.join(timeout)
     if t.is_alive():
         cancel.set()  # cooperative nodes stop at their next progress() or check_cancelled()
+        t.join(STOP_GRACE_S)
+        if t.is_alive():
+            log.warning("step '%s': its node did not stop within %g s of its timeout; it keeps running in the "
+                        "background (see docs/node-authors.md, 'Timeouts and cancellation')", step_id, STOP_GRACE_S)
         raise StepTimeout(f"timed out after {timeout:g} s")
     if "error" in box:
         raise box["error"]
     return box["value"]
+
+
+STOP_GRACE_S = 1.0  # how long a timed-out node gets to notice its cancel token before the step fails anyway
+MAX_STORED_BYTES = 8 * 1024 * 1024  # one step's inputs or outputs, as JSON
+
+
+def _not_json(value):
+    raise TypeError(f"a {type(value).__name__} is not JSON data")
+
+
+def _short(text: str, limit: int = 500) -> str:
+    return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
+
+
+def _discard_partial_artifacts(run_dir: Path, finished: dict[str, dict], step_ids) -> None:
+    """Files of steps that had not finished when the run was interrupted: they are written again on resume."""
+    if not run_dir.is_dir():
+        return
+    kept = {name for row in finished.values() for name in _artifact_names(row.get("outputs"))}
+    redo = [sid for sid in step_ids if sid not in finished]
+    for path in run_dir.iterdir():
+        name = path.name
+        if name in kept or not path.is_file():
+            continue
+        owner = max((sid for sid in step_ids if name.startswith(f"{sid}-")), key=len, default=None)
+        if owner in redo:
+            path.unlink(missing_ok=True)
+
+
+def _artifact_names(value):
+    if isinstance(value, dict):
+        if value.get("kind") == "artifact" and "name" in value:
+            yield value["name"]
+        for v in value.values():
+            yield from _artifact_names(v)
+    elif isinstance(value, list):
+        for v in value:
+            yield from _artifact_names(v)
 
 
 def _validate_inputs(model, rendered: dict, sid: str):

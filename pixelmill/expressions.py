@@ -1,9 +1,15 @@
-"""``${{ ... }}`` expressions, rendered by jinja2's immutable sandbox.
+"""``${{ ... }}`` expressions, rendered by jinja2's immutable sandbox with resource limits.
 
 Only the text between ``${{`` and ``}}`` is handed to jinja2, as an expression;
 the text around it is kept verbatim, so a literal ``{{`` or ``{%`` in a prompt
 is never interpreted. A value that is exactly one expression keeps its native
 type (a number stays a number, a list a list).
+
+An expression's result is data: it is converted to plain JSON-like values (an undefined
+value anywhere inside is an error) and a string built from expressions is a
+:class:`~pixelmill.sandbox.Rendered` that remembers which characters were data, so no
+node parses them as a template again. Every evaluation runs under the limits of
+:mod:`pixelmill.sandbox` (output size, repetition, ranges, work).
 """
 
 from __future__ import annotations
@@ -13,8 +19,11 @@ import functools
 import re
 from dataclasses import dataclass, field
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, nodes
-from jinja2.sandbox import ImmutableSandboxedEnvironment, is_internal_attribute
+from jinja2 import TemplateSyntaxError, Undefined, nodes
+from jinja2.sandbox import is_internal_attribute
+
+from . import sandbox
+from .sandbox import LimitedSandbox, Rendered
 
 OPEN, CLOSE = "${{", "}}"
 MAX_NESTING = 24  # brackets inside one expression (jinja2's parser recurses per level)
@@ -36,9 +45,9 @@ def _strftime(value, fmt: str = "%Y-%m-%d") -> str:
     return value.strftime(fmt)
 
 
-def make_environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-    env.filters["strftime"] = _strftime
+def make_environment() -> LimitedSandbox:
+    env = LimitedSandbox()
+    env.filters["strftime"] = sandbox.guard_filter("strftime", _strftime)
     return env
 
 
@@ -228,18 +237,31 @@ def blocked_attributes(tree: nodes.Node) -> list[str]:
 _UNSAFE_NAMES = {"mro", "func_globals", "f_globals", "gi_frame", "gi_code", "cr_frame", "cr_code", "format_map"}
 
 
-def evaluate(parsed: Parsed, context: dict):
-    """Render a parsed value against ``context`` (plain data only)."""
+def evaluate(parsed: Parsed, context: dict, on_secret=None):
+    """Render a parsed value against ``context`` (plain data only).
+
+    ``on_secret(value)`` is called with the result of every expression that reads ``secrets``: values
+    derived from a secret can then be redacted like the secret itself.
+    """
     if parsed.single:
-        return _eval_one(parsed.segments[0], context)
-    out = []
+        value = _eval_one(parsed.segments[0], context, on_secret)
+        return Rendered.data(value) if isinstance(value, str) else value
+    parts = []
     for seg in parsed.segments:
         if seg.is_expr:
-            value = _eval_one(seg, context)
-            out.append("" if value is None else str(value))
+            value = _eval_one(seg, context, on_secret)
+            parts.append(("" if value is None else _text(value), True))
         else:
-            out.append(seg.text)
-    return "".join(out)
+            parts.append((seg.text, False))
+    text = Rendered(parts)
+    if len(text) > sandbox.DEFAULT_LIMITS.max_length:
+        raise ExpressionError(f"the rendered text has {len(text):,} characters "
+                              f"(limit {sandbox.DEFAULT_LIMITS.max_length:,})", parsed.segments[0].offset)
+    return text
+
+
+def _text(value) -> str:
+    return str(value)
 
 
 @functools.lru_cache(maxsize=4096)
@@ -247,29 +269,86 @@ def _compiled(text: str):
     return _ENV.compile_expression(text, undefined_to_none=False)
 
 
-def _eval_one(seg: Segment, context: dict):
+def _eval_one(seg: Segment, context: dict, on_secret=None):
     try:
         compiled = _compiled(seg.text)
     except TemplateSyntaxError as exc:
         raise ExpressionError(f"malformed expression '{seg.text.strip()}': {exc.message}", seg.offset) from None
+    uses_secret = any(r.root == "secrets" for r in _segment_refs(seg.text))
     try:
-        value = compiled(**context)
-    except Exception as exc:  # UndefinedError, SecurityError, TypeError from user expressions
+        with sandbox.budget():
+            value = _plain(compiled(**context))
+    except _Undefined:
+        raise ExpressionError(f"expression '{seg.text.strip()}' is undefined (or holds an undefined value)",
+                              seg.offset) from None
+    except _NotData as exc:
+        raise ExpressionError(f"expression '{seg.text.strip()}' gave {exc}, not data", seg.offset) from None
+    except sandbox.LimitExceeded as exc:
         raise ExpressionError(f"expression '{seg.text.strip()}' failed: {exc}", seg.offset) from None
-    if isinstance(value, StrictUndefined):
-        raise ExpressionError(f"expression '{seg.text.strip()}' is undefined", seg.offset)
+    except Exception as exc:  # UndefinedError, SecurityError, TypeError from user expressions
+        # the message of a failure inside an expression that reads a secret may quote a transformed secret
+        detail = f"{type(exc).__name__} (details hidden: the expression reads a secret)" if uses_secret else exc
+        raise ExpressionError(f"expression '{seg.text.strip()}' failed: {detail}", seg.offset) from None
+    if uses_secret and on_secret is not None:
+        on_secret(value)
     return value
 
 
-def render(value, context: dict):
-    """Render every string in a nested structure of dicts and lists."""
+class _Undefined(Exception):
+    pass
+
+
+class _NotData(Exception):
+    pass
+
+
+def _plain(value, depth: int = 0):
+    """An expression's result as plain data: dict (str keys), list, str, int, float, bool, None."""
+    if depth > 100:
+        raise _NotData("a structure nested more than 100 levels deep")
+    if isinstance(value, Undefined):
+        raise _Undefined()
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
     if isinstance(value, str):
-        parsed = parse(value)
-        return evaluate(parsed, context) if parsed.has_expr else value
+        return value if type(value) is str or isinstance(value, Rendered) else str(value)
     if isinstance(value, dict):
-        return {k: render(v, context) for k, v in value.items()}
+        return {(k if isinstance(k, str) else _key(k)): _plain(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, (list, tuple, set, frozenset, range)) or _is_iterator(value):
+        out = []
+        for item in value:
+            out.append(_plain(item, depth + 1))
+            if len(out) > sandbox.DEFAULT_LIMITS.max_length:
+                raise sandbox.LimitExceeded("render limit: a result with too many items")
+        return out
+    raise _NotData(f"a {type(value).__name__}")
+
+
+def _key(k) -> str:
+    if isinstance(k, Undefined):
+        raise _Undefined()
+    if k is None or isinstance(k, (bool, int, float)):
+        return str(k)
+    raise _NotData(f"a mapping key of type {type(k).__name__}")
+
+
+def _is_iterator(value) -> bool:
+    return hasattr(value, "__next__") and hasattr(value, "__iter__")
+
+
+def render(value, context: dict, on_secret=None):
+    """Render every string in a nested structure of dicts and lists (see :func:`evaluate`)."""
+    if isinstance(value, str):
+        if OPEN not in value:
+            return value
+        parsed = _parsed(value)
+        return evaluate(parsed, context, on_secret) if parsed.has_expr else value
+    if isinstance(value, dict):
+        return {k: render(v, context, on_secret) for k, v in value.items()}
     if isinstance(value, list):
-        return [render(v, context) for v in value]
+        return [render(v, context, on_secret) for v in value]
     return value
 
 
@@ -283,6 +362,19 @@ def walk_strings(value, path: tuple = ()):
     elif isinstance(value, list):
         for i, v in enumerate(value):
             yield from walk_strings(v, path + (i,))
+
+
+@functools.lru_cache(maxsize=4096)
+def _parsed(text: str) -> Parsed:
+    return parse(text)  # treated as read-only by every caller
+
+
+@functools.lru_cache(maxsize=4096)
+def _segment_refs(expr: str) -> tuple:
+    try:
+        return tuple(references(ast_of(expr)))
+    except ExpressionError:
+        return ()
 
 
 @functools.lru_cache(maxsize=4096)

@@ -10,13 +10,25 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, WrapValidator
+
+from .sandbox import Rendered
+
+
+def _keep_rendered(value, handler):
+    return value if isinstance(value, Rendered) else handler(value)
+
+
+# A str input that a node renders as a template: it keeps the marks that say which characters came from
+# ``${{ }}`` expressions (data, never to be parsed), see ``pixelmill.sandbox.render_template``.
+TemplateText = Annotated[str, WrapValidator(_keep_rendered)]
 
 # Field markers (put them in ``Field(json_schema_extra={...: True})``; editors see them in the schema too):
 TEMPLATE_FIELD = "x-pixelmill-template"  # text that is a template by design: a bare '{{ }}' there is meant
@@ -144,6 +156,7 @@ class NodeContext:
         run_cancel: threading.Event | None = None,
         services: Services | None = None,
         attempt: int = 1,
+        deadline: float | None = None,
     ):
         self.run_id = run_id
         self.step_id = step_id
@@ -156,6 +169,7 @@ class NodeContext:
         self._run_cancel = run_cancel  # the whole run (cancel request)
         self.services = services if services is not None else Services()
         self.attempt = attempt
+        self.deadline = deadline  # time.monotonic() at which the step times out (None: no timeout)
 
     @property
     def run_dir(self) -> Path:
@@ -193,12 +207,28 @@ class NodeContext:
 
     @property
     def cancelled(self) -> bool:
-        return self.cancel_event.is_set() or (self._run_cancel is not None and self._run_cancel.is_set())
+        """True once the step timed out (or passed its deadline) or the run was cancelled."""
+        return (self.cancel_event.is_set() or (self._run_cancel is not None and self._run_cancel.is_set())
+                or (self.deadline is not None and time.monotonic() >= self.deadline))
+
+    def time_left(self) -> float | None:
+        """Seconds until the step's timeout (None without one): cap blocking calls, e.g. HTTP timeouts, by it."""
+        return None if self.deadline is None else max(0.0, self.deadline - time.monotonic())
 
     def check_cancelled(self) -> None:
         """Raise ``Cancelled`` if the step timed out or the run was cancelled; long nodes call this often."""
         if self.cancelled:
             raise Cancelled(f"step '{self.step_id}' was cancelled")
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; returns True at once (within 0.1 s) when the step is cancelled or times out."""
+        end = time.monotonic() + seconds
+        while not self.cancelled:
+            left = end - time.monotonic()
+            if left <= 0:
+                return False
+            self.cancel_event.wait(min(left, 0.1))
+        return True
 
 
 @dataclass

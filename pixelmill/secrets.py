@@ -7,6 +7,7 @@ import os
 import threading
 
 REDACTED = "***"
+MIN_SECRET_LENGTH = 4  # shorter values cannot be redacted without mangling ordinary text: they are refused
 
 
 class MissingSecret(KeyError):
@@ -16,6 +17,20 @@ class MissingSecret(KeyError):
 
     def __str__(self) -> str:
         return f"secret '{self.name}' is not set: export the environment variable {self.name} before running"
+
+
+class SecretTooShort(KeyError):
+    retryable = False
+
+    def __init__(self, name: str, length: int):
+        super().__init__(name)
+        self.name = name
+        self.length = length
+
+    def __str__(self) -> str:
+        return (f"secret '{self.name}' has {self.length} character(s): pixelmill refuses secrets shorter than "
+                f"{MIN_SECRET_LENGTH} characters because it cannot redact them from outputs, logs and the run "
+                "store without mangling ordinary text")
 
 
 class Secrets:
@@ -30,10 +45,28 @@ class Secrets:
         value = self._environ.get(name)
         if value is None or value == "":
             raise MissingSecret(name)
-        if len(value) >= 4:  # redacting very short strings would mangle ordinary text
-            with self._lock:
-                self._used.add(value)
+        if len(value) < MIN_SECRET_LENGTH:
+            raise SecretTooShort(name, len(value))
+        with self._lock:
+            self._used.add(value)
         return value
+
+    def taint(self, value) -> None:
+        """Redact ``value`` (every string in it) from now on, like a secret: it was computed from one."""
+        found = []
+        stack = [value]
+        while stack:
+            v = stack.pop()
+            if isinstance(v, str):
+                if len(v) >= MIN_SECRET_LENGTH:  # a short derived value (a length, 'yes') is not redacted
+                    found.append(str(v))
+            elif isinstance(v, dict):
+                stack.extend(v.values())
+            elif isinstance(v, (list, tuple)):
+                stack.extend(v)
+        if found:
+            with self._lock:
+                self._used.update(found)
 
     def __getitem__(self, name: str) -> str:
         return self.get(name)
@@ -55,6 +88,7 @@ class Secrets:
 
 def _redact(value, used):
     if isinstance(value, str):
+        value = str(value)  # a str subclass (marked text) becomes plain text
         for secret in used:
             if secret in value:
                 value = value.replace(secret, REDACTED)

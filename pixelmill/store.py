@@ -17,7 +17,6 @@ from pathlib import Path
 
 from sqlalchemy import bindparam, create_engine, delete, event, func, insert, select, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.exc import IntegrityError
 
 from .db import Base, CacheRow, EventRow, RunRow, StepRow
 from .events import Event, EventKind
@@ -202,6 +201,15 @@ class RunStore:
                              .values(status=StepStatus.INTERRUPTED.value, finished_at=utcnow()))
         return dead
 
+    def finished_steps(self, run_id: str) -> dict[str, dict]:
+        """Steps of this run that succeeded (or came from the cache) before it was interrupted, by step id."""
+        ok = (StepStatus.SUCCEEDED.value, StepStatus.CACHED.value)
+        t = _STEPS
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(t.c.step_id, t.c.status, t.c.outputs, t.c.attempts, t.c.duration_s)
+                                .where(t.c.run_id == run_id, t.c.status.in_(ok))).mappings().all()
+        return {r["step_id"]: dict(r) for r in rows}
+
     def delete_run(self, run_id: str) -> bool:
         with self.writing() as conn:
             conn.execute(delete(EventRow).where(EventRow.run_id == run_id))
@@ -240,16 +248,18 @@ class RunStore:
                                            error=d.get("error"), finished_at=now))
         elif ev.kind is EventKind.STEP_STARTED:
             values = dict(status=StepStatus.RUNNING.value, attempts=d.get("attempt", 1), started_at=now,
-                          inputs=d.get("inputs"))
-            try:
+                          inputs=d.get("inputs"), outputs=None, error=None, finished_at=None, duration_s=None)
+            # update first: a retried attempt, or a step run again after a crash, keeps its one row (an
+            # INSERT that fails on the unique key would abort the whole transaction on PostgreSQL)
+            res = conn.execute(_UPDATE_STEP, dict(b_run=ev.run_id, b_step=ev.step_id, **values))
+            if res.rowcount == 0:
                 conn.execute(_INSERT_STEP, dict(run_id=ev.run_id, step_id=ev.step_id, node_type=d["node"],
-                                                node_version=d.get("version", "1"), outputs=None, error=None,
-                                                finished_at=None, duration_s=None, **values))
-            except IntegrityError:  # a step retried from an earlier attempt of the same run
-                conn.execute(_UPDATE_STEP, dict(b_run=ev.run_id, b_step=ev.step_id, **values))
+                                                node_version=d.get("version", "1"), **values))
         elif ev.kind is EventKind.STEP_RETRYING:
             conn.execute(_UPDATE_STEP, dict(b_run=ev.run_id, b_step=ev.step_id, attempts=d.get("attempt", 1),
                                             error=d.get("error")))
+        elif ev.kind is EventKind.STEP_FINISHED and d.get("resumed"):
+            pass  # a step finished before a crash, kept on resume: its row already holds the result
         elif ev.kind in (EventKind.STEP_FINISHED, EventKind.STEP_FAILED, EventKind.STEP_SKIPPED):
             values = dict(status=d["status"], finished_at=now, outputs=d.get("outputs"), error=d.get("error"),
                           duration_s=d.get("duration_s"), attempts=d.get("attempts", 0))

@@ -296,3 +296,46 @@ outputs: {text: "${{ steps.p.outputs.text }}"}
     finally:
         srv2.stop()
         rx.shutdown()
+
+
+def test_kill9_mid_run_resumes_from_finished_steps(tmp_path):
+    """A run re-queued after kill -9 keeps its finished steps: only the step that was mid-way runs again."""
+    wf = tmp_path / "wf"
+    log = tmp_path / "count.log"
+    write(wf, "r.yaml", f"""
+name: r
+on: {{webhook: {{path: r, respond: immediately}}}}
+steps:
+  - {{id: first, node: test_count, cache: false, with: {{log: "{log}", text: one}}}}
+  - {{id: nap, node: test_sleep, needs: [first], with: {{seconds: 3, steps: 30}}}}
+  - {{id: last, node: test_count, cache: false, needs: [nap], with: {{log: "{log}", text: "${{{{ steps.first.outputs.text }}}}"}}}}
+""")
+    env = {"PIXELMILL_WORKERS": "1", "PIXELMILL_SCHEDULER": "0"}
+    srv = Server(tmp_path / "home", wf, env).start()
+    try:
+        run_id = requests.post(srv.url + "/webhook/r", json={}, timeout=10).json()["run_id"]
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            with srv.db() as db:
+                row = db.execute("SELECT status FROM step_runs WHERE run_id = ? AND step_id = 'nap'",
+                                 (run_id,)).fetchone()
+            if row and row[0] == "running":
+                break
+            time.sleep(0.05)
+        time.sleep(0.3)
+    finally:
+        srv.kill9()
+    assert log.read_text().split("\n")[:-1] == [f"{run_id} first"]
+    srv2 = Server(tmp_path / "home", wf, env).start()
+    try:
+        run = srv2.wait_run(run_id, timeout=30)
+        assert run["status"] == "succeeded"
+        assert log.read_text().split("\n")[:-1] == [f"{run_id} first", f"{run_id} last"]  # first ran once
+        with srv2.db() as db:
+            rows = db.execute("SELECT step_id, status FROM step_runs WHERE run_id = ? ORDER BY step_id",
+                              (run_id,)).fetchall()
+        assert rows == [("first", "succeeded"), ("last", "succeeded"), ("nap", "succeeded")]  # one row each
+        out = srv2.get(f"/api/v1/runs/{run_id}").json()
+        assert {s["step_id"]: s["outputs"] for s in out["steps"]}["last"] == {"text": "ONE"}
+    finally:
+        srv2.stop()

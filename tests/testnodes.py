@@ -7,7 +7,7 @@ import time
 
 from pydantic import Field
 
-from pixelmill.node import Model, Node, NoRetry
+from pixelmill.node import ArtifactRef, Model, Node, NoRetry
 
 
 class Calls:
@@ -150,3 +150,28 @@ class SecretUser(Node):
 
 
 TEST_NODES = [Echo, Flaky, Sleep, GpuSleep, SecretUser, Seeded]
+
+
+class FileInputs(Model):
+    text: str = "x"
+
+
+class FileOutputs(Model):
+    file: ArtifactRef
+
+
+class FileWriter(Node):
+    """Write one text artifact (for crash-recovery tests)."""
+
+    type = "t_file"
+    Inputs = FileInputs
+    Outputs = FileOutputs
+
+    def run(self, inputs, ctx):
+        CALLS.add(("file", ctx.step_id, inputs.text, time.monotonic()))
+        ref, path = ctx.new_artifact("out.txt", "text/plain")
+        path.write_text(inputs.text)
+        return FileOutputs(file=ref)
+
+
+TEST_NODES.append(FileWriter)
