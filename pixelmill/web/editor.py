@@ -114,7 +114,10 @@ def new_workflow():
         stem = re.sub(r"\.ya?ml$", "", example) + "-copy"
         text = src.read_text(encoding="utf-8", errors="replace")
         text = re.sub(r"(?m)^name:\s*.*$", f"name: {stem}", text, count=1)
-        text = re.sub(r"(?m)^(\s+path:\s*)(\S+)", lambda m: f"{m.group(1)}{stem}", text, count=1)
+        hook = text.find("webhook")
+        if hook >= 0:  # a copy must not claim the example's webhook path
+            text = text[:hook] + re.sub(r"(\bpath:\s*)(['\"]?)[A-Za-z0-9:_./-]+\2", lambda m: m.group(1) + stem,
+                                        text[hook:], count=1)
     n, name = 1, f"{stem}.yaml"
     while (_folder() / name).exists():
         n += 1
