@@ -430,3 +430,11 @@ def test_web_package_never_imports_a_node():
                 assert not (node.module or "").startswith(("pixelmill_nodes", "nodes")), path
             elif isinstance(node, ast.Import):
                 assert not any(a.name.startswith(("pixelmill_nodes", "nodes")) for a in node.names), path
+
+
+def test_static_assets_are_served_beside_the_pages(dash):
+    html = text(dash.get("/"))
+    for asset in re.findall(r'(?:src|href)="(/assets/[^"]+)"', html):
+        r = dash.get(asset)
+        assert r.status_code == 200 and len(r.data) > 100, asset
+    assert {"/assets/app.css", "/assets/app.js"} <= set(re.findall(r'(?:src|href)="(/assets/[^"]+)"', html))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, render_template
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static",
-               static_url_path="/static")
+               static_url_path="/assets")  # the app keeps /static
 
 EXTENSION = "pixelmill"  # the key the server's app factory stores its Service under
 

@@ -117,7 +117,8 @@ def run(run_id: str):
         "run.html", title=f"Run {run_id[:8]}", run=run, steps=_timeline(run, order), files=files,
         duration=queries.duration(run), retries=queries.retries(store, run_id), active=run["status"] in queries.ACTIVE,
         progress=_last_progress(store, run_id), retryable=run["status"] in RETRYABLE and loaded is not None,
-        served=loaded is not None, retried_by=retried_by, error=run.get("error"))
+        served=loaded is not None, retried_by=retried_by, error=run.get("error"),
+        primary=(queries.first_image(run.get("outputs")) or {}).get("name"))
 
 
 def _is_artifact(value) -> bool:

@@ -23,8 +23,8 @@
   const live = document.getElementById("live");
   const say = (text) => { if (live) live.textContent = text; };
 
-  // AI labels of each image: read on demand (the first one at once).
-  document.querySelectorAll("details[data-labels]").forEach((d, i) => {
+  // AI labels of each image: read on demand (at once for the run's output image, which starts open).
+  document.querySelectorAll("details[data-labels]").forEach((d) => {
     const load = async () => {
       if (d.dataset.loaded) return; d.dataset.loaded = "1";
       const body = d.querySelector(".labels-body");
@@ -35,7 +35,7 @@
       } catch (e) { body.textContent = "could not read the labels"; }
     };
     d.addEventListener("toggle", () => { if (d.open) load(); });
-    if (i === 0) d.open = true;
+    if (d.open) load();
   });
 
   const url = root.dataset.events;
