@@ -170,16 +170,29 @@ PAGES = ["/", "/workflows", "/workflows/daily-shapes", "/editor?file=daily-shape
          "/health"]
 
 
+def test_runs_list_updates_itself(server, page):
+    page.goto(server.url + "/")
+    page.evaluate("() => { window.notReloaded = true; }")
+    r = server.post("/api/v1/workflows/edit-me/runs", json={})
+    assert r.status_code == 202, r.text
+    run_id = r.json()["run_id"]
+    page.wait_for_selector(f'tr[data-run="{run_id}"][data-status="succeeded"]', timeout=20_000)
+    assert page.evaluate("() => window.notReloaded === true")  # updated in place, not by a page reload
+
+
 def test_screenshots_of_the_main_pages_and_phone_width(server, browser, page):
-    for path in PAGES:
+    page.goto(server.url + "/")
+    run_page = page.get_attribute("a.runlink", "href")
+    for path in PAGES + [run_page]:
         page.goto(server.url + path)
         shot(page, "page" + re.sub(r"[^a-z]+", "-", path).rstrip("-"))
     page.set_viewport_size({"width": 390, "height": 844})
-    for path in PAGES:
+    for path in PAGES + [run_page]:
         page.goto(server.url + path)
         overflow = page.evaluate("() => document.documentElement.scrollWidth")
         assert overflow <= 392, f"{path} scrolls sideways at phone width ({overflow}px)"
-    shot(page, "phone-runs" if page.goto(server.url + "/") else "phone-runs")
+    page.goto(server.url + "/")
+    shot(page, "phone-runs")
 
 
 def test_keyboard_skip_link_and_copy_button(server, page):

@@ -60,7 +60,7 @@ def runs():
 # -- one run ---------------------------------------------------------------------------------------
 
 
-def _timeline(run: dict, order: list[str]) -> list[dict]:
+def _timeline(run: dict, order: list[str], node_types: dict[str, str]) -> list[dict]:
     """One row per step (stored steps, then the workflow's steps that have not started), with the bar's
     offset and width in percent of the run's span."""
     steps = {s["step_id"]: s for s in run["steps"]}
@@ -78,8 +78,8 @@ def _timeline(run: dict, order: list[str]) -> list[dict]:
     rows = []
     for sid in ids:
         s = steps.get(sid)
-        row = {"id": sid, "status": "pending", "node": "", "attempts": 0, "duration_s": None, "x": 0.0, "w": 0.0,
-               "error": None}
+        row = {"id": sid, "status": "pending", "node": node_types.get(sid, ""), "attempts": 0, "duration_s": None,
+               "x": 0.0, "w": 0.0, "error": None}
         if s is not None:
             row.update(status=s["status"], node=s["node_type"], attempts=s["attempts"], duration_s=s["duration_s"],
                        error=(s.get("error") or {}).get("message"))
@@ -109,12 +109,13 @@ def run(run_id: str):
     run = _run_or_404(run_id)
     loaded = svc.workflows.get(run["workflow"])
     order = list(loaded.order) if loaded is not None else []
+    node_types = {sid: info.type for sid, info in loaded.nodes.items()} if loaded is not None else {}
     files = queries.run_files(store, run_id)
     with store.engine.connect() as conn:
         retried_by = [r[0] for r in conn.execute(
             select(queries.RUNS.c.id).where(queries.RUNS.c.retry_of == run_id).order_by(queries.RUNS.c.created_at))]
     return render_template(
-        "run.html", title=f"Run {run_id[:8]}", run=run, steps=_timeline(run, order), files=files,
+        "run.html", title=f"Run {run_id[:8]}", run=run, steps=_timeline(run, order, node_types), files=files,
         duration=queries.duration(run), retries=queries.retries(store, run_id), active=run["status"] in queries.ACTIVE,
         progress=_last_progress(store, run_id), retryable=run["status"] in RETRYABLE and loaded is not None,
         served=loaded is not None, retried_by=retried_by, error=run.get("error"),
