@@ -422,6 +422,22 @@ def test_token_login_session_csrf_and_logout(app_env):
     svc.queue.writer.stop()
 
 
+def test_without_a_token_only_loopback_host_names_are_served(app_env):
+    make, _ = app_env
+    app, svc = make()
+    c = app.test_client()
+    for host in ("127.0.0.1:8080", "localhost", "[::1]:8080"):
+        assert c.get("/", headers={"Host": host}).status_code == 200, host
+    for host in ("evil.example:8080", "192.168.1.5:8080", "127.0.0.1.evil.example"):
+        r = c.get("/workflows", headers={"Host": host})
+        assert r.status_code == 403 and "PIXELMILL_API_TOKEN" in text(r), host
+    assert c.get("/api/v1/workflows", headers={"Host": "evil.example"}).status_code == 200  # the API is unchanged
+    svc.queue.writer.stop()
+    app, svc = make(token="tok-123456")
+    assert app.test_client().get("/", headers={"Host": "192.168.1.5:8080"}).status_code == 302  # to sign-in
+    svc.queue.writer.stop()
+
+
 def test_web_package_never_imports_a_node():
     for path in (ROOT / "pixelmill" / "web").glob("*.py"):
         tree = ast.parse(path.read_text())

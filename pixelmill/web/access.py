@@ -68,8 +68,26 @@ def _safe_next(value: str | None) -> str:
     return value
 
 
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def _host_allowed() -> bool:
+    """Without a token only requests addressed to a loopback name (or PIXELMILL_PUBLIC_URL's host) are
+    served, so that a page on another site cannot reach the dashboard through DNS rebinding."""
+    if _token():
+        return True
+    host = request.host.lower()
+    name = host[1:].split("]")[0] if host.startswith("[") else host.rsplit(":", 1)[0]
+    public = urlsplit(service().config.public_url or "").hostname
+    return name in LOCAL_HOSTS or (public is not None and name == public.lower())
+
+
 @bp.before_request
 def _guard():
+    if not _host_allowed():
+        raise PageError(403, "Set an API token", "Without PIXELMILL_API_TOKEN the dashboard answers only on "
+                        "localhost, 127.0.0.1 or [::1] (or the host of PIXELMILL_PUBLIC_URL). Set a token to use "
+                        "it from another address; it will then ask for the token once.")
     if request.endpoint in OPEN_ENDPOINTS:
         if request.endpoint == "web.login" and request.method == "POST" and not _csrf_ok():
             raise PageError(400, "Form expired", "The login form expired; reload the page and try again.")
