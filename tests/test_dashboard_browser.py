@@ -206,3 +206,31 @@ def test_keyboard_skip_link_and_copy_button(server, page):
     page.keyboard.press("Enter")
     page.wait_for_function("(b) => b.textContent !== 'Copy URL'", arg=copy.element_handle())
     assert copy.inner_text() in ("Copied", "Copy failed")
+
+
+def test_sign_in_with_the_token_use_a_form_and_sign_out(server, browser, tmp_path):
+    wf = tmp_path / "workflows"
+    write(wf, "edit-me.yaml", EDIT_ME)
+    guarded = Server(tmp_path / "home", wf, env={"PIXELMILL_SCHEDULER": "0"}, token="browser-token-4242").start()
+    browser.clear_cookies()  # cookies are per host, not per port: start clean, leave clean
+    page = browser.new_page()
+    try:
+        page.goto(guarded.url + "/workflows/edit-me")
+        assert "/login?next=/workflows/edit-me" in page.url
+        page.fill("#token", "not-the-token")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("p.problem")
+        assert "not the server" in page.inner_text("p.problem")
+        page.fill("#token", "browser-token-4242")
+        page.keyboard.press("Enter")
+        page.wait_for_url(guarded.url + "/workflows/edit-me")
+        page.get_by_role("button", name="Start run").click()  # a CSRF-protected form inside the session
+        page.wait_for_selector('#run[data-status="succeeded"]', timeout=30_000)
+        page.get_by_role("button", name="Sign out").click()
+        page.wait_for_url(re.compile(r"/login"))
+        page.goto(guarded.url + "/")
+        assert "/login" in page.url
+    finally:
+        page.close()
+        browser.clear_cookies()
+        guarded.stop()
