@@ -201,6 +201,15 @@ def test_thumbnail_is_small_png_and_files_cannot_escape_the_run_folder(dash):
         assert dash.get(f"/runs/{ok.run_id}/files/{bad}").status_code == 404
 
 
+def test_thumbnail_of_a_cached_image_points_at_the_run_that_made_it(dash):
+    from pixelmill.web.queries import thumbnail
+
+    ref = {"kind": "artifact", "run_id": "a" * 32, "name": "gen-image.png", "media_type": "image/png"}
+    store = dash.svc.runtime.store
+    assert thumbnail(store, {"id": "b" * 32, "outputs": {"caption": "x", "image": ref}}) == ("a" * 32, "gen-image.png")
+    assert thumbnail(store, {"id": "b" * 32, "outputs": {"file": {**ref, "media_type": "text/plain"}}}) is None
+
+
 # -- run page ----------------------------------------------------------------------------------------
 
 

@@ -84,13 +84,14 @@ def run_rows(store, *, workflow=None, status=None, trigger=None, limit=50, offse
     return rows, total
 
 
-def thumbnail(store, run: dict) -> str | None:
-    """Name of the image to show for a run: the first image in its outputs, else its first image file."""
+def thumbnail(store, run: dict) -> tuple[str, str] | None:
+    """(run id, file name) of the image to show for a run: the first image in its outputs (a cached step's
+    image lives in the run that made it), else the first image file in its own folder."""
     ref = first_image(run.get("outputs"))
-    if ref and ref.get("run_id", run["id"]) == run["id"]:
-        return ref["name"]
+    if ref:
+        return str(ref.get("run_id") or run["id"]), str(ref["name"])
     images = [f["name"] for f in run_files(store, run["id"]) if f["kind"] == "image"]
-    return images[0] if images else None
+    return (run["id"], images[0]) if images else None
 
 
 def run_files(store, run_id: str) -> list[dict]:
