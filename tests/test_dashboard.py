@@ -411,7 +411,7 @@ def test_token_login_session_csrf_and_logout(app_env):
     c = app.test_client()
     r = c.get("/workflows?x=1")
     assert r.status_code == 302 and r.headers["Location"].startswith("/login?next=/workflows")
-    assert c.get("/runs/abc/events").status_code == 302
+    assert c.get("/runs/abc/events").status_code == 401  # an EventSource must stop, not follow a redirect
     assert c.get("/", headers={"X-Requested-With": "fetch"}).status_code == 401
     login = text(c.get("/login"))
     token = re.search(r'name="csrf_token" value="([^"]+)"', login).group(1)

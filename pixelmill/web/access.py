@@ -93,7 +93,8 @@ def _guard():
             raise PageError(400, "Form expired", "The login form expired; reload the page and try again.")
         return None
     if not logged_in():
-        if request.method in SAFE_METHODS and not request.headers.get("X-Requested-With"):
+        page = request.endpoint != "web.run_events"  # an EventSource stops on 401, it would follow a redirect
+        if page and request.method in SAFE_METHODS and not request.headers.get("X-Requested-With"):
             return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
         raise PageError(401, "Sign in needed", "Your session ended; sign in again.")
     if request.method not in SAFE_METHODS and not _csrf_ok():
