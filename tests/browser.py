@@ -1,8 +1,8 @@
 """Headless Chromium for the dashboard's browser tests: Debian's ``chromium`` driven by Playwright for
 Python through ``executable_path`` (Playwright's own browser download is never used).
 
-``browser_or_skip()`` says why the tests cannot run instead of failing where Chromium or Playwright is
-missing; ``make test`` installs Chromium first when it may (root with apt-get).
+``why_not()`` says why the tests cannot run instead of failing where Chromium or Playwright is
+missing (or PIXELMILL_CHROMIUM=off); ``make test`` installs Chromium first when it may (root with apt-get).
 """
 
 from __future__ import annotations
@@ -27,6 +27,8 @@ def chromium_path() -> str | None:
 
 def why_not() -> str | None:
     """None when the browser tests can run, else the reason they are skipped."""
+    if os.environ.get("PIXELMILL_CHROMIUM", "").lower() in ("off", "none", "0"):
+        return "PIXELMILL_CHROMIUM=off"
     try:
         import playwright.sync_api  # noqa: F401
     except ImportError:
