@@ -400,6 +400,8 @@ def test_health_shows_queue_workers_and_loaded_models(dash):
     manager.get(("embedded-sd", "cpu", "float32"), lambda: torch.nn.Linear(256, 256))
     html = text(dash.get("/health"))
     assert "embedded-sd · cpu · float32" in html and "257.0 KB" in html
+    fragment = text(dash.get("/health?fragment=body"))  # what the page refreshes itself with
+    assert "embedded-sd · cpu · float32" in fragment and "<nav" not in fragment
 
 
 # -- access ------------------------------------------------------------------------------------------------

@@ -122,8 +122,9 @@ def health():
     svc = service()
     models, budget = _models(svc)
     jobs = svc.scheduler.jobs() if svc.scheduler is not None else []
+    template = "_health_body.html" if request.args.get("fragment") == "body" else "health.html"
     return render_template(
-        "health.html", title="Health", queue_depth=svc.queue.depth, busy=svc.queue.busy, workers=svc.queue.workers,
+        template, title="Health", queue_depth=svc.queue.depth, busy=svc.queue.busy, workers=svc.queue.workers,
         counts=queries.status_counts(svc.runtime.store), models=models, budget=budget, rss=_rss_bytes(), gpus=_gpu(),
         scheduler=svc.scheduler is not None, jobs=len(jobs), served=len(svc.workflows.all()),
         problems=len(svc.workflows.catalog.problems), started=svc.started)

@@ -30,12 +30,10 @@ document.addEventListener("submit", (ev) => {
   if (form.dataset.confirm && !window.confirm(form.dataset.confirm)) ev.preventDefault();
 });
 
-// The runs list refreshes itself every few seconds while the tab is visible, but never under the
-// keyboard focus of someone working in it.
-function pollRuns() {
-  const box = document.getElementById("runs");
-  if (!box || !box.dataset.poll) return;
-  let busy = false;
+// The runs list (and the health page) refresh themselves every few seconds while the tab is visible,
+// but never under the keyboard focus of someone working in them.
+function poll(box) {
+  let busy = false, timer = null;
   const tick = async () => {
     if (busy || document.hidden || box.contains(document.activeElement)) return;
     busy = true;
@@ -49,7 +47,7 @@ function pollRuns() {
     } catch (e) { /* the server may be restarting; try again next tick */ }
     finally { busy = false; }
   };
-  const timer = setInterval(tick, Number(box.dataset.interval || 3000));
+  timer = setInterval(tick, Number(box.dataset.interval || 3000));
 }
 
-document.addEventListener("DOMContentLoaded", pollRuns);
+document.addEventListener("DOMContentLoaded", () => document.querySelectorAll("[data-poll]").forEach(poll));
