@@ -133,6 +133,24 @@ def retries(store, run_id: str) -> dict[str, list[dict]]:
     return out
 
 
+def last_progress(store, run_id: str) -> dict[str, dict]:
+    """Per step, the data of its latest ``step.progress`` event (value, total, message)."""
+    q = (select(EventRow.step_id, EventRow.data).where(EventRow.run_id == run_id, EventRow.kind == "step.progress")
+         .order_by(EventRow.id))
+    out: dict[str, dict] = {}
+    with store.engine.connect() as conn:
+        for step_id, data in conn.execute(q):
+            out[step_id] = data or {}
+    return out
+
+
+def retried_by(store, run_id: str) -> list[str]:
+    """Ids of the runs that retried this one, oldest first."""
+    q = select(RUNS.c.id).where(RUNS.c.retry_of == run_id).order_by(RUNS.c.created_at)
+    with store.engine.connect() as conn:
+        return [r[0] for r in conn.execute(q)]
+
+
 def workflow_names(store) -> list[str]:
     with store.engine.connect() as conn:
         return sorted(r[0] for r in conn.execute(select(RUNS.c.workflow).distinct()))

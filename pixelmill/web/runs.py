@@ -10,9 +10,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from flask import redirect, render_template, request, send_file, url_for
-from sqlalchemy import select
 
-from ..db import EventRow
 from . import queries
 from .blueprint import PageError, bp, service
 
@@ -92,16 +90,6 @@ def _timeline(run: dict, order: list[str], node_types: dict[str, str]) -> list[d
     return rows
 
 
-def _last_progress(store, run_id: str) -> dict[str, dict]:
-    q = (select(EventRow.step_id, EventRow.data).where(EventRow.run_id == run_id, EventRow.kind == "step.progress")
-         .order_by(EventRow.id))
-    out: dict[str, dict] = {}
-    with store.engine.connect() as conn:
-        for step_id, data in conn.execute(q):
-            out[step_id] = data or {}
-    return out
-
-
 @bp.get("/runs/<run_id>")
 def run(run_id: str):
     svc = service()
@@ -111,14 +99,11 @@ def run(run_id: str):
     order = list(loaded.order) if loaded is not None else []
     node_types = {sid: info.type for sid, info in loaded.nodes.items()} if loaded is not None else {}
     files = queries.run_files(store, run_id)
-    with store.engine.connect() as conn:
-        retried_by = [r[0] for r in conn.execute(
-            select(queries.RUNS.c.id).where(queries.RUNS.c.retry_of == run_id).order_by(queries.RUNS.c.created_at))]
     return render_template(
         "run.html", title=f"Run {run_id[:8]}", run=run, steps=_timeline(run, order, node_types), files=files,
         duration=queries.duration(run), retries=queries.retries(store, run_id), active=run["status"] in queries.ACTIVE,
-        progress=_last_progress(store, run_id), retryable=run["status"] in RETRYABLE and loaded is not None,
-        served=loaded is not None, retried_by=retried_by, error=run.get("error"),
+        progress=queries.last_progress(store, run_id), retryable=run["status"] in RETRYABLE and loaded is not None,
+        served=loaded is not None, retried_by=queries.retried_by(store, run_id), error=run.get("error"),
         primary=(queries.first_image(run.get("outputs")) or {}).get("name"))
 
 
