@@ -161,6 +161,19 @@ def test_missing_run_and_workflow_are_html_404(dash):
         assert r.status_code == 404 and r.mimetype == "text/html" and "Traceback" not in text(r)
 
 
+def test_a_failing_page_answers_html_500_without_a_traceback(dash, monkeypatch, caplog):
+    from pixelmill.web import queries
+
+    def boom(*a, **k):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(queries, "run_rows", boom)
+    r = dash.get("/")
+    assert r.status_code == 500 and r.mimetype == "text/html"
+    assert "RuntimeError" in text(r) and "secret internal detail" not in text(r) and "Traceback" not in text(r)
+    assert "secret internal detail" in caplog.text  # logged for the operator
+
+
 # -- runs list ---------------------------------------------------------------------------------------
 
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, current_app, render_template
+import logging
+
+from flask import Blueprint, current_app, render_template, request
+from werkzeug.exceptions import HTTPException
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("web", __name__, template_folder="templates", static_folder="static",
                static_url_path="/assets")  # the app keeps /static
@@ -25,6 +30,20 @@ class PageError(Exception):
         self.message = message
 
 
-@bp.app_errorhandler(PageError)
+@bp.errorhandler(PageError)  # found before the Exception handler below: same blueprint, nearer in the MRO
 def _page_error(exc: PageError):
     return render_template("error.html", title=exc.title, message=exc.message), exc.status
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(exc: HTTPException):
+    return render_template("error.html", title=exc.name, message=exc.description or exc.name), exc.code or 500
+
+
+@bp.errorhandler(Exception)
+def _unexpected(exc: Exception):
+    """A dashboard page that fails says so in HTML; the traceback goes to the log, never to the browser."""
+    log.exception("dashboard error on %s %s", request.method, request.path)
+    return render_template("error.html", title="Something went wrong",
+                           message=f"The server failed on {request.path} ({type(exc).__name__}); the server log "
+                                   "has the details."), 500
