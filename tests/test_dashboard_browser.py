@@ -53,7 +53,7 @@ outputs: {{text: "${{{{ steps.breaks.outputs.text }}}}"}}
     srv = Server(root / "home", wf, env={"PIXELMILL_SCHEDULER": "0", "PIXELMILL_WORKERS": "2"}).start()
     srv.root = root
     yield srv
-    srv.stop()
+    srv.kill9()  # a graceful stop takes seconds of interpreter teardown and is tested elsewhere
 
 
 @pytest.fixture(scope="module")
@@ -233,4 +233,4 @@ def test_sign_in_with_the_token_use_a_form_and_sign_out(server, browser, tmp_pat
     finally:
         page.close()
         browser.clear_cookies()
-        guarded.stop()
+        guarded.kill9()
