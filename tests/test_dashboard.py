@@ -435,6 +435,11 @@ def test_token_login_session_csrf_and_logout(app_env):
     assert r.status_code == 401 and "not the server" in text(r)
     r = c.post("/login", data={"csrf_token": token, "token": "dashboard-token-123", "next": "//evil.example/x"})
     assert r.status_code == 302 and r.headers["Location"] == "/"  # no open redirect
+    token = re.search(r'name="csrf_token" value="([^"]+)"', text(c.get("/login"))).group(1)
+    for evil in ("/\t/evil.example", "/\\evil.example", "https://evil.example/", "/\n/evil.example"):
+        r = c.post("/login", data={"csrf_token": token, "token": "dashboard-token-123", "next": evil})
+        assert r.headers["Location"] == "/", evil
+        token = re.search(r'name="csrf_token" value="([^"]+)"', text(c.get("/login"))).group(1)
     cookie = r.headers["Set-Cookie"]
     assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
     assert c.get("/workflows").status_code == 200

@@ -62,8 +62,11 @@ def _csrf_ok() -> bool:
 
 
 def _safe_next(value: str | None) -> str:
-    """Only a path on this server (no scheme, no host, no '//' trick) may be a redirect target."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    """Only a path on this server may be a redirect target: no scheme or host, no '//' or '/\\' trick, and
+    no whitespace or control characters (browsers drop tabs and newlines inside URLs, so a slash, a tab and
+    a slash would become '//')."""
+    if (not value or not value.startswith("/") or "\\" in value or len(value) > 2000
+            or any(c.isspace() or ord(c) < 32 for c in value) or value.startswith("//")):
         return url_for("web.runs")
     return value
 
