@@ -10,7 +10,7 @@ export PIXELMILL_HOME ?= $(CURDIR)/.pixelmill
 export TRANSFORMERS_VERBOSITY ?= error
 export DIFFUSERS_VERBOSITY ?= error
 
-.PHONY: setup run test lint bench bench-webhook schemathesis clean schema exiftool
+.PHONY: setup run test lint bench bench-webhook schemathesis clean schema exiftool chromium
 
 setup: $(STAMP)
 
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/python -m pixelmill.demo
 
-test: setup exiftool
+test: setup exiftool chromium
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # exiftool is the independent reader the label tests check XMP with (Debian: libimage-exiftool-perl).
@@ -37,6 +37,16 @@ exiftool:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libimage-exiftool-perl >/dev/null) \
 	      || echo "warning: could not install exiftool; its test assertions will be skipped"; \
 	  else echo "warning: exiftool missing and apt-get unavailable; its test assertions will be skipped"; fi; }
+
+# Headless Chromium (Debian `chromium`) for the dashboard's browser tests, driven by Playwright for Python
+# through its executable path (Playwright's own browser download is never used). Installed when apt-get is
+# there and we may use it; otherwise only the browser tests are skipped, with a line saying why.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	      || echo "warning: could not install chromium; the dashboard's browser tests will be skipped"; \
+	  else echo "warning: chromium missing and apt-get unavailable; the dashboard's browser tests will be skipped"; fi; }
 
 lint: setup
 	$(BIN)/ruff check .
@@ -51,6 +61,7 @@ bench: setup
 	$(BIN)/python bench/watermark.py
 	$(BIN)/python bench/posting.py
 	$(BIN)/python bench/webhook.py
+	$(BIN)/python bench/dashboard.py
 
 bench-webhook: setup
 	nice -n 10 $(BIN)/python bench/webhook.py

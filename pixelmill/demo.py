@@ -1,5 +1,5 @@
-"""``make run``: start the service with the bundled workflows, call the demo workflow once through its webhook,
-print what came back (outputs, where files are, the run's URLs) and a ready ``curl`` line, then keep serving
+"""``make run``: start the service with the bundled workflows, print the dashboard's URL, call the demo workflow
+once through its webhook, print what came back (outputs, where files are, the run's URLs) and a ready ``curl`` line, then keep serving
 until interrupted.
 
 Environment: PIXELMILL_DEMO_WORKFLOW (default ``daily-shapes``; point it at any workflow with a webhook),
@@ -98,6 +98,7 @@ def trigger_once(base: str, svc, name: str, inputs: dict, out=sys.stdout) -> dic
         example_body = body.decode()
     curl = ["curl", "-sS", "-X", "POST", url, "-H", "Content-Type: application/json", *curl_auth, "-d", example_body]
     print("try it:\n  " + " ".join(a if a.startswith("$") else shlex.quote(a) for a in curl), file=out)
+    print(f"  page:   {base}/runs/{result['run_id']}", file=out)
     print(f"API:    {base}/api/v1/workflows   (OpenAPI: {base}/api/v1/openapi.json)   Ctrl-C stops", file=out,
           flush=True)
     return result
@@ -133,6 +134,8 @@ def main() -> None:
     svc = app.extensions["pixelmill"]
 
     def announce(base: str) -> None:
+        print(f"dashboard: {base}/   (runs, workflows, editor; open it in a browser)", flush=True)
+
         def run():
             try:
                 trigger_once(base, svc, name, inputs)

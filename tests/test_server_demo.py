@@ -34,6 +34,10 @@ def test_demo_triggers_the_webhook_and_keeps_serving(tmp_path):
         text = "".join(lines)
         assert "succeeded" in text and "pencil sketch" in text
         assert "/api/v1/runs/" in text and "curl -sS -X POST http://127.0.0.1:" in text
+        # the dashboard's URL comes first, right after the server's own line, before the demo call
+        first = next(i for i, ln in enumerate(lines) if ln.startswith(("dashboard:", "demo:")))
+        assert lines[first].startswith("dashboard: http://127.0.0.1:"), lines[first]
+        assert "  page:   http://127.0.0.1:" in text
         time.sleep(0.3)
         assert proc.poll() is None  # still serving
     finally:

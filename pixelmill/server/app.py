@@ -6,6 +6,7 @@ import logging
 
 from flask import Flask
 
+from .. import web
 from ..registry import Registry
 from ..runtime import Runtime
 from ..settings import Settings
@@ -35,6 +36,7 @@ def create_app(config: ServerConfig | None = None, *, runtime: Runtime | None = 
     webhooks.init_app(app)
     api.init_app(app)
     metrics.init_app(app)
+    web.init_app(app)  # the dashboard at /
     if start:
         service.start()
     return app
