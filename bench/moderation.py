@@ -104,7 +104,16 @@ def main(argv=None) -> int:
     ap.add_argument("--no-semantic", action="store_true", help="rules only (the v1 gate)")
     ap.add_argument("--only", choices=["main", "holdout"])
     ap.add_argument("--verbose", "-v", action="store_true")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: fastest for one short text at a time on a busy box)")
     args = ap.parse_args(argv)
+    import os
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(f"torch threads {args.threads}, {os.cpu_count()} CPUs, load average "
+          + " ".join(f"{x:.1f}" for x in os.getloadavg()))
     policy = load_policy(args.policy)
     semantic = None
     if not args.no_semantic:

@@ -164,8 +164,9 @@ def main(argv=None) -> int:
     rows = [r for r in training_rows(args.seed) if not guess_non_english(r["text"], embedder.vocabulary)]
     # the whole prompt, plus the windows of long harmless prompts (harmless, whichever window)
     from pixelmill.moderation.semantic import windows
-    texts, labels = [], []
+    texts, labels, row_at = [], [], []
     for r in rows:
+        row_at.append(len(texts))
         texts.append(for_model(r["text"]))
         labels.append(CLASSES.index(r["label"]))
         if r["label"] == "safe":
@@ -179,16 +180,29 @@ def main(argv=None) -> int:
     rng = np.random.default_rng(args.seed)
     fold = rng.integers(0, 5, size=len(y))
     oof = np.zeros((len(y), len(CLASSES)), dtype=np.float64)
+    heads = []
     for k in range(5):
-        arrays = _train_head(x[fold != k], y[fold != k], args.seed + k)
-        oof[fold == k] = Head(arrays, {"classes": CLASSES, "thresholds": {}}).predict(x[fold == k])
+        heads.append(Head(_train_head(x[fold != k], y[fold != k], args.seed + k), {"classes": CLASSES,
+                                                                                   "thresholds": {}}))
+        oof[fold == k] = heads[k].predict(x[fold == k])
     harm = 1.0 - oof[:, 0]
     safe = y == 0
     block_threshold = float(np.quantile(harm[safe], 1.0 - args.fp_target))
-    minors_cue = oof[:, CLASSES.index("minors")] + oof[:, CLASSES.index("sexual")]
-    # the minors fail-closed cue: any sexual signal at all next to a marker of a minor; set so that few
-    # harmless rows reach it (it is only consulted when a minor marker is present)
-    minors_threshold = min(block_threshold, float(np.quantile(minors_cue[safe], 0.97)))
+    # the minors fail-closed cue: with a marker of a minor present and no sexual word, the text is read with
+    # the minor replaced by "an adult"; P(sexual) + P(minors) of that text at or above this threshold blocks.
+    # Set on this set's harmless prompts that mention a minor (out-of-fold heads), so few of them reach it.
+    from pixelmill.moderation import load_policy
+    from pixelmill.moderation.gate import Gate
+    gate = Gate(load_policy())
+    cue_rows = [(i, r) for i, r in enumerate(rows) if gate.minor_marker(r["text"]) and not gate._sexual_cue(r["text"])
+                and r["label"] in ("safe", "minors")]
+    adult = _embed(embedder, [for_model(gate.as_adult(gate.for_semantic(r["text"]))) for _, r in cue_rows],
+                   args.cache)
+    cue = np.array([heads[fold[row_at[i]]].predict(adult[j:j + 1])[0][[1, 2]].sum()
+                    for j, (i, _) in enumerate(cue_rows)])
+    is_safe = np.array([r["label"] == "safe" for _, r in cue_rows])
+    minors_threshold = max(0.15, float(np.quantile(cue[is_safe], 0.95))) if is_safe.any() else 0.5
+    cue_recall = float((cue[~is_safe] >= minors_threshold).mean()) if (~is_safe).any() else float("nan")
     oof_recall = float((harm[~safe] >= block_threshold).mean())
 
     arrays = _train_head(x, y, args.seed)
@@ -202,7 +216,9 @@ def main(argv=None) -> int:
         "rows": {c: int((y == i).sum()) for i, c in enumerate(CLASSES)},
         "training_text_sha256_16": digest,
         "out_of_fold": {"recall": round(oof_recall, 4),
-                        "false_blocks": round(float((harm[safe] >= block_threshold).mean()), 4)},
+                        "false_blocks": round(float((harm[safe] >= block_threshold).mean()), 4),
+                        "minors_cue_rows": {"harmless": int(is_safe.sum()), "minors": int((~is_safe).sum()),
+                                            "minors_caught_by_cue": round(cue_recall, 4)}},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Head(arrays, meta).save(args.out)

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from . import normalize as nz
-from .policy import Match, Policy, _Terms
+from .policy import Match, Policy, _mask_light, _Terms
 
 AGE_UNDER_18 = re.compile(r"\b([1-9]|1[0-7]) ?(yo|y\.?o\.?|yrs?|years?)( |-)?(old)?\b|\b(age|aged) ([1-9]|1[0-7])\b"
                           r"|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen"
@@ -107,6 +107,11 @@ class Gate:
         base = AGE_UNDER_18.sub("adult", nz.for_model(text))
         return self._minor_rx.sub("an adult", base) if self._minor_rx else base
 
+    def for_semantic(self, text: str) -> str:
+        """The text as the semantic layer reads it: the policy's allow phrases taken out ("suicide prevention
+        month", "killer whale" are harmless by policy, whatever the model would make of the words)."""
+        return _mask_light(nz.light(text), self.policy.allow_phrases).replace(" _ ", " ")
+
     def _only_ambiguous(self, m: Match) -> bool:
         return m.category != "minors" and bool(self.ambiguous) and \
             all(nz.light(part) in self.ambiguous for part in m.term.split(" + "))
@@ -128,7 +133,7 @@ class Gate:
                 return Decision("block", "minors", "rules", minors_rule.rule, minors_rule.term, text_index, matches)
             cue = self._sexual_cue(text)
             if cue is None and self.semantic is not None:
-                adult = self.semantic.score(self.as_adult(text))
+                adult = self.semantic.score(self.as_adult(self.for_semantic(text)))
                 p = adult.max_of("minors", "sexual")
                 if p >= cue_t:
                     cue = f"semantic sexual probability {p:.2f} >= {cue_t:.2f} with the minor read as an adult"
@@ -137,7 +142,7 @@ class Gate:
                                 f"{marker} + {cue}", text_index, matches)
         if matches and self.semantic is not None and all(self._only_ambiguous(m) for m in matches):
             # words with harmless everyday meanings: the rule needs the semantic layer to agree
-            scores = self.semantic.score(text)
+            scores = self.semantic.score(self.for_semantic(text))
             confirm_t = head.thresholds.get("confirm", 0.5)
             harm = scores.worst()[0]
             if harm >= confirm_t:
@@ -155,7 +160,7 @@ class Gate:
             return Decision(self.settings.non_english, "non_english", "language", "non_english", reason, text_index)
 
         if self.semantic is not None:
-            scores = scores or self.semantic.score(text)
+            scores = scores or self.semantic.score(self.for_semantic(text))
             harm, category, window = scores.worst()
             if harm >= block_t and self._wanted(category):
                 where = "" if window == 0 else f" (window {window}: {scores.windows[window]!r})"

@@ -20,8 +20,8 @@ import numpy as np
 from . import normalize as nz
 
 SPLIT = re.compile(r"[,.;:!?\n()]+|\s(?:then|and then|but|while|also|plus)\s")
-WINDOW_WORDS = 14  # a prompt longer than this is also read in windows
-MAX_WINDOWS = 6
+WINDOW_WORDS = 16  # a prompt longer than this is also read in windows
+MAX_WINDOWS = 8
 
 
 @dataclass
@@ -55,21 +55,21 @@ def windows(text: str) -> list[str]:
     whole = nz.for_model(text)
     if len(whole.split()) <= WINDOW_WORDS:
         return [whole]
-    parts = [nz.for_model(p) for p in SPLIT.split(nz.light(text))]
-    parts = [p for p in parts if p]
+    parts = [p.split() for p in (nz.for_model(p) for p in SPLIT.split(nz.light(text))) if p]
+    # overlapping windows: from each clause, as many following clauses as fit in WINDOW_WORDS words
     out: list[str] = []
-    current: list[str] = []
-    for part in parts:
-        words = part.split()
-        if current and len(current) + len(words) > WINDOW_WORDS:
-            out.append(" ".join(current))
-            current = []
-        current.extend(words)
-        while len(current) > WINDOW_WORDS:  # one very long clause: fixed-size windows
-            out.append(" ".join(current[:WINDOW_WORDS]))
-            current = current[WINDOW_WORDS // 2:]
-    if current:
-        out.append(" ".join(current))
+    for i in range(len(parts)):
+        words: list[str] = []
+        j = i
+        while j < len(parts) and (not words or len(words) + len(parts[j]) <= WINDOW_WORDS):
+            words.extend(parts[j])
+            j += 1
+        out.append(" ".join(words[:2 * WINDOW_WORDS]))
+        if j == len(parts):  # every later window would lie inside this one
+            break
+    tail = " ".join(whole.split()[-WINDOW_WORDS:])
+    if len(out[-1].split()) < WINDOW_WORDS // 2:  # a short last clause is read with what comes before it
+        out[-1] = tail
     if len(out) > MAX_WINDOWS:  # keep the first and the last ones (where requests hide)
         out = out[:2] + out[-(MAX_WINDOWS - 2):]
     return [whole] + [w for w in out if w != whole]
