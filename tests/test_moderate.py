@@ -312,7 +312,7 @@ def test_moderate_checks_generated_and_post_text(tmp_path):
                                             '"post: refugees drawn as rats infesting our towns"], field: post}')
     r = rt.run(wf, {"prompt": "unused"})
     assert r.status is RunStatus.BLOCKED and r.error["category"] == "hate"
-    assert r.error["message"].startswith("post[2] blocked by the")
+    assert "post[2] blocked by the" in r.error["message"]
 
 
 # -- the guard layer against a local fake of the OpenAI-compatible API --------------------------------------
