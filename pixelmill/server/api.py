@@ -151,7 +151,7 @@ def trigger_workflow(name: str):
     loaded = _workflow_or_404(svc, name)
     webhook_auth_guard(loaded, svc.config.api_token)
     req = parse_body(s.TriggerIn, required=False)
-    callback = callback_url({"callback_url": req.callback_url}, {}) if req.callback_url else None
+    callback = callback_url({"callback_url": req.callback_url}, {}) if req.callback_url is not None else None
     problems = check_json_inputs(loaded.workflow.inputs, req.inputs)
     if problems:
         raise ApiError(400, "invalid_inputs", f"workflow '{name}': " + "; ".join(problems), problems)
@@ -215,11 +215,11 @@ def cancel_run(run_id: str):
 def retry_run(run_id: str):
     svc = current_service()
     run = _run_or_404(svc, run_id)
+    loaded = _workflow_or_404(svc, run["workflow"])
+    webhook_auth_guard(loaded, svc.config.api_token)
     if run["status"] in ("queued", "running", "succeeded"):
         raise ApiError(409, "not_retryable", f"run {run_id} is {run['status']}; only failed, blocked, cancelled "
                                              "or interrupted runs can be retried")
-    loaded = _workflow_or_404(svc, run["workflow"])
-    webhook_auth_guard(loaded, svc.config.api_token)
     try:
         new_id = svc.queue.create(loaded, run.get("inputs") or {}, trigger=run.get("trigger") or {},
                                   trigger_kind="retry", retry_of=run_id)

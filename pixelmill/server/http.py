@@ -174,8 +174,11 @@ def route_specs(app: Flask) -> list[RouteSpec]:
 # -- shared replies ----------------------------------------------------------------------------------
 
 
-# an http(s) URL with a host, optional port, path and query (n8n's $execution.resumeUrl has this form)
-CALLBACK_PATTERN = re.compile(r"^https?://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(:[0-9]{1,5})?(/[^\s?#]*)?(\?[^\s#]*)?$")
+# an http(s) URL: host, optional port, path and query of RFC 3986 characters (n8n's $execution.resumeUrl
+# has this form). Plain ASCII classes, so every regex dialect (JSON Schema's included) reads it the same.
+_PCHAR = r"A-Za-z0-9._~!$&'()*+,;=:@%/-"
+CALLBACK_PATTERN = re.compile(rf"^https?://[A-Za-z0-9-]{{1,63}}(\.[A-Za-z0-9-]{{1,63}})*(:[0-9]{{1,5}})?(/[{_PCHAR}]*)?"
+                              rf"(\?[?{_PCHAR}]*)?$")
 
 
 def accepted(run_id: str, workflow: str, base: str, status: str = "queued", code: int = 202) -> Response:
@@ -189,13 +192,14 @@ def accepted(run_id: str, workflow: str, base: str, status: str = "queued", code
 def callback_url(body, query: dict) -> str | None:
     """The ``callback_url`` of a trigger (body first, then query); 400 unless it is an http(s) URL."""
     url = body.get("callback_url") if isinstance(body, dict) else None
-    url = url or query.get("callback_url")
+    if url is None:
+        url = query.get("callback_url")
     if url is None:
         return None
-    # search(), as JSON Schema applies a pattern: the documented pattern and this check agree exactly
-    if not isinstance(url, str) or len(url) > 2000 or not CALLBACK_PATTERN.search(url):
+    # fullmatch: '$' then means the end of the text, as in JSON Schema (ECMA 262) patterns
+    if not isinstance(url, str) or len(url) > 2000 or not CALLBACK_PATTERN.fullmatch(url):
         raise ApiError(400, "invalid_callback_url", f"callback_url must be an http(s) URL, not {str(url)[:200]!r}")
-    return url.rstrip("\n")
+    return url
 
 
 # -- errors as JSON ----------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from .typed_inputs import input_schema
 bp = Blueprint("openapi", __name__, url_prefix="/api/v1")
 CACHE = "pixelmill.openapi"
 _PARAM = re.compile(r"<(?:[a-z]+:)?([A-Za-z_]+)>")
-CALLBACK_URL = {"type": "string", "pattern": CALLBACK_PATTERN.pattern, "maxLength": 2000, "description": "POST the result here when the run ends"}
+CALLBACK_URL = {"type": ["string", "null"], "pattern": CALLBACK_PATTERN.pattern, "maxLength": 2000, "description": "POST the result here when the run ends"}
 
 
 def _models(routes):
@@ -108,9 +108,8 @@ def build_document(app, svc) -> dict:
         if secured and r.auth:
             op["security"] = [{"bearer": []}]
         if r.operation_id == "trigger_workflow":
-            trigger = r
-            op["description"] = ("Served workflows are listed as their own paths with their exact inputs; "
-                                 "any other name answers 404.")
+            trigger = r  # documented per served workflow below, with that workflow's exact inputs
+            continue
         paths.setdefault(path, {})[r.method.lower()] = op
     if trigger is not None:
         paths.update(_workflow_paths(svc, trigger, ref, secured))
