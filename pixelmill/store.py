@@ -269,7 +269,7 @@ class RunStore:
                         dbapi.execute("PRAGMA auto_vacuum=INCREMENTAL")
                         dbapi.execute("VACUUM")
                     else:
-                        dbapi.execute("PRAGMA incremental_vacuum").fetchall()
+                        dbapi.executescript("PRAGMA incremental_vacuum;")  # steps it to the end
                     dbapi.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
                 finally:
                     dbapi.isolation_level = old

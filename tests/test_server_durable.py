@@ -197,7 +197,7 @@ outputs: {text: "${{ steps.p.outputs.text }}"}
         srv.stop()
 
 
-def test_sigterm_leaves_long_runs_for_the_next_start(tmp_path):
+def test_sigterm_hands_long_runs_back_exits_0_and_the_next_start_runs_them(tmp_path):
     wf = tmp_path / "wf"
     write(wf, "long.yaml", """
 name: long
@@ -209,12 +209,16 @@ steps: [{id: nap, node: test_sleep, with: {seconds: 2.0, steps: 4}}]
     run_id = requests.post(srv.url + "/webhook/long", json={}, timeout=10).json()["run_id"]
     srv.wait_run(run_id, done=("running",))
     srv.stop()  # SIGTERM: the run outlasts the grace period and is not cancelled
+    assert srv.proc.returncode == 0, "".join(srv.log[-30:])
     with srv.db() as db:
-        assert db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0] == "running"
-    assert any("re-queued on the next start" in line for line in srv.log)
+        assert db.execute("SELECT status, owner FROM runs WHERE id = ?", (run_id,)).fetchone() == ("queued", None)
+    said = "".join(srv.log)
+    assert "outlasted the 0.2 s grace period" in said and run_id in said and "handed back" in said
     srv2 = Server(tmp_path / "home", wf, env).start()
     try:
         assert srv2.wait_run(run_id)["status"] == "succeeded"
+        assert not any("interrupted by a crash" in line for line in srv2.log)
+        assert any("picking up 1 queued run" in line for line in srv2.log)
     finally:
         srv2.stop()
 

@@ -244,3 +244,69 @@ def test_each_run_start_and_end_is_logged(open_srv):
     assert any("started: workflow=topic trigger=webhook" in ln for ln in lines), lines
     end = [ln for ln in lines if "finished:" in ln]
     assert len(end) == 1 and "workflow=topic trigger=webhook status=succeeded duration=" in end[0]
+
+
+# -- 23: the folder is watched; new node packages are picked up on reload -------------------------------------
+
+
+def _wait_for(predicate, timeout: float = 15.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError("timed out")
+
+
+def test_watched_folder_reloads_changed_files_and_logs_failures(tmp_path):
+    wf = tmp_path / "wf"
+    write(wf, "a.yaml", "name: a\nsteps: [{id: p, node: prompt, with: {template: a}}]\n")
+    env = {"PIXELMILL_SCHEDULER": "0", "PIXELMILL_WATCH_INTERVAL": "0.2", "PIXELMILL_WATCH_DEBOUNCE": "0.3"}
+    srv = Server(tmp_path / "home", wf, env).start()
+    try:
+        assert [w["name"] for w in srv.get("/api/v1/workflows").json()["items"]] == ["a"]
+        write(wf, "b.yaml", """
+name: b
+on: {webhook: {path: b, respond: when_done}}
+steps: [{id: p, node: prompt, with: {template: bee}}]
+outputs: {text: "${{ steps.p.outputs.text }}"}
+""")
+        write(wf, "broken.yaml", "name: broken\nsteps: [{id: p, node: no_such_node}]\n")
+        r = _wait_for(lambda: (x := requests.post(srv.url + "/webhook/b", json={}, timeout=10)).status_code != 404
+                      and x)
+        assert r.status_code == 200 and r.json()["outputs"] == {"text": "bee"}
+        log = "".join(srv.log)
+        assert "workflow folder changed" in log and "added workflow 'b'" in log
+        assert "broken.yaml" in log and "no_such_node" in log  # what failed, and why
+        (wf / "b.yaml").unlink()
+        _wait_for(lambda: requests.post(srv.url + "/webhook/b", json={}, timeout=10).status_code == 404)
+        assert _wait_for(lambda: any("removed workflow 'b'" in ln for ln in srv.log))
+    finally:
+        srv.stop()
+
+
+def test_reload_picks_up_a_node_package_installed_while_serving(tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    wf = tmp_path / "wf"
+    write(wf, "shout.yaml", """
+name: shout
+on: {webhook: {path: shout, respond: when_done}}
+steps: [{id: s, node: shout, config: {marks: 2}, with: {text: hi}}]
+outputs: {text: "${{ steps.s.outputs.text }}"}
+""")
+    env = {"PIXELMILL_SCHEDULER": "0", "PIXELMILL_WATCH_INTERVAL": "0", "PYTHONPATH": str(site)}
+    srv = Server(tmp_path / "home", wf, env).start()
+    try:
+        problems = srv.get("/api/v1/workflows").json()["problems"]
+        assert any("shout" in p["message"] for p in problems)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-build-isolation",
+                        "--target", str(site), str(ROOT / "tests" / "plugins" / "pixelmill-shout")],
+                       check=True, capture_output=True, timeout=300)
+        r = srv.post("/api/v1/reload").json()
+        assert r["added"] == ["shout"] and "shout" in r["nodes_added"], r
+        r = requests.post(srv.url + "/webhook/shout", json={}, timeout=30)
+        assert r.status_code == 200 and r.json()["outputs"] == {"text": "HI!!"}
+    finally:
+        srv.stop()
