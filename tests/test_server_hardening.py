@@ -296,7 +296,7 @@ on: {webhook: {path: shout, respond: when_done}}
 steps: [{id: s, node: shout, config: {marks: 2}, with: {text: hi}}]
 outputs: {text: "${{ steps.s.outputs.text }}"}
 """)
-    env = {"PIXELMILL_SCHEDULER": "0", "PIXELMILL_WATCH_INTERVAL": "0", "PYTHONPATH": str(site)}
+    env = {"PIXELMILL_SCHEDULER": "0", "PIXELMILL_WATCH_INTERVAL": "0", "PYTHONPATH": os.pathsep.join(filter(None, [str(site), os.environ.get("PYTHONPATH")]))}
     srv = Server(tmp_path / "home", wf, env).start()
     try:
         problems = srv.get("/api/v1/workflows").json()["problems"]

@@ -10,7 +10,6 @@ from sqlalchemy import update
 
 from pixelmill.db import RunRow
 from pixelmill.server.queue import RunQueue
-from pixelmill.server.retention import Retention
 from pixelmill.server.scheduler import Scheduler
 from pixelmill.server.workflows import WorkflowSet
 
@@ -106,6 +105,8 @@ def _make_runs(store, n: int, days_old: float = 0.0, size: int = 20_000) -> list
 
 
 def test_retention_by_age_and_count_gives_the_space_back(runtime):
+    from pixelmill.server.retention import Retention
+
     store = runtime.store
     old = _make_runs(store, 30, days_old=20)
     new = _make_runs(store, 60)
