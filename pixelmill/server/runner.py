@@ -56,6 +56,7 @@ def serve(app, host: str = "127.0.0.1", port: int = 8080, threads: int | None = 
     except KeyboardInterrupt:
         pass
     finally:
+        svc.release_waiters()
         server.close()
         svc.close()
         if svc.handed_back:

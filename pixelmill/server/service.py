@@ -130,6 +130,13 @@ class Service:
             self._waiters[run_id] = ev
         return ev
 
+    def release_waiters(self) -> None:
+        """At shutdown: ``when_done`` calls stop waiting and answer 202 with the run's URL."""
+        with self._waiters_lock:
+            waiters, self._waiters = list(self._waiters.values()), {}
+        for ev in waiters:
+            ev.set()
+
     def drop_waiter(self, run_id: str) -> None:
         with self._waiters_lock:
             self._waiters.pop(run_id, None)

@@ -135,12 +135,11 @@ def _handle(svc, subpath: str):
     svc.queue.enqueue(run_id)
     if not waiter.wait(hook.respond_timeout):
         svc.drop_waiter(run_id)
-        run = svc.runtime.store.get_run(run_id)
-        if run is None or run["status"] in ("queued", "running"):
-            return accepted(run_id, loaded.name, base, status=run["status"] if run else "queued")
     run = svc.runtime.store.get_run(run_id)
     if run is None:  # deleted through the API while we waited
         raise ApiError(410, "run_deleted", f"run {run_id} was deleted before it could be reported")
+    if run["status"] in ("queued", "running"):  # respond_timeout passed, or the service is stopping
+        return accepted(run_id, loaded.name, base, status=run["status"])
     result = svc.result_body(run, base)
     if run["status"] == "succeeded":
         return json_response(result, 200)
