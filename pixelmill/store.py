@@ -220,14 +220,19 @@ class RunStore:
             self.delete_run(rid)
         return len(ids)
 
-    def prune_keep_newest(self, keep: int, batch: int = 500) -> int:
-        """Delete finished runs beyond the newest ``keep`` runs (any status counts towards ``keep``; queued
-        and running runs are never deleted), with their steps, events and artifacts."""
+    def prune_finished(self, *, older_than: datetime | None = None, keep_newest: int | None = None,
+                       batch: int = 500) -> int:
+        """Delete finished runs created before ``older_than``, or beyond the newest ``keep_newest`` finished
+        runs, with their steps, events and artifacts, ``batch`` runs per transaction (queued and running
+        runs are never deleted); returns how many were deleted."""
         finished = [s.value for s in RunStatus if s.finished]
+        q = select(RunRow.id).where(RunRow.status.in_(finished))
+        if older_than is not None:
+            q = q.where(RunRow.created_at < older_than)
+        if keep_newest is not None:
+            q = q.order_by(RunRow.created_at.desc(), RunRow.id.desc()).offset(max(0, keep_newest))
         with self.engine.connect() as conn:
-            ids = [r[0] for r in conn.execute(
-                select(RunRow.id).where(RunRow.status.in_(finished))
-                .order_by(RunRow.created_at.desc(), RunRow.id.desc()).offset(max(0, keep)))]
+            ids = [r[0] for r in conn.execute(q)]
         for i in range(0, len(ids), batch):
             self._delete_runs(ids[i:i + batch])
         return len(ids)

@@ -29,8 +29,8 @@ class Retention:
 
     def apply(self) -> dict:
         """One pass: returns how many runs were deleted by age and by count, and the bytes reclaimed."""
-        by_age = self.store.prune(utcnow() - timedelta(days=self.days)) if self.days else 0
-        by_count = self.store.prune_keep_newest(self.max_runs) if self.max_runs else 0
+        by_age = self.store.prune_finished(older_than=utcnow() - timedelta(days=self.days)) if self.days else 0
+        by_count = self.store.prune_finished(keep_newest=self.max_runs) if self.max_runs else 0
         freed = self.store.reclaim_space() if (by_age or by_count) else 0
         if by_age or by_count:
             log.info("retention: deleted %d run(s) older than %g day(s) and %d beyond the newest %d; "
