@@ -41,7 +41,7 @@ def fill(store: RunStore, n: int) -> None:
                 steps.append(dict(run_id=rid, step_id=f"s{s}", node_type="prompt", node_version="1",
                                   status="succeeded", attempts=1, started_at=created, finished_at=created,
                                   duration_s=0.01, inputs={"t": blob[:300]}, outputs={"o": blob[:300]}, error=None))
-            for e in range(12):
+            for _ in range(12):
                 events.append(dict(run_id=rid, kind="step.progress", step_id="s0", data={"m": blob[:150]}, ts=0.0))
         with store.writing() as conn:
             conn.execute(insert(RunRow), runs)
