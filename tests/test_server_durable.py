@@ -300,3 +300,30 @@ outputs: {text: "${{ steps.p.outputs.text }}"}
     finally:
         srv2.stop()
         rx.shutdown()
+
+
+def test_sigterm_answers_waiting_when_done_calls_and_stops_quickly(tmp_path):
+    import threading
+
+    wf = tmp_path / "wf"
+    write(wf, "slow.yaml", """
+name: slow
+on: {webhook: {path: slow, respond: when_done, respond_timeout: 60}}
+steps: [{id: nap, node: test_sleep, with: {seconds: 20, steps: 20}}]
+""")
+    srv = Server(tmp_path / "home", wf, {"PIXELMILL_SHUTDOWN_GRACE": "0.2", "PIXELMILL_SCHEDULER": "0"}).start()
+    got = []
+    caller = threading.Thread(target=lambda: got.append(requests.post(srv.url + "/webhook/slow", json={},
+                                                                      timeout=60)))
+    caller.start()
+    with srv.db() as db:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not db.execute("SELECT 1 FROM runs WHERE status = 'running'").fetchone():
+            time.sleep(0.05)
+    t0 = time.monotonic()
+    srv.stop()
+    took = time.monotonic() - t0
+    caller.join(10)
+    assert srv.proc.returncode == 0 and took < 4, (took, "".join(srv.log[-20:]))
+    assert got and got[0].status_code == 202 and got[0].json()["status"] in ("running", "queued")
+    assert "Traceback" not in "".join(srv.log)

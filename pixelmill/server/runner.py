@@ -40,15 +40,26 @@ def serve(app, host: str = "127.0.0.1", port: int = 8080, threads: int | None = 
     if announce is not None:
         announce(url)
 
+    stopping, loop_done = threading.Event(), threading.Event()
+
     def stop(signum, _frame):
+        # First signal: waiting when_done calls answer 202 while the HTTP loop still runs to send them;
+        # a moment later (or at a second signal) the loop stops.
+        if loop_done.is_set():
+            return  # already cleaning up: let it finish
+        if stopping.is_set():
+            raise KeyboardInterrupt
+        stopping.set()
         log.info("signal %s: shutting down", signum)
-        raise KeyboardInterrupt
+        svc.release_waiters()
+        threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGTERM)).start()
 
     def hup(_signum, _frame):
         threading.Thread(target=svc.reload, name="pixelmill-reload", daemon=True).start()
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, hup)
     try:
@@ -56,6 +67,7 @@ def serve(app, host: str = "127.0.0.1", port: int = 8080, threads: int | None = 
     except KeyboardInterrupt:
         pass
     finally:
+        loop_done.set()
         svc.release_waiters()
         server.close()
         svc.close()
