@@ -303,3 +303,26 @@ outputs: {text: "${{ steps.s.outputs.text }}"}
         assert r.status_code == 200 and r.json()["outputs"] == {"text": "HI!!"}
     finally:
         srv.stop()
+
+
+# -- 22: serve applies retention periodically ----------------------------------------------------------------
+
+
+def test_serve_applies_retention_periodically(tmp_path):
+    wf = tmp_path / "wf"
+    write(wf, "r.yaml", """
+name: r
+on: {webhook: {path: r, respond: when_done}}
+steps: [{id: p, node: prompt, with: {template: r}}]
+""")
+    env = {"PIXELMILL_SCHEDULER": "0", "PIXELMILL_WATCH_INTERVAL": "0", "PIXELMILL_RETENTION_MAX_RUNS": "2",
+           "PIXELMILL_RETENTION_INTERVAL": "1"}
+    srv = Server(tmp_path / "home", wf, env).start()
+    try:
+        ids = [requests.post(srv.url + "/webhook/r", json={}, timeout=30).json()["run_id"] for _ in range(5)]
+        _wait_for(lambda: srv.get("/api/v1/runs").json()["total"] == 2)
+        kept = {r["id"] for r in srv.get("/api/v1/runs").json()["items"]}
+        assert kept == set(ids[-2:])  # the newest two
+        assert _wait_for(lambda: any("retention: deleted" in ln and "beyond the newest 2" in ln for ln in srv.log))
+    finally:
+        srv.stop()
