@@ -25,7 +25,7 @@ from pathlib import Path
 
 WORKFLOW = """
 name: bench
-on: {webhook: {path: bench, respond: immediately}}
+on: {webhook: {path: bench, respond: immediately, extra_inputs: ignore}}
 steps:
   - id: prompt
     node: prompt

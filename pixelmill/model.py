@@ -71,6 +71,9 @@ class Webhook(Strict):
     auth: WebhookAuth = Field(default_factory=WebhookAuth)
     respond: Literal["immediately", "when_done"] = "immediately"
     respond_timeout: float = Field(30.0, gt=0, le=3600)
+    extra_inputs: Literal["reject", "ignore"] = Field(
+        "reject", description="body keys that are not declared inputs: answer 400 naming the inputs (reject), or "
+                              "leave them in trigger.body only (ignore)")
 
     @field_validator("path")
     @classmethod

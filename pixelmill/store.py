@@ -228,6 +228,68 @@ class RunStore:
             self.delete_run(rid)
         return len(ids)
 
+    def prune_finished(self, *, older_than: datetime | None = None, keep_newest: int | None = None,
+                       batch: int = 500) -> int:
+        """Delete finished runs created before ``older_than``, or beyond the newest ``keep_newest`` finished
+        runs, with their steps, events and artifacts, ``batch`` runs per transaction (queued and running
+        runs are never deleted); returns how many were deleted."""
+        finished = [s.value for s in RunStatus if s.finished]
+        q = select(RunRow.id).where(RunRow.status.in_(finished))
+        if older_than is not None:
+            q = q.where(RunRow.created_at < older_than)
+        if keep_newest is not None:
+            q = q.order_by(RunRow.created_at.desc(), RunRow.id.desc()).offset(max(0, keep_newest))
+        with self.engine.connect() as conn:
+            ids = [r[0] for r in conn.execute(q)]
+        for i in range(0, len(ids), batch):
+            self._delete_runs(ids[i:i + batch])
+        return len(ids)
+
+    def _delete_runs(self, ids: list[str]) -> None:
+        with self.writing() as conn:
+            conn.execute(delete(EventRow).where(EventRow.run_id.in_(ids)))
+            conn.execute(delete(StepRow).where(StepRow.run_id.in_(ids)))
+            conn.execute(delete(RunRow).where(RunRow.id.in_(ids)))
+        for rid in ids:
+            shutil.rmtree(self.artifacts_root / rid, ignore_errors=True)
+
+    def reclaim_space(self) -> int:
+        """Give the space of deleted rows back to the file system; returns the bytes freed.
+
+        SQLite: the first call switches the database to ``auto_vacuum=INCREMENTAL`` with one ``VACUUM``
+        (a full rewrite); later calls run ``PRAGMA incremental_vacuum``, which only returns free pages.
+        PostgreSQL: autovacuum makes the space reusable on its own; giving it back to the operating system
+        needs ``VACUUM FULL`` (an exclusive lock), left to the operator, so this returns 0."""
+        if not self.url.startswith("sqlite"):
+            return 0
+        path = self.url.split("///", 1)[-1]
+        if not path or path == ":memory:":
+            return 0
+
+        def size() -> int:
+            return sum(Path(path + suffix).stat().st_size for suffix in ("", "-wal") if Path(path + suffix).exists())
+
+        before = size()
+        with self._write_lock:
+            raw = self.engine.raw_connection()
+            try:
+                dbapi = raw.driver_connection
+                old = dbapi.isolation_level
+                dbapi.isolation_level = None  # VACUUM cannot run inside a transaction
+                try:
+                    mode = dbapi.execute("PRAGMA auto_vacuum").fetchone()[0]
+                    if mode != 2:
+                        dbapi.execute("PRAGMA auto_vacuum=INCREMENTAL")
+                        dbapi.execute("VACUUM")
+                    else:
+                        dbapi.executescript("PRAGMA incremental_vacuum;")  # steps it to the end
+                    dbapi.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+                finally:
+                    dbapi.isolation_level = old
+            finally:
+                raw.close()
+        return max(0, before - size())
+
     # -- events: the executor records each one here before anyone else sees it --
 
     def record(self, ev: Event) -> int:

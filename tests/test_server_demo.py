@@ -15,7 +15,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_demo_triggers_the_webhook_and_keeps_serving(tmp_path):
     env = {**os.environ, "PIXELMILL_HOME": str(tmp_path / "home"), "PIXELMILL_PORT": "0",
-           "PIXELMILL_DEMO_INPUTS": '{"style": "pencil sketch"}', "PYTHONUNBUFFERED": "1"}
+           "PIXELMILL_DEMO_INPUTS": '{"style": "pencil sketch"}', "PYTHONUNBUFFERED": "1",
+           "PIXELMILL_DEMO_WORKFLOW": "hello-prompt"}  # a workflow that takes 'style'
     env.pop("PIXELMILL_API_TOKEN", None)
     proc = subprocess.Popen([sys.executable, "-m", "pixelmill.demo"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -32,7 +33,7 @@ def test_demo_triggers_the_webhook_and_keeps_serving(tmp_path):
     try:
         assert done.wait(30), "".join(lines)
         text = "".join(lines)
-        assert "succeeded" in text and "pencil sketch" in text
+        assert "succeeded" in text and "pencil sketch" in text.split("demo: POST", 1)[1].split("\n", 1)[1]
         assert "/api/v1/runs/" in text and "curl -sS -X POST http://127.0.0.1:" in text
         # the dashboard's URL comes first, right after the server's own line, before the demo call
         first = next(i for i, ln in enumerate(lines) if ln.startswith(("dashboard:", "demo:")))

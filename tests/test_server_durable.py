@@ -197,7 +197,7 @@ outputs: {text: "${{ steps.p.outputs.text }}"}
         srv.stop()
 
 
-def test_sigterm_leaves_long_runs_for_the_next_start(tmp_path):
+def test_sigterm_hands_long_runs_back_exits_0_and_the_next_start_runs_them(tmp_path):
     wf = tmp_path / "wf"
     write(wf, "long.yaml", """
 name: long
@@ -209,12 +209,16 @@ steps: [{id: nap, node: test_sleep, with: {seconds: 2.0, steps: 4}}]
     run_id = requests.post(srv.url + "/webhook/long", json={}, timeout=10).json()["run_id"]
     srv.wait_run(run_id, done=("running",))
     srv.stop()  # SIGTERM: the run outlasts the grace period and is not cancelled
+    assert srv.proc.returncode == 0, "".join(srv.log[-30:])
     with srv.db() as db:
-        assert db.execute("SELECT status FROM runs WHERE id = ?", (run_id,)).fetchone()[0] == "running"
-    assert any("re-queued on the next start" in line for line in srv.log)
+        assert db.execute("SELECT status, owner FROM runs WHERE id = ?", (run_id,)).fetchone() == ("queued", None)
+    said = "".join(srv.log)
+    assert "outlasted the 0.2 s grace period" in said and run_id in said and "handed back" in said
     srv2 = Server(tmp_path / "home", wf, env).start()
     try:
         assert srv2.wait_run(run_id)["status"] == "succeeded"
+        assert not any("interrupted by a crash" in line for line in srv2.log)
+        assert any("picking up 1 queued run" in line for line in srv2.log)
     finally:
         srv2.stop()
 
@@ -339,3 +343,30 @@ steps:
         assert {s["step_id"]: s["outputs"] for s in out["steps"]}["last"] == {"text": "ONE"}
     finally:
         srv2.stop()
+
+
+def test_sigterm_answers_waiting_when_done_calls_and_stops_quickly(tmp_path):
+    import threading
+
+    wf = tmp_path / "wf"
+    write(wf, "slow.yaml", """
+name: slow
+on: {webhook: {path: slow, respond: when_done, respond_timeout: 60}}
+steps: [{id: nap, node: test_sleep, with: {seconds: 20, steps: 20}}]
+""")
+    srv = Server(tmp_path / "home", wf, {"PIXELMILL_SHUTDOWN_GRACE": "0.2", "PIXELMILL_SCHEDULER": "0"}).start()
+    got = []
+    caller = threading.Thread(target=lambda: got.append(requests.post(srv.url + "/webhook/slow", json={},
+                                                                      timeout=60)))
+    caller.start()
+    with srv.db() as db:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not db.execute("SELECT 1 FROM runs WHERE status = 'running'").fetchone():
+            time.sleep(0.05)
+    t0 = time.monotonic()
+    srv.stop()
+    took = time.monotonic() - t0
+    caller.join(10)
+    assert srv.proc.returncode == 0 and took < 4, (took, "".join(srv.log[-20:]))
+    assert got and got[0].status_code == 202 and got[0].json()["status"] in ("running", "queued")
+    assert "Traceback" not in "".join(srv.log)

@@ -62,12 +62,14 @@ outputs: {{text: "${{{{ steps.breaks.outputs.text }}}}"}}
 """)
     write(wf, "hdr.yaml", """
 name: hdr
-on: {webhook: {path: hdr, respond: immediately, auth: {type: header, header: X-Token, secret: HOOK_TOKEN}}}
+on: {webhook: {path: hdr, respond: immediately, extra_inputs: ignore,
+               auth: {type: header, header: X-Token, secret: HOOK_TOKEN}}}
 steps: [{id: p, node: prompt, with: {template: hi}}]
 """)
     write(wf, "sig.yaml", """
 name: sig
-on: {webhook: {path: sig, respond: when_done, auth: {type: hmac, header: X-Signature-256, secret: HOOK_KEY}}}
+on: {webhook: {path: sig, respond: when_done, extra_inputs: ignore,
+               auth: {type: hmac, header: X-Signature-256, secret: HOOK_KEY}}}
 steps: [{id: p, node: prompt, with: {template: "{{ n }}", vars: {n: "${{ trigger.body.n }}"}}}]
 outputs: {text: "${{ steps.p.outputs.text }}"}
 """)

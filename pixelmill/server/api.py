@@ -3,44 +3,40 @@
 
 from __future__ import annotations
 
+import logging
 import mimetypes
 from datetime import datetime
 from pathlib import Path
 
-from flask import Blueprint, request, send_file
+from flask import Blueprint, send_file
+from werkzeug.routing import BaseConverter
 
 from .. import __version__
 from ..inputs import InputError
 from ..loader import load_text
 from ..problems import WorkflowInvalid
 from . import schemas as s
-from .auth import check_bearer
-from .http import ApiError, endpoint, json_response, parse_body, parse_query
+from .auth import require_bearer, webhook_auth_guard
+from .context import NOT_FOUND, current_service, public_error
+from .context import run_or_404 as _run_or_404
+from .context import workflow_or_404 as _workflow_or_404
+from .http import ApiError, accepted, callback_url, endpoint, json_response, parse_body, parse_query
 from .queue import QueueFull
-from .service import current_service, public_error
-from .webhooks import accepted
+from .typed_inputs import check_json_inputs
 
+log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 root = Blueprint("root", __name__)
+require_bearer(bp)
 
-NOT_FOUND = {404: s.ErrorOut}
-
-
-# -- helpers ---------------------------------------------------------------------------------------
+MAX_NAME = 255  # bytes in a file name on common file systems; longer artifact names cannot exist
 
 
-def _workflow_or_404(svc, name: str):
-    loaded = svc.workflows.get(name)
-    if loaded is None:
-        raise ApiError(404, "not_found", f"no workflow named '{name}' is served; GET /api/v1/workflows lists them")
-    return loaded
+class WorkflowName(BaseConverter):
+    """A workflow name in a path; never 'validate', so /workflows/validate is only the validate endpoint
+    (and its 405 lists only POST)."""
 
-
-def _run_or_404(svc, run_id: str) -> dict:
-    run = svc.runtime.store.get_run(run_id) if len(run_id) <= 64 else None
-    if run is None:
-        raise ApiError(404, "not_found", f"no run with id '{run_id}'")
-    return run
+    regex = r"(?!validate(?:/|$))[^/]+"
 
 
 def _summary(svc, loaded, base: str) -> dict:
@@ -115,7 +111,7 @@ def list_workflows():
                           "problems": [p.to_dict() for p in svc.workflows.catalog.problems]})
 
 
-@endpoint(bp, "/workflows/<name>", "GET", summary="Show a workflow", tag="workflows",
+@endpoint(bp, "/workflows/<wfname:name>", "GET", summary="Show a workflow", tag="workflows",
           responses={200: s.WorkflowDetail, **NOT_FOUND})
 def show_workflow(name: str):
     svc = current_service()
@@ -129,7 +125,7 @@ def show_workflow(name: str):
 
 
 @endpoint(bp, "/workflows/validate", "POST", summary="Validate a workflow file's text", tag="workflows",
-          body=s.ValidateIn, responses={200: s.ValidateOut, 400: s.ErrorOut})
+          body=s.ValidateIn, responses={200: s.ValidateOut, 400: s.ErrorOut, 422: s.ErrorOut})
 def validate_workflow():
     svc = current_service()
     req = parse_body(s.ValidateIn)
@@ -137,19 +133,28 @@ def validate_workflow():
         loaded = load_text(req.yaml, req.file, svc.runtime.registry)
     except WorkflowInvalid as exc:
         return json_response({"valid": False, "problems": [p.to_dict() for p in exc.problems]})
+    except Exception as exc:  # noqa: BLE001 - a loader defect must never become a 500 for this text
+        log.warning("validate: the loader failed on %s with %s (a loader defect: it should report a problem)",
+                    req.file, type(exc).__name__)
+        problem = {"file": req.file, "line": 1, "col": 1, "hint": "",
+                   "message": f"this file could not be checked ({type(exc).__name__}); simplify it, e.g. "
+                              "remove recursive or deeply nested YAML aliases"}
+        raise ApiError(422, "unprocessable_workflow", f"{req.file}:1:1: {problem['message']}", [problem]) from None
     return json_response({"valid": True, "name": loaded.name, "steps": len(loaded.order), "problems": []})
 
 
-@endpoint(bp, "/workflows/<name>/runs", "POST", summary="Start a run of a workflow", tag="workflows",
+@endpoint(bp, "/workflows/<wfname:name>/runs", "POST", summary="Start a run of a workflow", tag="workflows",
           body=s.TriggerIn, body_required=False,
-          responses={202: s.RunAccepted, 400: s.ErrorOut, **NOT_FOUND, 503: s.ErrorOut})
+          responses={202: s.RunAccepted, 400: s.ErrorOut, 403: s.ErrorOut, **NOT_FOUND, 503: s.ErrorOut})
 def trigger_workflow(name: str):
     svc = current_service()
     loaded = _workflow_or_404(svc, name)
+    webhook_auth_guard(loaded, svc.config.api_token)
     req = parse_body(s.TriggerIn, required=False)
-    from .webhooks import _callback_url
-
-    callback = _callback_url({"callback_url": req.callback_url}, {}) if req.callback_url else None
+    callback = callback_url({"callback_url": req.callback_url}, {}) if req.callback_url is not None else None
+    problems = check_json_inputs(loaded.workflow.inputs, req.inputs)
+    if problems:
+        raise ApiError(400, "invalid_inputs", f"workflow '{name}': " + "; ".join(problems), problems)
     try:
         run_id = svc.queue.create(loaded, req.inputs, trigger={"kind": "api", "body": req.model_dump()},
                                   trigger_kind="api")
@@ -161,7 +166,7 @@ def trigger_workflow(name: str):
     if callback:
         svc.callbacks.register(run_id, callback, base)
     svc.queue.enqueue(run_id)
-    return accepted(svc, run_id, name, base)
+    return accepted(run_id, name, base)
 
 
 # -- runs ------------------------------------------------------------------------------------------
@@ -205,21 +210,23 @@ def cancel_run(run_id: str):
 
 
 @endpoint(bp, "/runs/<run_id>/retry", "POST", summary="Retry a finished run from its failed step", tag="runs",
-          body_required=False, responses={202: s.RunAccepted, **NOT_FOUND, 409: s.ErrorOut, 503: s.ErrorOut})
+          body_required=False,
+          responses={202: s.RunAccepted, 403: s.ErrorOut, **NOT_FOUND, 409: s.ErrorOut, 503: s.ErrorOut})
 def retry_run(run_id: str):
     svc = current_service()
     run = _run_or_404(svc, run_id)
+    loaded = _workflow_or_404(svc, run["workflow"])
+    webhook_auth_guard(loaded, svc.config.api_token)
     if run["status"] in ("queued", "running", "succeeded"):
         raise ApiError(409, "not_retryable", f"run {run_id} is {run['status']}; only failed, blocked, cancelled "
                                              "or interrupted runs can be retried")
-    loaded = _workflow_or_404(svc, run["workflow"])
     try:
         new_id = svc.queue.create(loaded, run.get("inputs") or {}, trigger=run.get("trigger") or {},
                                   trigger_kind="retry", retry_of=run_id)
     except QueueFull as exc:
         raise ApiError(503, "queue_full", str(exc), headers={"Retry-After": "5"}) from None
     svc.queue.enqueue(new_id)
-    return accepted(svc, new_id, loaded.name, svc.base_url())
+    return accepted(new_id, loaded.name, svc.base_url())
 
 
 @endpoint(bp, "/runs/<run_id>", "DELETE", summary="Delete a finished run with its artifacts", tag="runs",
@@ -234,6 +241,16 @@ def delete_run(run_id: str):
 
 
 # -- artifacts -------------------------------------------------------------------------------------
+
+
+# what artifacts are served as (by file name); anything else is application/octet-stream
+ARTIFACT_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif", "video/mp4", "video/webm",
+                  "application/json", "text/plain", "application/octet-stream")
+
+
+def artifact_type(name: str) -> str:
+    guessed = mimetypes.guess_type(name)[0]
+    return guessed if guessed in ARTIFACT_TYPES else "application/octet-stream"
 
 
 def _run_dir(svc, run_id: str) -> Path:
@@ -252,22 +269,27 @@ def list_artifacts(run_id: str):
         for p in sorted(folder.iterdir()):
             if p.is_file():
                 items.append({"name": p.name, "size": p.stat().st_size,
-                              "media_type": mimetypes.guess_type(p.name)[0] or "application/octet-stream",
+                              "media_type": artifact_type(p.name),
                               "url": f"{base}/api/v1/runs/{run_id}/artifacts/{p.name}"})
     return json_response({"items": items})
 
 
 @endpoint(bp, "/runs/<run_id>/artifacts/<name>", "GET", summary="Download an artifact", tag="artifacts",
-          responses={200: "application/octet-stream", **NOT_FOUND})
+          responses={200: ARTIFACT_TYPES, **NOT_FOUND})
 def get_artifact(run_id: str, name: str):
     svc = current_service()
     folder = _run_dir(svc, run_id).resolve()
     bad = (not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name
-           or name != Path(name).name)
+           or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME or name != Path(name).name)
     path = None if bad else (folder / name)
-    if path is None or not path.resolve().is_relative_to(folder) or not path.is_file():
-        raise ApiError(404, "not_found", f"run {run_id} has no artifact named {name!r}")
-    return send_file(path, mimetype=mimetypes.guess_type(name)[0] or "application/octet-stream",
+    try:
+        found = path is not None and path.resolve().is_relative_to(folder) and path.is_file()
+    except (OSError, ValueError):  # a name the file system cannot hold
+        found = False
+    if not found:
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise ApiError(404, "not_found", f"run {run_id} has no artifact named {shown!r}")
+    return send_file(path, mimetype=artifact_type(name),
                      as_attachment=False, download_name=name, conditional=True)
 
 
@@ -293,17 +315,7 @@ def reload():
     return json_response(svc.reload())
 
 
-# -- auth ------------------------------------------------------------------------------------------
-
-
-@bp.before_request
-def _bearer():
-    if request.endpoint != "api.openapi":
-        check_bearer(current_service().config.api_token)
-
-
 def init_app(app) -> None:
-    from . import openapi, sse  # noqa: F401 - register their views on bp before it is attached
-
+    app.url_map.converters["wfname"] = WorkflowName
     app.register_blueprint(bp)
     app.register_blueprint(root)

@@ -10,9 +10,10 @@ from .. import web
 from ..registry import Registry
 from ..runtime import Runtime
 from ..settings import Settings
-from . import api, http, metrics, webhooks
+from . import api, http, metrics, openapi, sse, webhooks
 from .config import ServerConfig
-from .service import EXTENSION, Service
+from .context import EXTENSION
+from .service import Service
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +36,8 @@ def create_app(config: ServerConfig | None = None, *, runtime: Runtime | None = 
     http.init_app(app)
     webhooks.init_app(app)
     api.init_app(app)
+    sse.init_app(app)
+    openapi.init_app(app)
     metrics.init_app(app)
     web.init_app(app)  # the dashboard at /
     if start:

@@ -7,10 +7,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import ipaddress
 import os
 
 from flask import request
 
+from .config import ConfigError
+from .context import current_service
 from .http import ApiError
 
 DEFAULT_HEADER = {"header": "X-Webhook-Token", "hmac": "X-Signature-256"}
@@ -83,3 +86,47 @@ def check_bearer(token: str | None) -> None:
                        headers={"WWW-Authenticate": "Bearer"})
     if not hmac.compare_digest(given.encode(), token.encode()):
         raise ApiError(401, "unauthorized", "wrong bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+def require_bearer(bp, exempt: tuple[str, ...] = ()) -> None:
+    """Every view of ``bp`` (but ``exempt`` endpoints) needs the API token when one is configured."""
+
+    @bp.before_request
+    def _bearer():
+        if request.endpoint not in exempt:
+            check_bearer(current_service().config.api_token)
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, 'localhost')."""
+    host = (host or "").strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False  # a host name or '': it may resolve to anything, so it counts as exposed
+
+
+def check_exposure(host: str, token: str | None) -> None:
+    """Refuse to serve beyond this machine without an API token: anyone who can reach the port could
+    otherwise start, cancel and delete runs and read their outputs."""
+    if token or is_loopback(host):
+        return
+    raise ConfigError(
+        f"refusing to listen on {host or 'all addresses'} without PIXELMILL_API_TOKEN: the REST API would be "
+        "open to anyone who can reach this port. Set a token, e.g. "
+        "export PIXELMILL_API_TOKEN=$(python -c 'import secrets; print(secrets.token_urlsafe(32))'), "
+        "or listen on 127.0.0.1 behind a proxy that authenticates")
+
+
+def webhook_auth_guard(loaded, token: str | None) -> None:
+    """A workflow whose webhook needs a credential cannot be started through the API unless the API
+    itself needs one: otherwise the API would be a way around the webhook's auth."""
+    hook = loaded.workflow.on.webhook
+    if token or hook is None or hook.auth.type == "none":
+        return
+    raise ApiError(403, "webhook_auth_required",
+                   f"workflow '{loaded.name}' protects its webhook with {hook.auth.type} auth, and the API has no "
+                   f"token: call /webhook/{hook.path} with its credential, or set PIXELMILL_API_TOKEN on the "
+                   "server to start it through the API")

@@ -116,6 +116,8 @@ class CallbackDispatcher:
                 error = f"HTTP {status}"
         except requests.RequestException as exc:
             ok, retryable, error = False, True, f"{type(exc).__name__}: {exc}"
+        except (ValueError, UnicodeError) as exc:  # a URL the HTTP client cannot use: retrying cannot help
+            ok, retryable, error = False, False, f"{type(exc).__name__}: {str(exc)[:200]}"
         if ok:
             state = "delivered"
         elif retryable and attempt < self.attempts:

@@ -65,6 +65,11 @@ class ServerConfig:
     misfire_grace: float = 30.0                # PIXELMILL_MISFIRE_GRACE (seconds late a 'skip' slot may still run)
     sweep_interval: float = 10.0               # PIXELMILL_SWEEP_INTERVAL (seconds between queue sweeps)
     shutdown_grace: float = 10.0               # PIXELMILL_SHUTDOWN_GRACE (seconds running runs get on SIGTERM)
+    watch_interval: float = 2.0                # PIXELMILL_WATCH_INTERVAL (seconds between folder checks; 0 = off)
+    watch_debounce: float = 1.0                # PIXELMILL_WATCH_DEBOUNCE (quiet seconds before a reload)
+    retention_days: float = 14.0               # PIXELMILL_RETENTION_DAYS (finished runs older are deleted; 0 = keep)
+    retention_max_runs: int = 10_000           # PIXELMILL_RETENTION_MAX_RUNS (newest finished runs kept; 0 = all)
+    retention_interval: float = 3600.0         # PIXELMILL_RETENTION_INTERVAL (seconds between retention passes)
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> ServerConfig:
@@ -86,6 +91,11 @@ class ServerConfig:
             misfire_grace=_float(env, "PIXELMILL_MISFIRE_GRACE", 30.0, 0.0),
             sweep_interval=_float(env, "PIXELMILL_SWEEP_INTERVAL", 10.0, 0.1),
             shutdown_grace=_float(env, "PIXELMILL_SHUTDOWN_GRACE", 10.0, 0.0),
+            watch_interval=_float(env, "PIXELMILL_WATCH_INTERVAL", 2.0, 0.0),
+            watch_debounce=_float(env, "PIXELMILL_WATCH_DEBOUNCE", 1.0, 0.0),
+            retention_days=_float(env, "PIXELMILL_RETENTION_DAYS", 14.0, 0.0),
+            retention_max_runs=_int(env, "PIXELMILL_RETENTION_MAX_RUNS", 10_000, 0),
+            retention_interval=_float(env, "PIXELMILL_RETENTION_INTERVAL", 3600.0, 1.0),
         )
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+import re
 from dataclasses import dataclass, field
 
 from flask import Flask, Response, request
@@ -47,25 +49,66 @@ def _problems(exc: ValidationError) -> list[str]:
     return out
 
 
+MAX_DEPTH = 100  # nesting of arrays and objects in a JSON body
+
+
+class _NotFinite(ValueError):
+    pass
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        raise _NotFinite(f"the number {text[:40]} is too large (larger than a 64-bit float)")
+    return value
+
+
+def _constant(name: str):
+    raise _NotFinite(f"{name} is not a JSON number; send a finite number")
+
+
+def _too_deep(value, limit: int = MAX_DEPTH) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return False
+
+
 def read_json(required: bool = True):
-    """The request's JSON body; 400 with the parser's message when it is not JSON."""
+    """The request's JSON body (None when empty and not required); 400 naming the problem when it is not
+    JSON, holds a non-finite number (``NaN``, ``Infinity``, ``1e400``) or nests deeper than ``MAX_DEPTH``."""
     raw = request.get_data(cache=True)
     if not raw.strip():
         if required:
             raise ApiError(400, "invalid_json", "the request body is empty; send a JSON object")
         return None
     try:
-        return json.loads(raw)
+        value = json.loads(raw, parse_float=_finite, parse_constant=_constant)
+    except _NotFinite as exc:
+        raise ApiError(400, "invalid_json", f"the request body has an invalid number: {exc}") from None
+    except RecursionError:
+        raise ApiError(400, "invalid_json", f"the request body nests arrays or objects deeper than {MAX_DEPTH} "
+                                            "levels") from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, "invalid_json", f"the request body is not valid JSON: {exc}") from None
+    if _too_deep(value):
+        raise ApiError(400, "invalid_json", f"the request body nests arrays or objects deeper than {MAX_DEPTH} "
+                                            "levels")
+    return value
 
 
 def parse_body(model: type[BaseModel], required: bool = True):
-    data = read_json(required)
-    if data is None:
-        data = {}
+    """Validate the JSON body with ``model``; an empty body counts as ``{}`` when not required (JSON
+    ``null`` or any other non-object is a 400)."""
+    raw = request.get_data(cache=True)
+    data = read_json(required) if (required or raw.strip()) else {}
     if not isinstance(data, dict):
-        raise ApiError(400, "invalid_body", f"the request body must be a JSON object, not {type(data).__name__}")
+        kind = "null" if data is None else type(data).__name__
+        raise ApiError(400, "invalid_body", f"the request body must be a JSON object, not {kind}")
     try:
         return model.model_validate(data)
     except ValidationError as exc:
@@ -99,21 +142,64 @@ class RouteSpec:
     operation_id: str = ""
 
 
-ROUTES: list[RouteSpec] = []
+SPEC_ATTR = "pixelmill_route"
 
 
 def endpoint(bp, rule: str, method: str, *, summary: str, tag: str, body=None, body_required: bool = True,
              query=None, responses=None, auth: bool = True):
-    """Register a view on a blueprint and describe it for the OpenAPI document."""
+    """Register a view on a blueprint and describe it for the OpenAPI document (the description travels
+    on the view function; the document is built from the app's own URL map)."""
 
     def deco(fn):
-        bp.add_url_rule(rule, endpoint=fn.__name__, view_func=fn, methods=[method])
         prefix = bp.url_prefix or ""
-        ROUTES.append(RouteSpec(prefix + rule, method, summary, tag, body, body_required, query,
-                                dict(responses or {200: None}), auth, fn.__name__))
+        setattr(fn, SPEC_ATTR, RouteSpec(prefix + rule, method, summary, tag, body, body_required, query,
+                                         dict(responses or {200: None}), auth, fn.__name__))
+        bp.add_url_rule(rule, endpoint=fn.__name__, view_func=fn, methods=[method])
         return fn
 
     return deco
+
+
+def route_specs(app: Flask) -> list[RouteSpec]:
+    """Every documented route of ``app``, in registration order."""
+    out, seen = [], set()
+    for rule in app.url_map.iter_rules():
+        spec = getattr(app.view_functions.get(rule.endpoint), SPEC_ATTR, None)
+        if spec is not None and id(spec) not in seen:
+            seen.add(id(spec))
+            out.append(spec)
+    return out
+
+
+# -- shared replies ----------------------------------------------------------------------------------
+
+
+# an http(s) URL: host, optional port, path and query of RFC 3986 characters (n8n's $execution.resumeUrl
+# has this form). Plain ASCII classes, so every regex dialect (JSON Schema's included) reads it the same.
+_PCHAR = r"A-Za-z0-9._~!$&'()*+,;=:@%/-"
+CALLBACK_PATTERN = re.compile(rf"^https?://[A-Za-z0-9-]{{1,63}}(\.[A-Za-z0-9-]{{1,63}})*(:[0-9]{{1,5}})?(/[{_PCHAR}]*)?"
+                              rf"(\?[?{_PCHAR}]*)?$")
+
+
+def accepted(run_id: str, workflow: str, base: str, status: str = "queued", code: int = 202) -> Response:
+    return json_response({
+        "run_id": run_id, "workflow": workflow, "status": status,
+        "status_url": f"{base}/api/v1/runs/{run_id}", "events_url": f"{base}/api/v1/runs/{run_id}/events",
+        "message": "Workflow got started",
+    }, code)
+
+
+def callback_url(body, query: dict) -> str | None:
+    """The ``callback_url`` of a trigger (body first, then query); 400 unless it is an http(s) URL."""
+    url = body.get("callback_url") if isinstance(body, dict) else None
+    if url is None:
+        url = query.get("callback_url")
+    if url is None:
+        return None
+    # fullmatch: '$' then means the end of the text, as in JSON Schema (ECMA 262) patterns
+    if not isinstance(url, str) or len(url) > 2000 or not CALLBACK_PATTERN.fullmatch(url):
+        raise ApiError(400, "invalid_callback_url", f"callback_url must be an http(s) URL, not {str(url)[:200]!r}")
+    return url
 
 
 # -- errors as JSON ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from ..db import RunRow
 from ..events import Event, EventKind
+from .context import current_service
 
 BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
 
@@ -93,8 +94,6 @@ bp = Blueprint("metrics", __name__)
 
 @bp.get("/metrics")
 def metrics_view():
-    from .service import current_service
-
     return Response(current_service().metrics.render(), mimetype="text/plain; version=0.0.4")
 
 

@@ -11,13 +11,14 @@ import queue
 import threading
 import time
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
-from ..db import RunRow
+from ..db import RunRow, StepRow
 from ..events import Event, EventKind
 from ..inputs import resolve_inputs
 from ..problems import WorkflowInvalid
 from ..status import RunStatus, StepStatus
+from ..store import utcnow as store_now
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,10 @@ class RunQueue:
         recovered = self.runtime.store.recover_interrupted(requeue=True)
         if recovered:
             log.warning("re-queued %d run(s) interrupted by a crash: %s", len(recovered), ", ".join(recovered))
-        for run_id in self.queued_ids():
+        waiting = self.queued_ids()
+        if waiting:
+            log.info("picking up %d queued run(s) from the store", len(waiting))
+        for run_id in waiting:
             self._q.put(run_id)
         for i in range(self.workers):
             t = threading.Thread(target=self._work, name=f"pixelmill-worker-{i}", daemon=True)
@@ -135,6 +139,23 @@ class RunQueue:
         deadline = time.monotonic() + timeout
         for t in self._threads:
             t.join(max(0.0, deadline - time.monotonic()))
+
+    def hand_back(self, run_ids: list[str]) -> list[str]:
+        """At shutdown, runs of this process still executing go back to ``queued`` (their running steps
+        become ``interrupted``): the next start runs them as queued runs, not as crash victims."""
+        store = self.runtime.store
+        done = []
+        with store.writing() as conn:
+            for rid in run_ids:
+                res = conn.execute(update(RunRow).where(RunRow.id == rid, RunRow.status == RunStatus.RUNNING.value,
+                                                        RunRow.owner == store.owner)
+                                   .values(status=RunStatus.QUEUED.value, owner=None, finished_at=None))
+                if res.rowcount:
+                    conn.execute(update(StepRow).where(StepRow.run_id == rid,
+                                                       StepRow.status == StepStatus.RUNNING.value)
+                                 .values(status=StepStatus.INTERRUPTED.value, finished_at=store_now()))
+                    done.append(rid)
+        return done
 
     # -- producers ----------------------------------------------------------------
 

@@ -2,8 +2,10 @@
 
 * Each schedule is a job with a stable id (workflow, position, hash of its definition), ``coalesce=True``
   and ``max_instances=1``; ``sync()`` adds, replaces and removes jobs when workflows change (reload, SIGHUP).
-* Every fire writes a ledger row keyed by (workflow, scheduled fire time) with a unique constraint, in the
-  same transaction as the queued run: one run per slot, even with two servers on one database.
+* Every fire writes a ledger row keyed by (schedule, scheduled fire time) with a unique constraint, in the
+  same transaction as the queued run: one run per slot of each schedule, even with two servers on one
+  database; two schedules of one workflow that fall on the same time each run once. Databases made with
+  the earlier key (workflow, time) are migrated on start (``migrate_ledger``).
 * Misfire policy, also across restarts: the first time a schedule is seen its start is recorded. On start,
   slots after max(start, last fired slot) up to now were missed while the service was down:
   ``run_once`` runs once for the latest of them, ``skip`` runs none. While running, a slot later than
@@ -23,9 +25,10 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MI
 from apscheduler.executors.base import BaseExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy import DateTime, Integer, String, UniqueConstraint, func, insert, select
+from sqlalchemy import DateTime, Integer, String, UniqueConstraint, func, insert, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.schema import CreateIndex, CreateTable
 
 from ..db import Base
 from ..inputs import InputError, resolve_inputs
@@ -39,7 +42,7 @@ class ScheduleFireRow(Base):
     """The ledger: one row per fired slot."""
 
     __tablename__ = "schedule_fires"
-    __table_args__ = (UniqueConstraint("workflow", "fire_time", name="uq_schedule_fires_slot"),)
+    __table_args__ = (UniqueConstraint("schedule_key", "fire_time", name="uq_schedule_fires_key_slot"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     workflow: Mapped[str] = mapped_column(String(200))
     schedule_key: Mapped[str] = mapped_column(String(300), index=True)
@@ -56,6 +59,63 @@ class ScheduleStateRow(Base):
     schedule_key: Mapped[str] = mapped_column(String(300), primary_key=True)
     workflow: Mapped[str] = mapped_column(String(200))
     first_seen: Mapped[datetime] = mapped_column(DateTime)
+
+
+OLD_SLOT_KEY = "uq_schedule_fires_slot"  # unique on (workflow, fire_time): dropped one of two schedules
+
+
+def migrate_ledger(engine) -> bool:
+    """Re-key a ledger made with the old (workflow, fire_time) constraint to (schedule_key, fire_time),
+    keeping its rows; True when something was migrated. Safe with two servers starting at once."""
+    table = ScheduleFireRow.__table__
+    if engine.dialect.name != "sqlite":
+        names = {c["name"] for c in inspect(engine).get_unique_constraints(table.name)}
+        if OLD_SLOT_KEY not in names:
+            return False
+        with engine.begin() as conn:
+            conn.execute(text(f"ALTER TABLE {table.name} DROP CONSTRAINT IF EXISTS {OLD_SLOT_KEY}"))
+            conn.execute(text(f"ALTER TABLE {table.name} ADD CONSTRAINT uq_schedule_fires_key_slot "
+                              "UNIQUE (schedule_key, fire_time)"))
+        log.warning("migrated the schedule ledger: one row per schedule and slot (was per workflow and slot)")
+        return True
+    # SQLite cannot drop a constraint: rebuild the table in one immediate transaction
+    raw = engine.raw_connection()
+    try:
+        db = raw.driver_connection
+        old_level = db.isolation_level
+        db.isolation_level = None
+        try:
+            def ddl():
+                row = db.execute("SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?",
+                                 (table.name,)).fetchone()
+                return row[0] if row else ""
+
+            if OLD_SLOT_KEY not in ddl():
+                return False
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                if OLD_SLOT_KEY not in ddl():  # another process migrated it meanwhile
+                    db.execute("ROLLBACK")
+                    return False
+                cols = ", ".join(c.name for c in table.columns)
+                db.execute(f"ALTER TABLE {table.name} RENAME TO {table.name}_old")
+                for index in table.indexes:
+                    db.execute(f"DROP INDEX IF EXISTS {index.name}")
+                db.execute(str(CreateTable(table).compile(engine)))
+                for index in table.indexes:
+                    db.execute(str(CreateIndex(index).compile(engine)))
+                db.execute(f"INSERT INTO {table.name} ({cols}) SELECT {cols} FROM {table.name}_old")
+                db.execute(f"DROP TABLE {table.name}_old")
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        finally:
+            db.isolation_level = old_level
+    finally:
+        raw.close()
+    log.warning("migrated the schedule ledger: one row per schedule and slot (was per workflow and slot)")
+    return True
 
 
 def _utc_naive(t: datetime) -> datetime:
@@ -122,6 +182,7 @@ class Scheduler:
         self.started = False
         Base.metadata.create_all(runtime.store.engine,
                                  tables=[ScheduleFireRow.__table__, ScheduleStateRow.__table__])
+        migrate_ledger(runtime.store.engine)
 
     # -- lifecycle ----------------------------------------------------------------------
 

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+LAST_EVENT_ID = {"type": "string", "pattern": "^[0-9]{1,18}$"}  # the SSE resume header
+
 
 class Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -180,6 +182,9 @@ class ReloadOut(BaseModel):
     removed: list[str]
     problems: list[ProblemOut]
     schedules: dict[str, list[str]] = Field(default_factory=dict)
+    nodes_added: list[str] = Field(default_factory=list, description="node types found in packages installed "
+                                                                      "since the last reload")
+    restart_needed: list[str] = Field(default_factory=list, description="changes a reload cannot apply")
 
 
 class HealthOut(BaseModel):

@@ -1,34 +1,28 @@
 """The service object one app holds: runtime, served workflows, run queue, callbacks, scheduler, metrics,
-and the waiters of ``when_done`` webhooks. Blueprints reach it with ``current_service()``."""
+retention, the folder watcher, the run log, and the waiters of ``when_done`` webhooks. Blueprints reach it
+with ``context.current_service()``."""
 
 from __future__ import annotations
 
 import logging
 import threading
 
-from flask import current_app, request
+from flask import request
 
 from ..events import Event, EventKind
 from .callbacks import CallbackDispatcher
 from .config import ServerConfig
+from .context import public_error
 from .metrics import Metrics
+from .plugins import NodeRefresher
 from .queue import RunQueue
+from .retention import Retention
+from .runlog import RunLog
 from .scheduler import Scheduler
+from .watcher import FolderWatcher
 from .workflows import WorkflowSet
 
 log = logging.getLogger(__name__)
-
-EXTENSION = "pixelmill"
-
-
-def current_service() -> Service:
-    return current_app.extensions[EXTENSION]
-
-
-def public_error(error: dict | None) -> dict | None:
-    if not error:
-        return None
-    return {k: v for k, v in error.items() if k != "traceback"}
 
 
 class Service:
@@ -43,6 +37,14 @@ class Service:
         self.scheduler = Scheduler(runtime, self.workflows, self.queue, misfire_grace=config.misfire_grace) \
             if config.scheduler else None
         self.metrics = Metrics(self)
+        self.runlog = RunLog(runtime.store)
+        self.retention = Retention(runtime.store, days=config.retention_days, max_runs=config.retention_max_runs,
+                                   interval=config.retention_interval)
+        self.watcher = FolderWatcher(config.workflows_dir, self.reload, interval=config.watch_interval,
+                                     debounce=config.watch_debounce) \
+            if config.workflows_dir is not None and config.watch_interval > 0 else None
+        self.nodes = NodeRefresher()
+        self.handed_back: list[str] = []
         self._waiters: dict[str, threading.Event] = {}
         self._waiters_lock = threading.Lock()
         self._reload_lock = threading.Lock()
@@ -52,17 +54,26 @@ class Service:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> None:
-        self.workflows.load()
+        result = self.workflows.load()
+        for name in result["added"]:
+            log.info("loaded workflow '%s' from %s", name, self.workflows.get(name).file)
         self.queue.start()
         self.callbacks.start()
         if self.scheduler is not None:
             self.scheduler.start()
+        self.retention.start()
+        if self.watcher is not None:
+            self.watcher.start()
         self.started = True
         log.info("serving %d workflow(s) with %d worker(s)", len(self.workflows.all()), self.queue.workers)
 
     def close(self) -> None:
         """Stop taking runs, give running ones ``shutdown_grace`` seconds to finish. Runs still going after
-        that are left as they are: the next start re-queues them (as after a crash) instead of cancelling."""
+        that are handed back to the queue (``queued`` again, not cancelled) and logged; the next start
+        picks them up as queued runs. ``handed_back`` lists them (the runner then exits at once)."""
+        if self.watcher is not None:
+            self.watcher.stop()
+        self.retention.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
         self.callbacks.stop()
@@ -70,23 +81,42 @@ class Service:
         self._unsubscribe()
         still = self.runtime.executor.active_runs()
         if still:
-            log.warning("%d run(s) still running at shutdown; they will be re-queued on the next start: %s",
-                        len(still), ", ".join(still))
+            self.handed_back = self.queue.hand_back(still)
+            log.warning("shutdown: %d run(s) outlasted the %g s grace period (PIXELMILL_SHUTDOWN_GRACE) and were "
+                        "handed back to the queue; the next start runs them again: %s", len(self.handed_back),
+                        self.config.shutdown_grace, ", ".join(self.handed_back) or "none")
             self.runtime.store.close()
             return
         self.runtime.close()
 
     def reload(self) -> dict:
+        """Refresh the node registry from installed packages, reload the folder, re-sync schedules."""
         with self._reload_lock:
+            registry, added_nodes, restart = self.nodes.refresh(self.runtime.registry)
+            self.runtime.registry = registry
+            self.workflows.registry = registry
             result = self.workflows.load()
             result["schedules"] = self.scheduler.sync() if self.scheduler is not None else {}
-        log.info("reloaded workflows: %s", {k: v for k, v in result.items() if k != "problems"})
+        for key in ("added", "changed"):
+            for name in result[key]:
+                log.info("reload: %s workflow '%s' from %s", key, name, self.workflows.get(name).file)
+        for name in result["removed"]:
+            log.info("reload: removed workflow '%s'", name)
+        if added_nodes:
+            result["nodes_added"] = added_nodes
+        if restart:
+            result["restart_needed"] = [f"node package upgraded ({item}); restart pixelmill serve to load it"
+                                        for item in restart]
+        log.info("reloaded: %d served, %d added, %d changed, %d removed, %d file problem(s)",
+                 len(self.workflows.all()), len(result["added"]), len(result["changed"]), len(result["removed"]),
+                 len(result["problems"]))
         return result
 
     # -- run completion ---------------------------------------------------------------------
 
     def _on_event(self, event: Event) -> None:
         self.metrics.on_event(event)
+        self.runlog.on_event(event)
         if event.kind is EventKind.RUN_FINISHED:
             with self._waiters_lock:
                 waiter = self._waiters.pop(event.run_id, None)
@@ -99,6 +129,13 @@ class Service:
         with self._waiters_lock:
             self._waiters[run_id] = ev
         return ev
+
+    def release_waiters(self) -> None:
+        """At shutdown: ``when_done`` calls stop waiting and answer 202 with the run's URL."""
+        with self._waiters_lock:
+            waiters, self._waiters = list(self._waiters.values()), {}
+        for ev in waiters:
+            ev.set()
 
     def drop_waiter(self, run_id: str) -> None:
         with self._waiters_lock:

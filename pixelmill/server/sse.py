@@ -10,13 +10,16 @@ from __future__ import annotations
 import json
 import threading
 
-from flask import Response, request, stream_with_context
+from flask import Blueprint, Response, request, stream_with_context
 
 from ..events import EventKind
 from . import schemas as s
-from .api import NOT_FOUND, _run_or_404, bp
+from .auth import require_bearer
+from .context import NOT_FOUND, current_service, run_or_404
 from .http import ApiError, endpoint
-from .service import current_service
+
+bp = Blueprint("sse", __name__, url_prefix="/api/v1")
+require_bearer(bp)
 
 
 def _format(ev) -> str:
@@ -25,12 +28,16 @@ def _format(ev) -> str:
 
 
 def _after() -> int:
-    raw = request.headers.get("Last-Event-ID") or request.args.get("after") or "0"
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ApiError(400, "invalid_last_event_id", f"Last-Event-ID must be an event id (a number), not {raw!r}") \
-            from None
+    """The id to replay after: ``Last-Event-ID`` when the header is sent (even empty: then it is wrong),
+    else ``?after=``, else 0."""
+    raw = request.headers.get("Last-Event-ID")
+    if raw is None:
+        raw = request.args.get("after", "0")
+    raw = raw.strip()
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18):
+        raise ApiError(400, "invalid_last_event_id",
+                       f"Last-Event-ID must be an event id (up to 18 digits), not {raw[:40]!r}") from None
+    value = int(raw)
     if value < 0 or value > 2**62:
         raise ApiError(400, "invalid_last_event_id", f"Last-Event-ID {value} is out of range")
     return value
@@ -40,7 +47,7 @@ def _after() -> int:
           responses={200: "text/event-stream", 400: s.ErrorOut, **NOT_FOUND})
 def run_events(run_id: str):
     svc = current_service()
-    run = _run_or_404(svc, run_id)
+    run = run_or_404(svc, run_id)
     last = _after()
     store, bus = svc.runtime.store, svc.runtime.bus
     heartbeat = svc.config.sse_heartbeat
@@ -78,3 +85,7 @@ def run_events(run_id: str):
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return Response(stream_with_context(stream()), mimetype="text/event-stream", headers=headers)
+
+
+def init_app(app) -> None:
+    app.register_blueprint(bp)

@@ -10,15 +10,15 @@ at once and POSTs the result there when the run ends.
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlsplit
 
 from flask import Blueprint, request
 
 from ..inputs import InputError
+from ..problems import did_you_mean
 from .auth import check_auth
-from .http import ApiError, error_response, json_response, read_json
+from .context import current_service, public_error
+from .http import ApiError, accepted, callback_url, error_response, json_response, read_json
 from .queue import QueueFull
-from .service import current_service, public_error
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
@@ -44,9 +44,21 @@ def _body(raw: bytes):
         raise ApiError(400, "invalid_body", "the request body is neither JSON, a form nor UTF-8 text") from None
 
 
+RESERVED = {"callback_url"}  # body keys the service itself reads
+
+
 def _inputs(loaded, body, query: dict) -> dict:
+    """Inputs from ``body.inputs`` (an object), else from the body's and query's declared keys. Body keys
+    that are not inputs get 400 naming the accepted ones, unless ``on.webhook.extra_inputs: ignore``."""
     declared = loaded.workflow.inputs
-    if isinstance(body, dict) and isinstance(body.get("inputs"), dict):
+    hook = loaded.workflow.on.webhook
+    nested = isinstance(body, dict) and isinstance(body.get("inputs"), dict)
+    if isinstance(body, dict) and hook.extra_inputs == "reject":
+        allowed = RESERVED | ({"inputs"} if nested else set(declared))
+        unknown = [k for k in body if k not in allowed]
+        if unknown:
+            _reject(loaded, unknown, nested)
+    if nested:
         return dict(body["inputs"])
     inputs = {k: v for k, v in query.items() if k in declared}
     if isinstance(body, dict):
@@ -54,23 +66,21 @@ def _inputs(loaded, body, query: dict) -> dict:
     return inputs
 
 
-def _callback_url(body, query: dict) -> str | None:
-    url = body.get("callback_url") if isinstance(body, dict) else None
-    url = url or query.get("callback_url")
-    if url is None:
-        return None
-    parts = urlsplit(str(url)) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ApiError(400, "invalid_callback_url", f"callback_url must be an http(s) URL, not {url!r}")
-    return url
-
-
-def accepted(svc, run_id: str, workflow: str, base: str, status: str = "queued", code: int = 202):
-    return json_response({
-        "run_id": run_id, "workflow": workflow, "status": status,
-        "status_url": f"{base}/api/v1/runs/{run_id}", "events_url": f"{base}/api/v1/runs/{run_id}/events",
-        "message": "Workflow got started",
-    }, code)
+def _reject(loaded, unknown: list[str], nested: bool):
+    declared = sorted(loaded.workflow.inputs)
+    names = []
+    for key in unknown[:10]:
+        hint = "" if nested else did_you_mean(str(key), declared)
+        shown = str(key) if len(str(key)) <= 60 else str(key)[:57] + "..."
+        names.append(f"'{shown}'" + (f" ({hint})" if hint else ""))
+    where = "next to 'inputs'" if nested else "in the body"
+    accepted_keys = ", ".join(declared) or "no inputs"
+    problems = [f"unknown key {n} {where}" for n in names]
+    raise ApiError(400, "invalid_inputs",
+                   f"workflow '{loaded.name}' does not take {', '.join(names)}; it accepts: {accepted_keys} "
+                   "(and callback_url). Send only those keys, or set 'extra_inputs: ignore' under the "
+                   "workflow's on.webhook to let callers send extra fields (they stay in trigger.body).",
+                   problems)
 
 
 @bp.route("/webhook/<path:subpath>", methods=METHODS)
@@ -102,7 +112,7 @@ def _handle(svc, subpath: str):
     dropped = check_auth(hook.auth, raw) | DROP_HEADERS
     body = _body(raw)
     query = {k: v if len(v) > 1 else v[0] for k, v in request.args.lists()}
-    callback = _callback_url(body, query)
+    callback = callback_url(body, query)
     headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in dropped}
     trigger = {"kind": "webhook", "path": subpath, "method": request.method, "params": params, "query": query,
                "headers": headers, "body": body}
@@ -117,20 +127,19 @@ def _handle(svc, subpath: str):
     if callback:
         svc.callbacks.register(run_id, callback, base)
         svc.queue.enqueue(run_id)
-        return accepted(svc, run_id, loaded.name, base)
+        return accepted(run_id, loaded.name, base)
     if hook.respond == "immediately":
         svc.queue.enqueue(run_id)
-        return accepted(svc, run_id, loaded.name, base)
+        return accepted(run_id, loaded.name, base)
     waiter = svc.waiter(run_id)
     svc.queue.enqueue(run_id)
     if not waiter.wait(hook.respond_timeout):
         svc.drop_waiter(run_id)
-        run = svc.runtime.store.get_run(run_id)
-        if run is None or run["status"] in ("queued", "running"):
-            return accepted(svc, run_id, loaded.name, base, status=run["status"] if run else "queued")
     run = svc.runtime.store.get_run(run_id)
     if run is None:  # deleted through the API while we waited
         raise ApiError(410, "run_deleted", f"run {run_id} was deleted before it could be reported")
+    if run["status"] in ("queued", "running"):  # respond_timeout passed, or the service is stopping
+        return accepted(run_id, loaded.name, base, status=run["status"])
     result = svc.result_body(run, base)
     if run["status"] == "succeeded":
         return json_response(result, 200)
