@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from pixelmill.models import captioners
 from pixelmill.models.loaders import load_captioner, resolve_model
 from pixelmill.models.manager import manager_for
 from pixelmill.models.options import ModelOptions
@@ -11,7 +12,7 @@ from pixelmill.node import ArtifactRef, Model, Node
 
 
 class CaptionConfig(ModelOptions):
-    """``model``: 'embedded', a BLIP captioning model id (local cache) or a folder."""
+    """``model``: 'embedded', or a BLIP, BLIP-2, GIT or LLaVA-style model id (local cache) or folder."""
 
 
 class CaptionInputs(Model):
@@ -20,6 +21,8 @@ class CaptionInputs(Model):
     prefix: str | None = Field(None, description="conditional captioning: the caption starts with this text")
     max_tokens: int = Field(30, ge=1, le=512, description="most new tokens per caption")
     num_beams: int = Field(1, ge=1, le=16, description="1 = greedy; more = beam search")
+    instruction: str | None = Field(
+        None, description="LLaVA-style models: what to ask (default: 'Write a short caption for this image.')")
 
 
 class CaptionOutputs(Model):
@@ -28,32 +31,18 @@ class CaptionOutputs(Model):
     model: str
 
 
-def caption_images(captioner, pil_images, *, prefix=None, max_tokens=30, num_beams=1) -> list[str]:
-    import torch
-
-    proc = captioner.processor
-    kwargs = {"images": pil_images, "return_tensors": "pt"}
-    if prefix:
-        kwargs["text"] = [prefix] * len(pil_images)
-    batch = proc(**kwargs)
-    batch = {k: (v.to(captioner.device, dtype=captioner.dtype) if k == "pixel_values" else v.to(captioner.device))
-             for k, v in batch.items()}
-    # never past the decoder's position table (the embedded one has 24 positions)
-    limit = getattr(captioner.model.config.text_config, "max_position_embeddings", None)
-    if limit:
-        used = batch["input_ids"].shape[1] - 1 if "input_ids" in batch else 1
-        max_tokens = max(1, min(max_tokens, limit - used))
-    with torch.inference_mode():
-        out = captioner.model.generate(**batch, max_new_tokens=max_tokens, num_beams=num_beams, do_sample=False)
-    return [" ".join(t.split()) for t in proc.batch_decode(out, skip_special_tokens=True)]
+def caption_images(captioner, pil_images, *, prefix=None, instruction=None, max_tokens=30, num_beams=1) -> list[str]:
+    return captioners.caption(captioner, pil_images, prefix=prefix, instruction=instruction, max_tokens=max_tokens,
+                              num_beams=num_beams)
 
 
 class CaptionNode(Node):
-    """Caption images with BLIP (``BlipForConditionalGeneration``). ``model: embedded`` is the tiny
-    offline captioner shipped with pixelmill, trained on the same shapes world as the embedded image
-    model; any BLIP captioning id or folder works the same way (offline unless
-    PIXELMILL_ALLOW_DOWNLOADS=1). Optional conditional ``prefix``, greedy or beam search, several images
-    in one batch."""
+    """Caption images. ``model: embedded`` is the tiny offline BLIP captioner shipped with pixelmill,
+    trained on the same shapes world as the embedded image model. Any BLIP, BLIP-2, GIT or LLaVA-style
+    id or folder loads through its own transformers class, chosen from its config.json (offline unless
+    PIXELMILL_ALLOW_DOWNLOADS=1); other architectures, and checkpoints that do not hold every weight of
+    their model, are refused. Optional conditional ``prefix``, an ``instruction`` for LLaVA-style
+    models, greedy or beam search, several images in one batch."""
 
     type = "caption"
     version = "1"
@@ -83,7 +72,7 @@ class CaptionNode(Node):
         ctx.progress(0, len(pil), f"loading {r.name}")
         with manager_for(ctx).use(("captioner", *r.key), lambda: load_captioner(r)) as captioner:
             ctx.check_cancelled()
-            texts = caption_images(captioner, pil, prefix=inputs.prefix, max_tokens=inputs.max_tokens,
-                                   num_beams=inputs.num_beams)
+            texts = caption_images(captioner, pil, prefix=inputs.prefix, instruction=inputs.instruction,
+                                   max_tokens=inputs.max_tokens, num_beams=inputs.num_beams)
         ctx.progress(len(pil), len(pil), "captioned")
         return CaptionOutputs(text=texts[0], texts=texts, model=r.name)
