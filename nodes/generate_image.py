@@ -161,6 +161,7 @@ class GenerateImageNode(Node):
                 r.source, family, pipe, folder_defaults(r.source), known_defaults(r.name))
             steps = inputs.steps or int(defaults["steps"])
             guidance = float(inputs.guidance if inputs.guidance is not None else defaults["guidance"])
+            families.check_steps(family, pipe, steps)
             native = families.native_size(pipe)
             multiple = families.size_multiple(family, pipe)
             asked_w = inputs.width or defaults.get("width") or native

@@ -30,7 +30,7 @@ FAMILIES: dict[str, Family] = {
     "StableDiffusionPipeline": Family("sd"),
     "StableDiffusionXLPipeline": Family("sdxl"),
     "StableDiffusion3Pipeline": Family("sd3", cuda_dtype="bfloat16", size_align=16),
-    "FluxPipeline": Family("flux", negative="refuse", cuda_dtype="bfloat16", latent_patch=2),
+    "FluxPipeline": Family("flux", negative="refuse", cuda_dtype="bfloat16", size_align=1, latent_patch=2),
     "PixArtAlphaPipeline": Family("pixart-alpha", negative="empty", clip_limited=False),
     "PixArtSigmaPipeline": Family("pixart-sigma", negative="empty", clip_limited=False),
     "SanaPipeline": Family("sana", negative="empty", cuda_dtype="bfloat16", size_align=32, clip_limited=False),
@@ -173,7 +173,7 @@ def native_size(pipe) -> int:
 
 
 def round_size(value: int, multiple: int) -> int:
-    return max(multiple, int(round(value / multiple)) * multiple)
+    return max(multiple, int(value / multiple + 0.5) * multiple)
 
 
 def call_extras(family: Family, pipe) -> dict:
@@ -240,3 +240,11 @@ def scheduler_compatibles(source: str) -> tuple[str, list] | None:
     if cls is None:
         return None
     return name, [c.__name__ if not isinstance(c, str) else c for c in getattr(cls, "_compatibles", [])]
+
+
+def check_steps(family: Family, pipe, steps: int) -> None:
+    """PixArt-alpha's pipeline treats a 1-step call as a one-step (DMD) model and reads a second scheduler
+    output that multistep samplers do not give: refuse that with a reason instead of an IndexError."""
+    if family.name == "pixart-alpha" and steps == 1 and type(pipe.scheduler).__name__ != "LCMScheduler":
+        raise ValueError(f"PixArt-alpha runs 1 step only with a one-step model and scheduler (LCMScheduler); this "
+                         f"one has {type(pipe.scheduler).__name__}: use 2 or more steps")
