@@ -35,6 +35,7 @@ BUILDERS = {
     "sd15": lambda f: tm.sd(f, safety_checker=True), "lcm": lambda f: tm.sd(f, "lcm"),
     "turbo": lambda f: tm.sd(f, "turbo"), "pndm": lambda f: tm.sd(f, "pndm"),
     "sdjson": lambda f: tm.sd(f, pixelmill_json={"defaults": {"steps": 3, "guidance": 2.0}}),
+    "sd_fp16_variant": lambda f: tm.sd(f, variant="fp16"),
     "sdxl": tm.sdxl, "sd3": tm.sd3, "flux": tm.flux, "schnell": lambda f: tm.flux(f, guidance_embeds=False),
     "pixart_alpha": tm.pixart, "pixart_sigma": lambda f: tm.pixart(f, sigma=True), "sana": tm.sana,
 }
@@ -231,6 +232,39 @@ def test_device_option_accepts_cuda_n_only():
     assert PipelineOptions(device="cuda:1").device == "cuda:1"
     with pytest.raises(ValueError):
         PipelineOptions(device="gpu0")
+
+
+# ------------------------------------------------------------------ serving options
+
+
+def _loaded(rt, folder):
+    manager = rt.services.get(SERVICE_KEY)
+    return [e.value for e in manager._entries.values() if e.loaded and e.key[1] == str(folder)]
+
+
+def test_variant_weights_when_present_and_vae_options(rt, folders):
+    # a folder with only fp16-variant files loads with variant: fp16 (and not without it)
+    _out(_gen(rt, folders["sd_fp16_variant"], ", steps: 1", config=", variant: fp16")[0])
+    assert "could not be loaded" in _error(_gen(rt, folders["sd_fp16_variant"], ", steps: 1")[0])
+    # a folder without the variant falls back to its plain weights
+    _out(_gen(rt, folders["pndm"], ", steps: 1", config=", variant: fp16, vae_tiling: true, vae_slicing: true")[0])
+    pipes = [p for p in _loaded(rt, folders["pndm"]) if p.vae.use_tiling]
+    assert pipes and pipes[0].vae.use_slicing
+
+
+def test_cpu_offload_needs_cuda(rt, folders):
+    msg = _error(_gen(rt, folders["pndm"], ", steps: 1", config=", device: cpu, cpu_offload: model")[0])
+    assert "cpu_offload: model needs a CUDA device" in msg
+
+
+def test_missing_model_with_downloads_on_does_not_say_they_are_off(monkeypatch):
+    from pixelmill.models.locate import not_available_message
+
+    monkeypatch.setenv("PIXELMILL_ALLOW_DOWNLOADS", "1")
+    msg = not_available_message("someone/model", "text-to-image", OSError("connection refused"))
+    assert "could not be downloaded" in msg and "downloads are off" not in msg
+    monkeypatch.delenv("PIXELMILL_ALLOW_DOWNLOADS")
+    assert "downloads are off" in not_available_message("someone/model", "text-to-image")
 
 
 # ------------------------------------------------------------------ memory

@@ -163,7 +163,8 @@ def _unet(**kw):
     return UNet2DConditionModel(**args)
 
 
-def sd(folder: Path, scheduler: str = "euler", safety_checker: bool = False, pixelmill_json: dict | None = None):
+def sd(folder: Path, scheduler: str = "euler", safety_checker: bool = False, pixelmill_json: dict | None = None,
+       variant: str | None = None):
     """SD 1.5 layout. scheduler: 'euler', 'pndm', 'lcm' or 'turbo' (Euler ancestral, trailing timesteps)."""
     import json
 
@@ -188,7 +189,7 @@ def sd(folder: Path, scheduler: str = "euler", safety_checker: bool = False, pix
     pipe = StableDiffusionPipeline(vae=_vae(), text_encoder=_clip_text(tok), tokenizer=tok, unet=_unet(),
                                    scheduler=sched, safety_checker=checker, feature_extractor=extractor,
                                    requires_safety_checker=safety_checker)
-    pipe.save_pretrained(folder)
+    pipe.save_pretrained(folder, variant=variant)
     if pixelmill_json:
         (folder / "pixelmill.json").write_text(json.dumps(pixelmill_json))
     return folder
