@@ -136,7 +136,7 @@ def run_one(arch: str, dtype_name: str, compile_: bool, device: str, reps: int, 
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
     row = {"arch": arch, "dtype": dtype_name, "compile": compile_, "size": size, "steps": steps, "node_s": n,
            "raw_s": w, "it_s": steps / n, "ratio": n / w, "peak_gib": peak, "first_call_s": warm}
-    del pipe, manager
+    manager.close()
     if cuda:
         torch.cuda.empty_cache()
     return row

@@ -7,6 +7,7 @@ from pydantic import Field
 from pixelmill.models import captioners
 from pixelmill.models.loaders import load_captioner, resolve_model
 from pixelmill.models.manager import manager_for
+from pixelmill.models.memory import estimate_folder_bytes
 from pixelmill.models.options import ModelOptions
 from pixelmill.node import ArtifactRef, Model, Node
 
@@ -70,7 +71,13 @@ class CaptionNode(Node):
                 pil.append(im.convert("RGB"))
         r = resolve_model(self.config.model, "blip", self.config.device, self.config.dtype)
         ctx.progress(0, len(pil), f"loading {r.name}")
-        with manager_for(ctx).use(("captioner", *r.key), lambda: load_captioner(r)) as captioner:
+        element = 2 if str(r.dtype).endswith(("float16", "bfloat16")) else 4
+        estimate = estimate_folder_bytes(r.source, element)
+        warnings: list[str] = []
+        with manager_for(ctx).use(("captioner", *r.key), lambda: load_captioner(r), estimate,
+                                  warnings.append) as captioner:
+            for w in warnings:
+                ctx.logger.warning("%s", w)
             ctx.check_cancelled()
             texts = caption_images(captioner, pil, prefix=inputs.prefix, instruction=inputs.instruction,
                                    max_tokens=inputs.max_tokens, num_beams=inputs.num_beams)

@@ -110,7 +110,7 @@ def llava(folder: Path) -> Path:
 
 def vit_gpt2(folder: Path) -> Path:
     """A captioner of an architecture pixelmill does not claim (VisionEncoderDecoder: ViT + GPT-2)."""
-    from transformers import GPT2Config, ViTConfig, VisionEncoderDecoderConfig, VisionEncoderDecoderModel
+    from transformers import GPT2Config, VisionEncoderDecoderConfig, VisionEncoderDecoderModel, ViTConfig
 
     torch.manual_seed(0)
     cfg = VisionEncoderDecoderConfig.from_encoder_decoder_configs(
@@ -168,8 +168,13 @@ def sd(folder: Path, scheduler: str = "euler", safety_checker: bool = False, pix
     """SD 1.5 layout. scheduler: 'euler', 'pndm', 'lcm' or 'turbo' (Euler ancestral, trailing timesteps)."""
     import json
 
-    from diffusers import (EulerAncestralDiscreteScheduler, EulerDiscreteScheduler, LCMScheduler, PNDMScheduler,
-                           StableDiffusionPipeline)
+    from diffusers import (
+        EulerAncestralDiscreteScheduler,
+        EulerDiscreteScheduler,
+        LCMScheduler,
+        PNDMScheduler,
+        StableDiffusionPipeline,
+    )
     from diffusers.pipelines.stable_diffusion.safety_checker import StableDiffusionSafetyChecker
     from transformers import CLIPConfig, CLIPImageProcessor
 
@@ -240,7 +245,12 @@ def flux(folder: Path, guidance_embeds: bool = True) -> Path:
 
 
 def pixart(folder: Path, sigma: bool = False) -> Path:
-    from diffusers import DPMSolverMultistepScheduler, PixArtAlphaPipeline, PixArtSigmaPipeline, PixArtTransformer2DModel
+    from diffusers import (
+        DPMSolverMultistepScheduler,
+        PixArtAlphaPipeline,
+        PixArtSigmaPipeline,
+        PixArtTransformer2DModel,
+    )
 
     torch.manual_seed(0)
     tok = _clip_tok()
