@@ -5,7 +5,8 @@ The architectures come from their published configs, kept in bench/configs/*.jso
 (no model hub: the cost of a denoising step does not depend on the weight values). The node and the raw
 call share one pipeline object (the node finds it in its model manager), so the comparison is of the node's
 own overhead. Per architecture, precision and compile setting it prints seconds per image, iterations per
-second, the node/raw ratio and the peak GPU memory.
+second, the node/raw ratio, the peak GPU memory, the first call (compilation when on) and the time the node
+spends writing its PNG (random weights give noise, the worst case to compress).
 
     python bench/gpu.py                         # CUDA: SD 1.5 512x512 50 steps, SDXL 1024x1024 30 steps,
                                                 #       float16 and bfloat16, without and with compile
@@ -107,11 +108,13 @@ def run_one(arch: str, dtype_name: str, compile_: bool, device: str, reps: int, 
                           services=services)
         node.run(inputs, ctx)
 
+    last = {}
+
     def raw_call():
         g = torch.Generator("cpu").manual_seed(1)
         with torch.inference_mode():
-            pipe(prompt=PROMPT, num_inference_steps=steps, guidance_scale=guidance, width=size, height=size,
-                 generator=g, output_type="pil")
+            last["image"] = pipe(prompt=PROMPT, num_inference_steps=steps, guidance_scale=guidance, width=size,
+                                 height=size, generator=g, output_type="pil").images[0]
 
     cuda = device.startswith("cuda")
 
@@ -133,9 +136,16 @@ def run_one(arch: str, dtype_name: str, compile_: bool, device: str, reps: int, 
         node_t.append(timed(node_call))
         raw_t.append(timed(raw_call))
     n, w = statistics.median(node_t), statistics.median(raw_t)
+    from pixelmill_nodes.generate_image import save_png
+
+    t0 = time.perf_counter()  # the node's one extra job: writing the PNG artifact (random weights: noise, the
+    save_png(last["image"], out_dir / "png-cost.png", {"prompt": PROMPT, "steps": steps, "scheduler": "x",
+                                                       "guidance": guidance, "seed": 1, "width": size,
+                                                       "height": size, "model": arch})  # worst case to compress
+    png = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
     row = {"arch": arch, "dtype": dtype_name, "compile": compile_, "size": size, "steps": steps, "node_s": n,
-           "raw_s": w, "it_s": steps / n, "ratio": n / w, "peak_gib": peak, "first_call_s": warm}
+           "raw_s": w, "it_s": steps / n, "ratio": n / w, "peak_gib": peak, "first_call_s": warm, "png_s": png}
     manager.close()
     if cuda:
         torch.cuda.empty_cache()
@@ -157,14 +167,14 @@ def main() -> int:
     where = torch.cuda.get_device_name(device) if not tiny else "CPU (tiny-size smoke test, not a speed figure)"
     print(f"device: {where}; torch {torch.__version__}; reps {args.reps}")
     print(f"{'arch':<6}{'dtype':<10}{'compile':<9}{'size':>6}{'steps':>6}{'node s/img':>12}{'raw s/img':>11}"
-          f"{'it/s':>8}{'node/raw':>10}{'peak GiB':>10}{'1st call s':>12}")
+          f"{'it/s':>8}{'node/raw':>10}{'peak GiB':>10}{'1st call s':>12}{'PNG s':>8}")
     for arch in args.arch.split(","):
         for dtype_name in dtypes:
             for compile_ in compiles:
                 r = run_one(arch, dtype_name, compile_, device, args.reps, tiny)
                 print(f"{r['arch']:<6}{r['dtype']:<10}{str(r['compile']):<9}{r['size']:>6}{r['steps']:>6}"
                       f"{r['node_s']:>12.3f}{r['raw_s']:>11.3f}{r['it_s']:>8.2f}{r['ratio']:>10.3f}"
-                      f"{r['peak_gib']:>10.2f}{r['first_call_s']:>12.2f}", flush=True)
+                      f"{r['peak_gib']:>10.2f}{r['first_call_s']:>12.2f}{r['png_s']:>8.3f}", flush=True)
     return 0
 
 
