@@ -252,6 +252,19 @@ def test_variant_weights_when_present_and_vae_options(rt, folders):
     assert pipes and pipes[0].vae.use_slicing
 
 
+def test_compile_option_wraps_the_denoiser_channels_last(folders):
+    """Only the wrapping is checked here: compiling itself happens on the first call (bench/gpu.py, CUDA)."""
+    from pixelmill.models.gpu import apply_serving_options
+    from pixelmill.models.loaders import Resolved, load_text2image
+    from pixelmill.models.options import PipelineOptions
+
+    r = Resolved("sd", str(folders["pndm"]), "cpu", torch.float32, "StableDiffusionPipeline")
+    pipe = apply_serving_options(load_text2image(r), "cpu", PipelineOptions(compile=True))
+    assert type(pipe.unet).__name__ == "OptimizedModule"
+    assert pipe.unet.conv_in.weight.is_contiguous(memory_format=torch.channels_last)
+    assert families.native_size(pipe) == 32  # the node still reads the wrapped model's config
+
+
 def test_cpu_offload_needs_cuda(rt, folders):
     msg = _error(_gen(rt, folders["pndm"], ", steps: 1", config=", device: cpu, cpu_offload: model")[0])
     assert "cpu_offload: model needs a CUDA device" in msg

@@ -128,6 +128,13 @@ def inferred_defaults(family: Family, scheduler_config: dict | None, denoiser_co
     return {}, ""
 
 
+def denoiser(pipe):
+    """The UNet or transformer of a pipeline. Never ``a or b``: a compiled module's truth value asks its
+    wrapped model for len(), which diffusers models do not have."""
+    unet = getattr(pipe, "unet", None)
+    return unet if unet is not None else getattr(pipe, "transformer", None)
+
+
 def denoiser_name(class_name: str | None) -> str:
     return "unet" if class_name in ("StableDiffusionPipeline", "StableDiffusionXLPipeline") else "transformer"
 
@@ -143,7 +150,7 @@ def recommended_settings(source: str, family: Family, pipe, folder_defaults: dic
         return {**base, **known}, "known model"
     sched = dict(getattr(pipe.scheduler, "config", {}) or {})
     sched.setdefault("_class_name", type(pipe.scheduler).__name__)
-    den = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    den = denoiser(pipe)
     inferred, why = inferred_defaults(family, sched, dict(den.config) if den is not None else None)
     if inferred:
         return {**base, **inferred}, why
@@ -165,7 +172,7 @@ def native_size(pipe) -> int:
     """The pipeline's own default: its default sample size (latent pixels) times the VAE scale factor."""
     sample = getattr(pipe, "default_sample_size", None)
     if not sample:
-        den = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+        den = denoiser(pipe)
         sample = getattr(getattr(den, "config", None), "sample_size", None) or 64
     if isinstance(sample, (tuple, list)):
         sample = sample[0]
@@ -205,7 +212,7 @@ def prompt_warnings(family: Family, pipe, prompt: str) -> list[str]:
         if n <= limit:
             return []
         more = ""
-        if "max_sequence_length" in params and getattr(pipe, "tokenizer_3", None) or family.name == "flux":
+        if family.name == "flux" or ("max_sequence_length" in params and getattr(pipe, "tokenizer_3", None) is not None):
             more = " (the T5 text encoder reads further)"
         return [f"the prompt is {n} tokens; the CLIP text encoder reads only the first {limit}{more}, the "
                 "rest is cut"]

@@ -10,7 +10,9 @@ log = logging.getLogger("pixelmill.models")
 
 
 def _denoiser(pipe):
-    return getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
+    from .families import denoiser
+
+    return denoiser(pipe)
 
 
 def apply_serving_options(pipe, device: str, options):
