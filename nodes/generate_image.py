@@ -123,8 +123,9 @@ def generate(pipe, *, prompt, negative_prompt, steps, guidance, width, height, s
 class GenerateImageNode(Node):
     """Generate images from a prompt with a diffusers text-to-image pipeline. ``model: embedded`` is the
     tiny offline model shipped with pixelmill (32x32 flat shapes: "a small red circle on a blue
-    background"); any Stable Diffusion family id or folder works the same way (offline unless
-    PIXELMILL_ALLOW_DOWNLOADS=1). Writes PNGs whose ``parameters`` text chunk records prompt, steps,
+    background"); SD 1.x/2.x, SDXL, SD3, Flux, PixArt-alpha/sigma and Sana ids or folders load through
+    their own pipeline class (offline unless PIXELMILL_ALLOW_DOWNLOADS=1), with per-family negative
+    prompts, precision, default settings and size multiples (docs/models.md). Writes PNGs whose ``parameters`` text chunk records prompt, steps,
     guidance, seed, size and model; the seed is drawn and recorded when not given."""
 
     type = "generate_image"
