@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from pydantic import Field
 
+from pixelmill.models import captioners
 from pixelmill.models.loaders import load_captioner, resolve_model
 from pixelmill.models.manager import manager_for
+from pixelmill.models.memory import estimate_folder_bytes
 from pixelmill.models.options import ModelOptions
 from pixelmill.node import ArtifactRef, Model, Node
 
 
 class CaptionConfig(ModelOptions):
-    """``model``: 'embedded', a BLIP captioning model id (local cache) or a folder."""
+    """``model``: 'embedded', or a BLIP, BLIP-2, GIT or LLaVA-style model id (local cache) or folder."""
 
 
 class CaptionInputs(Model):
@@ -20,6 +22,8 @@ class CaptionInputs(Model):
     prefix: str | None = Field(None, description="conditional captioning: the caption starts with this text")
     max_tokens: int = Field(30, ge=1, le=512, description="most new tokens per caption")
     num_beams: int = Field(1, ge=1, le=16, description="1 = greedy; more = beam search")
+    instruction: str | None = Field(
+        None, description="LLaVA-style models: what to ask (default: 'Write a short caption for this image.')")
 
 
 class CaptionOutputs(Model):
@@ -28,43 +32,20 @@ class CaptionOutputs(Model):
     model: str
 
 
-def caption_images(captioner, pil_images, *, prefix=None, max_tokens=30, num_beams=1, should_stop=None) -> list[str]:
+def caption_images(captioner, pil_images, *, prefix=None, instruction=None, max_tokens=30, num_beams=1,
+                   should_stop=None) -> list[str]:
     """``should_stop()`` is asked after every generated token; True ends generation early (a cancel)."""
-    import torch
-    from transformers import StoppingCriteria, StoppingCriteriaList
-
-    proc = captioner.processor
-    kwargs = {"images": pil_images, "return_tensors": "pt"}
-    if prefix:
-        kwargs["text"] = [prefix] * len(pil_images)
-    batch = proc(**kwargs)
-    batch = {k: (v.to(captioner.device, dtype=captioner.dtype) if k == "pixel_values" else v.to(captioner.device))
-             for k, v in batch.items()}
-    # never past the decoder's position table (the embedded one has 24 positions)
-    limit = getattr(captioner.model.config.text_config, "max_position_embeddings", None)
-    if limit:
-        used = batch["input_ids"].shape[1] - 1 if "input_ids" in batch else 1
-        max_tokens = max(1, min(max_tokens, limit - used))
-    extra = {}
-    if should_stop is not None:
-        class _Stop(StoppingCriteria):
-            def __call__(self, input_ids, scores, **kwargs):
-                return torch.full((input_ids.shape[0],), bool(should_stop()), dtype=torch.bool,
-                                  device=input_ids.device)
-
-        extra["stopping_criteria"] = StoppingCriteriaList([_Stop()])
-    with torch.inference_mode():
-        out = captioner.model.generate(**batch, max_new_tokens=max_tokens, num_beams=num_beams, do_sample=False,
-                                       **extra)
-    return [" ".join(t.split()) for t in proc.batch_decode(out, skip_special_tokens=True)]
+    return captioners.caption(captioner, pil_images, prefix=prefix, instruction=instruction, max_tokens=max_tokens,
+                              num_beams=num_beams, should_stop=should_stop)
 
 
 class CaptionNode(Node):
-    """Caption images with BLIP (``BlipForConditionalGeneration``). ``model: embedded`` is the tiny
-    offline captioner shipped with pixelmill, trained on the same shapes world as the embedded image
-    model; any BLIP captioning id or folder works the same way (offline unless
-    PIXELMILL_ALLOW_DOWNLOADS=1). Optional conditional ``prefix``, greedy or beam search, several images
-    in one batch."""
+    """Caption images. ``model: embedded`` is the tiny offline BLIP captioner shipped with pixelmill,
+    trained on the same shapes world as the embedded image model. Any BLIP, BLIP-2, GIT or LLaVA-style
+    id or folder loads through its own transformers class, chosen from its config.json (offline unless
+    PIXELMILL_ALLOW_DOWNLOADS=1); other architectures, and checkpoints that do not hold every weight of
+    their model, are refused. Optional conditional ``prefix``, an ``instruction`` for LLaVA-style
+    models, greedy or beam search, several images in one batch."""
 
     type = "caption"
     version = "1"
@@ -92,10 +73,17 @@ class CaptionNode(Node):
                 pil.append(im.convert("RGB"))
         r = resolve_model(self.config.model, "blip", self.config.device, self.config.dtype)
         ctx.progress(0, len(pil), f"loading {r.name}")
-        with manager_for(ctx).use(("captioner", *r.key), lambda: load_captioner(r)) as captioner:
+        element = 2 if str(r.dtype).endswith(("float16", "bfloat16")) else 4
+        estimate = estimate_folder_bytes(r.source, element)
+        warnings: list[str] = []
+        with manager_for(ctx).use(("captioner", *r.key), lambda: load_captioner(r), estimate,
+                                  warnings.append) as captioner:
+            for w in warnings:
+                ctx.logger.warning("%s", w)
             ctx.check_cancelled()
-            texts = caption_images(captioner, pil, prefix=inputs.prefix, max_tokens=inputs.max_tokens,
-                                   num_beams=inputs.num_beams, should_stop=lambda: ctx.cancelled)
+            texts = caption_images(captioner, pil, prefix=inputs.prefix, instruction=inputs.instruction,
+                                   max_tokens=inputs.max_tokens, num_beams=inputs.num_beams,
+                                   should_stop=lambda: ctx.cancelled)
             ctx.check_cancelled()  # a cancel that stopped generation early must not look like a short caption
         ctx.progress(len(pil), len(pil), "captioned")
         return CaptionOutputs(text=texts[0], texts=texts, model=r.name)

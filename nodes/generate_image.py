@@ -7,12 +7,14 @@ import random
 import threading
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field
 
+from pixelmill.models import families
 from pixelmill.models.loaders import load_text2image, resolve_model
-from pixelmill.models.locate import recommended
+from pixelmill.models.locate import folder_defaults, known_defaults
 from pixelmill.models.manager import manager_for
-from pixelmill.models.options import ModelOptions
+from pixelmill.models.memory import estimate_folder_bytes
+from pixelmill.models.options import PipelineOptions
 from pixelmill.moderation.images import nsfw_verdict
 from pixelmill.node import ArtifactRef, Blocked, Model, Node
 
@@ -27,7 +29,7 @@ SCHEDULERS = {
 }
 
 
-class GenerateImageConfig(ModelOptions):
+class GenerateImageConfig(PipelineOptions):
     """``model``: 'embedded', a diffusers model id (from the local cache) or a folder."""
 
     scheduler: Literal["default", "dpm++", "dpm++_karras", "euler", "euler_a", "ddim", "unipc", "lcm"] = Field(
@@ -43,17 +45,11 @@ class GenerateImageInputs(Model):
     negative_prompt: str | None = Field(None, description="what to avoid")
     steps: int | None = Field(None, ge=1, le=500, description="denoising steps (model's recommended default)")
     guidance: float | None = Field(None, ge=0, le=50, description="classifier-free guidance scale (model default)")
-    width: int | None = Field(None, ge=8, le=4096, description="pixels, a multiple of 8 (model default)")
-    height: int | None = Field(None, ge=8, le=4096, description="pixels, a multiple of 8 (model default)")
+    width: int | None = Field(None, ge=8, le=4096, description="pixels (model default); rounded to the model's "
+                                                             "size multiple, the real size is in the outputs")
+    height: int | None = Field(None, ge=8, le=4096, description="pixels (model default); rounded like width")
     seed: int | None = Field(None, ge=0, lt=2**63, description="same seed, same image; drawn and recorded when absent")
     num_images: int = Field(1, ge=1, le=16, description="images from this prompt (one seed, one batch)")
-
-    @field_validator("width", "height")
-    @classmethod
-    def _multiple_of_8(cls, value):
-        if value is not None and value % 8:
-            raise ValueError(f"must be a multiple of 8 (got {value})")
-        return value
 
 
 class GenerateImageOutputs(Model):
@@ -70,14 +66,19 @@ class GenerateImageOutputs(Model):
     nsfw: list[bool] = Field(default_factory=list, description="the safety checker's verdict per image "
                                                                "(all false when the model has none)")
     safety_checker: bool = Field(False, description="whether a safety checker ran")
+    settings_from: str = Field("", description="where steps/guidance/size defaults came from")
+    warnings: list[str] = Field(default_factory=list, description="what was changed or cut, also in step events")
 
 
-def make_scheduler(pipe, name: str):
-    """A scheduler of the named kind built from the model's own scheduler config."""
+def make_scheduler(pipe, name: str, model: str = "this model"):
+    """A scheduler of the named kind built from the model's own scheduler config (ValueError if it does not fit)."""
     import diffusers
 
     cls_name, extra = SCHEDULERS[name]
-    return getattr(diffusers, cls_name).from_config(pipe.scheduler.config, **extra)
+    cls = getattr(diffusers, cls_name)
+    families.check_scheduler(cls, type(pipe.scheduler).__name__, getattr(pipe.scheduler, "compatibles", []), model,
+                             name)
+    return cls.from_config(pipe.scheduler.config, **extra)
 
 
 _LOCKS_GUARD = threading.Lock()
@@ -96,16 +97,20 @@ def _lock_for(pipe) -> threading.Lock:
 
 
 def generate(pipe, *, prompt, negative_prompt, steps, guidance, width, height, seed, num_images, scheduler="default",
-             on_step=None, verdict: list | None = None):
+             on_step=None, family=None, model="this model", verdict: list | None = None):
     """Call the shared pipeline exactly as a plain diffusers call would (same arguments, same generator).
 
     ``verdict``, when given, receives the safety checker's flag per image (None where no checker ran)."""
     import torch
 
-    kwargs = {}
+    family = family or families.family_of(type(pipe).__name__)
+    kwargs = {**families.negative_kwargs(family, pipe, negative_prompt), **families.call_extras(family, pipe)}
     if on_step is not None:
         def callback(p, i, t, tensors):
-            on_step(i + 1, steps)
+            # the scheduler's own step count (PNDM runs one more than asked); never past the total
+            timesteps = getattr(p.scheduler, "timesteps", None)
+            total = max(steps, len(timesteps) if timesteps is not None else 0)
+            on_step(min(i + 1, total), total)
             return tensors
         kwargs["callback_on_step_end"] = callback
     # a CPU generator gives the same starting noise on every device
@@ -113,10 +118,10 @@ def generate(pipe, *, prompt, negative_prompt, steps, guidance, width, height, s
     with _lock_for(pipe):
         original = pipe.scheduler
         if scheduler != "default":
-            pipe.scheduler = make_scheduler(pipe, scheduler)
+            pipe.scheduler = make_scheduler(pipe, scheduler, model)
         try:
             with torch.inference_mode():
-                out = pipe(prompt=prompt, negative_prompt=negative_prompt, num_inference_steps=steps,
+                out = pipe(prompt=prompt, num_inference_steps=steps,
                            guidance_scale=guidance, width=width, height=height, generator=generator,
                            num_images_per_prompt=num_images, output_type="pil", **kwargs)
         finally:
@@ -131,8 +136,9 @@ def generate(pipe, *, prompt, negative_prompt, steps, guidance, width, height, s
 class GenerateImageNode(Node):
     """Generate images from a prompt with a diffusers text-to-image pipeline. ``model: embedded`` is the
     tiny offline model shipped with pixelmill (32x32 flat shapes: "a small red circle on a blue
-    background"); any Stable Diffusion family id or folder works the same way (offline unless
-    PIXELMILL_ALLOW_DOWNLOADS=1). Writes PNGs whose ``parameters`` text chunk records prompt, steps,
+    background"); SD 1.x/2.x, SDXL, SD3, Flux, PixArt-alpha/sigma and Sana ids or folders load through
+    their own pipeline class (offline unless PIXELMILL_ALLOW_DOWNLOADS=1), with per-family negative
+    prompts, precision, default settings and size multiples (docs/models.md). Writes PNGs whose ``parameters`` text chunk records prompt, steps,
     guidance, seed, size and model; the seed is drawn and recorded when not given."""
 
     type = "generate_image"
@@ -151,22 +157,46 @@ class GenerateImageNode(Node):
     def run(self, inputs: GenerateImageInputs, ctx) -> GenerateImageOutputs:
         cfg = self.config
         r = resolve_model(cfg.model, "sd", cfg.device, cfg.dtype)
-        defaults = recommended(r.name, r.source)
+        family = families.family_of(r.pipeline_class)
+        if inputs.negative_prompt and family.negative == "refuse":  # before any load
+            raise ValueError(f"negative_prompt is not used by this model: {families.NEGATIVE_REFUSED[family.name]}")
+        if cfg.scheduler != "default":
+            _check_scheduler_before_load(r, cfg.scheduler)
         seed = inputs.seed if inputs.seed is not None else random.SystemRandom().randrange(2**31)
-        steps = inputs.steps or int(defaults["steps"])
-        guidance = float(inputs.guidance if inputs.guidance is not None else defaults["guidance"])
         manager = manager_for(ctx)
-        ctx.progress(0, steps, f"loading {r.name}")
-        with manager.use(("text2image", *r.key), lambda: load_text2image(r)) as pipe:
-            width = inputs.width or defaults.get("width") or _native_size(pipe)
-            height = inputs.height or defaults.get("height") or _native_size(pipe)
-            ctx.progress(0, steps, "denoising")
+        warnings: list[str] = []
+        key = ("text2image", *r.key, *cfg.load_options())
+        if not manager.is_loaded(key):
+            ctx.progress(0, inputs.steps, f"loading {r.name}")
+        element = 2 if str(r.dtype).endswith(("float16", "bfloat16")) else 4
+        estimate = estimate_folder_bytes(r.source, element, cfg.variant)
+        with manager.use(key, lambda: load_text2image(r, cfg), estimate, warnings.append) as pipe:
+            defaults, settings_from = families.recommended_settings(
+                r.source, family, pipe, folder_defaults(r.source), known_defaults(r.name))
+            steps = inputs.steps or int(defaults["steps"])
+            guidance = float(inputs.guidance if inputs.guidance is not None else defaults["guidance"])
+            families.check_steps(family, pipe, steps)
+            native = families.native_size(pipe)
+            multiple = families.size_multiple(family, pipe)
+            asked_w = inputs.width or defaults.get("width") or native
+            asked_h = inputs.height or defaults.get("height") or native
+            width, height = families.round_size(asked_w, multiple), families.round_size(asked_h, multiple)
+            if (width, height) != (asked_w, asked_h):
+                warnings.append(f"size {asked_w}x{asked_h} is not a multiple of {multiple} for this model; "
+                                f"generating {width}x{height}")
+            warnings += families.prompt_warnings(family, pipe, inputs.prompt)
+            for w in warnings:
+                ctx.logger.warning("%s", w)
+            ctx.progress(0, steps, "denoising" + "".join(f"; warning: {w}" for w in warnings))
             verdict: list = []
             images = generate(
                 pipe, prompt=inputs.prompt, negative_prompt=inputs.negative_prompt, steps=steps, guidance=guidance,
                 width=width, height=height, seed=seed, num_images=inputs.num_images, scheduler=cfg.scheduler,
-                on_step=lambda i, n: ctx.progress(i, n, "denoising"), verdict=verdict,
+                on_step=lambda i, n: ctx.progress(i, n, "denoising"), family=family, model=r.name,
+                verdict=verdict,
             )
+            scheduler_name = cfg.scheduler if cfg.scheduler != "default" else type(pipe.scheduler).__name__
+        width, height = images[0].size  # what the pipeline really made
         nsfw = [bool(f) for f in verdict]
         checked = any(f is not None for f in verdict)
         if any(nsfw):
@@ -176,7 +206,6 @@ class GenerateImageNode(Node):
                               f"for work (on_nsfw: fail)", rule="safety_checker", category="sexual")
             if cfg.on_nsfw == "mark":
                 ctx.logger.warning("safety checker flagged image(s) %s; marked nsfw (on_nsfw: mark)", flagged)
-        scheduler_name = cfg.scheduler if cfg.scheduler != "default" else type(pipe.scheduler).__name__
         params = {
             "prompt": inputs.prompt, "negative_prompt": inputs.negative_prompt or "", "steps": steps,
             "guidance": guidance, "seed": seed, "width": width, "height": height, "model": r.name,
@@ -192,13 +221,18 @@ class GenerateImageNode(Node):
         ctx.logger.info("generated %d image(s) with %s, seed %d", len(refs), r.name, seed)
         return GenerateImageOutputs(image=refs[0], images=refs, seed=seed, model=r.name, steps=steps,
                                     guidance=guidance, width=width, height=height, scheduler=scheduler_name,
-                                    device=r.device, nsfw=nsfw, safety_checker=checked)
+                                    device=r.device, settings_from=settings_from, warnings=warnings, nsfw=nsfw,
+                                    safety_checker=checked)
 
 
-def _native_size(pipe) -> int:
-    unet = getattr(pipe, "unet", None) or getattr(pipe, "transformer", None)
-    sample = getattr(getattr(unet, "config", None), "sample_size", None) or 64
-    return int(sample) * int(getattr(pipe, "vae_scale_factor", 8))
+def _check_scheduler_before_load(r, choice: str) -> None:
+    """A sampler that does not fit the model fails before its weights load (when its config is on disk)."""
+    own = families.scheduler_compatibles(r.source)
+    if own is None:
+        return
+    import diffusers
+
+    families.check_scheduler(getattr(diffusers, SCHEDULERS[choice][0]), own[0], own[1], r.name, choice)
 
 
 def parameters_text(params: dict) -> str:

@@ -78,19 +78,50 @@ def list_cmd(as_json: bool) -> None:
         click.echo(f"  ({cache_note or 'empty'})")
 
 
+CONFIG_FILES = ("*.json", "*.txt", "*.model", "*.tiktoken")
+
+
+def _weights(prefix: str, variant: str | None) -> list[str]:
+    if variant:
+        return [f"{prefix}*.{variant}.safetensors", f"{prefix}*.{variant}-*-of-*.safetensors"]
+    return [f"{prefix}*model.safetensors", f"{prefix}*model-*-of-*.safetensors"]
+
+
+def pull_patterns(model_index: dict | None, variant: str | None = None) -> list[str]:
+    """The files a load reads: for a diffusers pipeline its model_index.json and, per component it names,
+    that folder's configs/tokenizer files and safetensors weights (of ``variant`` when given); no .bin/.ckpt
+    copies, no other variants, no folders the pipeline does not use. Otherwise a transformers folder's
+    configs and weights."""
+    if not model_index:
+        return [*CONFIG_FILES, *_weights("", variant)]
+    patterns = ["model_index.json"]
+    for name, spec in model_index.items():
+        if name.startswith("_") or not isinstance(spec, list) or len(spec) != 2 or spec[0] is None:
+            continue
+        patterns += [f"{name}/{p}" for p in CONFIG_FILES] + _weights(f"{name}/", variant)
+    return patterns
+
+
 @models_cmd.command("pull")
 @click.argument("model_id")
 @click.option("--revision", default=None, help="branch, tag or commit")
-def pull_cmd(model_id: str, revision: str | None) -> None:
-    """Download MODEL_ID into the local Hugging Face cache (needs internet), for offline use later."""
+@click.option("--variant", default=None, help="weight variant, e.g. fp16 (smaller downloads where published)")
+def pull_cmd(model_id: str, revision: str | None, variant: str | None) -> None:
+    """Download MODEL_ID into the local Hugging Face cache (needs internet), for offline use later: only
+    the files its pipeline loads."""
     try:
-        from huggingface_hub import snapshot_download
+        from huggingface_hub import hf_hub_download, snapshot_download
     except ImportError as exc:  # pragma: no cover
         click.echo(f"huggingface_hub is not installed: {exc}", err=True)
         sys.exit(1)
     try:
-        path = snapshot_download(model_id, revision=revision,
-                                 allow_patterns=["*.json", "*.txt", "*.model", "*.safetensors", "*.md"])
+        try:
+            index = json.loads(Path(hf_hub_download(model_id, "model_index.json", revision=revision)).read_text())
+        except Exception as exc:  # noqa: BLE001 - not a pipeline repo (or offline: the next call says so)
+            if "EntryNotFound" not in type(exc).__name__ and "404" not in str(exc):
+                raise
+            index = None
+        path = snapshot_download(model_id, revision=revision, allow_patterns=pull_patterns(index, variant))
     except Exception as exc:  # noqa: BLE001 - offline, unknown id, auth: all told plainly
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         click.echo(f"could not download '{model_id}': {first}. This needs internet access to the Hugging Face "

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from .families import family_of, pipeline_class_name
 from .locate import ModelNotAvailable, downloads_allowed, not_available_message, resolve
 
 DTYPES = ("auto", "float32", "float16", "bfloat16")
@@ -18,6 +20,9 @@ def pick_device(preference: str = "auto") -> str:
     if preference != "auto":
         if preference.startswith("cuda") and not torch.cuda.is_available():
             raise ModelNotAvailable(f"device '{preference}' was asked for but CUDA is not available here")
+        if preference.startswith("cuda:") and int(preference[5:]) >= torch.cuda.device_count():
+            raise ModelNotAvailable(f"device '{preference}' was asked for but this machine has "
+                                    f"{torch.cuda.device_count()} CUDA device(s) (cuda:0 ...)")
         if preference == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
             raise ModelNotAvailable("device 'mps' was asked for but it is not available here")
         return preference
@@ -28,12 +33,14 @@ def pick_device(preference: str = "auto") -> str:
     return "cpu"
 
 
-def pick_dtype(device: str, preference: str = "auto"):
+def pick_dtype(device: str, preference: str = "auto", family_default: str | None = None):
     import torch
 
     if preference == "auto":
         if device.startswith("cuda"):
-            return torch.bfloat16 if _prefers_bf16() else torch.float16
+            if _prefers_bf16():
+                return torch.bfloat16
+            return torch.bfloat16 if family_default == "bfloat16" else torch.float16
         if device == "mps":
             return torch.float16
         return torch.float32
@@ -41,8 +48,7 @@ def pick_dtype(device: str, preference: str = "auto"):
 
 
 def _prefers_bf16() -> bool:
-    # fp16 is the common choice for SD weights (their VAE overflows less in fp16 than people fear at
-    # 512 px only with the fp16-fixed VAE); PIXELMILL_CUDA_DTYPE=bfloat16 switches on Ampere and newer.
+    # PIXELMILL_CUDA_DTYPE=bfloat16 makes every model bfloat16 on CUDA (Ampere and newer).
     return os.environ.get("PIXELMILL_CUDA_DTYPE", "").lower() == "bfloat16"
 
 
@@ -52,6 +58,7 @@ class Resolved:
     source: str  # a folder path or a hub id
     device: str
     dtype: Any
+    pipeline_class: str | None = None  # text-to-image: model_index.json's _class_name
 
     @property
     def key(self) -> tuple:
@@ -61,7 +68,11 @@ class Resolved:
 def resolve_model(model: str, kind: str, device: str = "auto", dtype: str = "auto") -> Resolved:
     name, source = resolve(model, kind)
     dev = pick_device(device)
-    return Resolved(name, source, dev, pick_dtype(dev, dtype))
+    if kind != "sd":
+        return Resolved(name, source, dev, pick_dtype(dev, dtype))
+    cls = pipeline_class_name(source)
+    fam = family_of(cls)
+    return Resolved(name, source, dev, pick_dtype(dev, dtype, fam.cuda_dtype), cls)
 
 
 def _quiet() -> None:
@@ -90,43 +101,63 @@ def _is_missing(exc: BaseException) -> bool:
                             "cannot find", "no such file", "connection", "is not a local folder"))
 
 
-def load_text2image(r: Resolved):
-    """A diffusers text-to-image pipeline (``AutoPipelineForText2Image``), progress bar off, on its device."""
-    from diffusers import AutoPipelineForText2Image
+def pipeline_class(r: Resolved):
+    """The pipeline class model_index.json names, imported alone (diffusers' lazy module loads only it);
+    AutoPipelineForText2Image when the folder names none we can import."""
+    import diffusers
 
+    cls = getattr(diffusers, r.pipeline_class, None) if r.pipeline_class else None
+    if cls is None:
+        from diffusers import AutoPipelineForText2Image
+
+        return AutoPipelineForText2Image
+    return cls
+
+
+def variant_present(source: str, variant: str) -> bool:
+    """Whether a folder holds weight files of ``variant`` (hub ids: assumed, diffusers checks)."""
+    path = Path(source)
+    if not path.is_dir():
+        return True
+    return any(f".{variant}." in p.name for p in path.rglob("*") if p.is_file())
+
+
+def load_text2image(r: Resolved, options=None):
+    """A diffusers text-to-image pipeline of the folder's own class, progress bar off, on its device, with
+    the GPU serving options of ``options`` (a PipelineOptions) applied."""
     _quiet()
+    kwargs = dict(torch_dtype=r.dtype, **_offline_kwargs())
+    if options is not None and options.variant and variant_present(r.source, options.variant):
+        kwargs["variant"] = options.variant
     try:
-        pipe = AutoPipelineForText2Image.from_pretrained(r.source, torch_dtype=r.dtype, **_offline_kwargs())
+        if options is not None and options.vae:
+            from diffusers import AutoencoderKL
+
+            vae_name, vae_source = resolve(options.vae, "vae")
+            kwargs["vae"] = AutoencoderKL.from_pretrained(vae_source, torch_dtype=r.dtype, **_offline_kwargs())
+        pipe = pipeline_class(r).from_pretrained(r.source, **kwargs)
     except Exception as exc:  # noqa: BLE001 - mapped to a message that says what to do
         if _is_missing(exc) and not os.path.isdir(r.source):
             raise ModelNotAvailable(not_available_message(r.name, "text-to-image", exc)) from exc
         raise ModelNotAvailable(f"text-to-image model '{r.name}' could not be loaded from {r.source}: {exc}") from exc
-    pipe = pipe.to(r.device)
     pipe.set_progress_bar_config(disable=True)
-    if getattr(pipe, "safety_checker", None) is not None:
-        pass  # kept as shipped: a model that brings a safety checker keeps it
-    return pipe
+    if options is None:
+        return pipe.to(r.device)
+    from .gpu import apply_serving_options
+
+    return apply_serving_options(pipe, r.device, options)
 
 
-@dataclass
-class Captioner:
-    model: Any
-    processor: Any
-    device: str
-    dtype: Any
-
-
-def load_captioner(r: Resolved) -> Captioner:
-    """A BLIP captioner (``BlipForConditionalGeneration`` + ``BlipProcessor``) on its device."""
-    from transformers import BlipForConditionalGeneration, BlipProcessor
+def load_captioner(r: Resolved):
+    """The captioner of the folder's architecture (BLIP, BLIP-2, GIT, LLaVA) on its device; see captioners.py."""
+    from . import captioners
 
     _quiet()
     try:
-        processor = BlipProcessor.from_pretrained(r.source, **_offline_kwargs())
-        model = BlipForConditionalGeneration.from_pretrained(r.source, dtype=r.dtype, **_offline_kwargs())
+        return captioners.load(r, r.name, _offline_kwargs())
+    except ModelNotAvailable:
+        raise
     except Exception as exc:  # noqa: BLE001
         if _is_missing(exc) and not os.path.isdir(r.source):
             raise ModelNotAvailable(not_available_message(r.name, "captioning", exc)) from exc
         raise ModelNotAvailable(f"captioning model '{r.name}' could not be loaded from {r.source}: {exc}") from exc
-    model = model.to(r.device).eval()
-    return Captioner(model, processor, r.device, r.dtype)

@@ -78,6 +78,21 @@ def resolve(model: str, kind: str, environ=None) -> tuple[str, str]:
     return name, name
 
 
+def folder_defaults(source: str) -> dict | None:
+    """The ``defaults`` of a model folder's ``pixelmill.json``, if it has one."""
+    path = Path(source) / "pixelmill.json"
+    if not path.is_file():
+        return None
+    try:
+        return dict(json.loads(path.read_text()).get("defaults") or {}) or None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def known_defaults(model: str) -> dict | None:
+    return KNOWN_DEFAULTS.get(model)
+
+
 def recommended(model: str, source: str) -> dict:
     """Per-model call defaults: the folder's ``pixelmill.json`` ``defaults``, else a known table, else generic."""
     path = Path(source)
@@ -92,6 +107,13 @@ def recommended(model: str, source: str) -> dict:
 
 def not_available_message(model: str, what: str, exc: BaseException | None = None) -> str:
     detail = f" ({type(exc).__name__}: {str(exc).splitlines()[0][:200]})" if exc is not None and str(exc) else ""
+    if downloads_allowed():
+        return (
+            f"{what} model '{model}' is not on this machine and could not be downloaded (downloads are on: "
+            f"PIXELMILL_ALLOW_DOWNLOADS=1){detail}. Check the id, the network and HF_HUB_OFFLINE (must be unset); "
+            "gated models also need HF_TOKEN. Or pull it elsewhere with `pixelmill models pull "
+            f"{model}` and copy the cache folder over."
+        )
     return (
         f"{what} model '{model}' is not on this machine: it is neither a folder nor in the local Hugging Face "
         f"cache, and downloads are off{detail}. Get it with `pixelmill models pull {model}` on a machine with "

@@ -94,9 +94,16 @@ class ModelManager:
     # ------------------------------------------------------------ use
 
     @contextlib.contextmanager
-    def use(self, key: tuple, loader: Callable[[], Any]):
-        """Yield the loaded object for ``key`` (loading it once with ``loader``); held while in the block."""
-        entry = self._acquire(key, loader)
+    def use(self, key: tuple, loader: Callable[[], Any], estimate: int | None = None,
+            warn: Callable[[str], None] | None = None):
+        """Yield the loaded object for ``key`` (loading it once with ``loader``); held while in the block.
+
+        ``estimate``: the bytes the model will take (from its safetensors headers); room is made for it
+        *before* it loads, so the old and new models are never resident together over the budget. A model
+        bigger than the budget on its own still loads (``warn`` says so) and stays loaded until another
+        model needs the room, so it is not reloaded on every run.
+        """
+        entry = self._acquire(key, loader, estimate, warn)
         try:
             yield entry.value
         finally:
@@ -105,12 +112,18 @@ class ModelManager:
                 entry.last_used = self._clock()
             self._enforce_budget()
 
+    def is_loaded(self, key: tuple) -> bool:
+        with self._lock:
+            entry = self._entries.get(key)
+            return bool(entry and entry.loaded)
+
     def get(self, key: tuple, loader: Callable[[], Any]) -> Any:
         """The loaded object for ``key`` without holding it (it may be unloaded later)."""
         with self.use(key, loader) as value:
             return value
 
-    def _acquire(self, key: tuple, loader: Callable[[], Any]) -> _Entry:
+    def _acquire(self, key: tuple, loader: Callable[[], Any], estimate: int | None = None,
+                 warn: Callable[[str], None] | None = None) -> _Entry:
         self._start_sweeper()
         self.sweep()
         with self._lock:
@@ -122,6 +135,8 @@ class ModelManager:
         try:
             with entry.lock:  # one load per key; others wait here for it
                 if not entry.loaded:
+                    if estimate:
+                        self._make_room(key, estimate, warn)
                     t0 = time.perf_counter()
                     value = loader()
                     with self._lock:
@@ -161,16 +176,42 @@ class ModelManager:
         self.unloads.append((entry.key, reason))
         log.info("unloaded %s (%s)", entry.key, reason)
 
+    def _make_room(self, key: tuple, estimate: int, warn: Callable[[str], None] | None) -> None:
+        """Unload least-recently-used idle models until ``estimate`` more bytes fit the budget."""
+        if self.budget_bytes <= 0:
+            return
+        if estimate > self.budget_bytes:
+            msg = (f"model {key[1] if len(key) > 1 else key} needs about {estimate / 2**20:.0f} MB, more than the "
+                   f"model memory budget {self.budget_bytes / 2**20:.0f} MB ({ENV_BUDGET}); loading it anyway, "
+                   "alone")
+            log.warning(msg)
+            if warn is not None:
+                warn(msg)
+        freed = False
+        with self._lock:
+            total = sum(e.nbytes for e in self._entries.values() if e.loaded)
+            for entry in list(self._entries.values()):  # oldest first
+                if total + estimate <= self.budget_bytes:
+                    break
+                if entry.loaded and entry.users == 0 and entry.key != key:
+                    total -= entry.nbytes
+                    self._unload(entry, "memory budget (before a load)")
+                    freed = True
+        if freed:
+            _release_memory()
+
     def _enforce_budget(self, keep: tuple | None = None) -> None:
         if self.budget_bytes <= 0:
             return
         freed = False
         with self._lock:
-            total = sum(e.nbytes for e in self._entries.values() if e.loaded)
+            loaded = [e for e in self._entries.values() if e.loaded]
+            total = sum(e.nbytes for e in loaded)
+            newest = loaded[-1].key if loaded else None  # never unloaded for the budget: it was just asked for
             for entry in list(self._entries.values()):  # oldest first
                 if total <= self.budget_bytes:
                     break
-                if entry.loaded and entry.users == 0 and entry.key != keep:
+                if entry.loaded and entry.users == 0 and entry.key not in (keep, newest):
                     total -= entry.nbytes
                     self._unload(entry, "memory budget")
                     freed = True
