@@ -5,7 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # torch first, pinned to the CPU wheel, so pip never resolves a multi-GB CUDA build here.
 TORCH_PIN ?= torch==2.13.0
-export PIXELMILL_HOME ?= $(CURDIR)/.pixelmill
+# No PIXELMILL_HOME here: `make run` stores runs where the `pixelmill` command looks for them
+# (PIXELMILL_HOME, default ~/.local/share/pixelmill), so `pixelmill runs` lists them afterwards.
 # transformers/diffusers warn on import about extras we leave out on purpose (torchvision, accelerate)
 export TRANSFORMERS_VERBOSITY ?= error
 export DIFFUSERS_VERBOSITY ?= error
@@ -20,6 +21,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_PIN)"
 	$(BIN)/python -m pip install -q -e ".[dev]"
 	touch $(STAMP)
+	@echo "pixelmill is installed in $(VENV): run $(BIN)/pixelmill --help, or 'source $(BIN)/activate' to put pixelmill on PATH"
 
 # Serve workflows/, call the demo workflow's webhook once, print the result, keep serving (Ctrl-C stops).
 # PIXELMILL_DEMO_WORKFLOW picks another workflow; PIXELMILL_PORT another port.
@@ -73,5 +75,6 @@ schemathesis: setup
 schema: setup
 	$(BIN)/pixelmill schema -o workflows/pixelmill.schema.json
 
+# Removes the virtual environment (and a ./.pixelmill left by older versions); the run store is kept.
 clean:
 	rm -rf $(VENV) .pixelmill

@@ -92,6 +92,8 @@ def trigger_once(base: str, svc, name: str, inputs: dict, out=sys.stdout) -> dic
         print(f"  error: {err.get('message') if isinstance(err, dict) else result.get('message', err)}", file=out)
     print(f"  run:    {result['run_url']}", file=out)
     print(f"  events: {result['events_url']}", file=out)
+    print(f"  stored: {svc.runtime.settings.home}  (.venv/bin/pixelmill show {result['run_id'][:12]}; "
+          f"pixelmill runs lists them all)", file=out)
     example = inputs or {k: spec.default for k, spec in loaded.workflow.inputs.items() if not spec.required}
     example_body = json.dumps(example)
     if hook.auth.type == "hmac":  # the signature belongs to the body it signs

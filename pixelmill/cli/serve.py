@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import sys
 from pathlib import Path
 
@@ -40,7 +41,9 @@ def serve_cmd(workflows_dir: Path | None, host: str, port: int, workers: int | N
     try:
         serve(app, host, port)
     except OSError as exc:
-        click.echo(f"error: cannot listen on {host}:{port}: {exc}", err=True)
+        busy = exc.errno == errno.EADDRINUSE
+        hint = f"; choose another port with --port (e.g. --port {port + 1}) or stop what listens there" if busy else ""
+        click.echo(f"error: cannot listen on {host}:{port}: {exc}{hint}", err=True)
         app.extensions["pixelmill"].close()
         sys.exit(1)
 

@@ -11,10 +11,11 @@ import click
 from ..executor import RunResult
 from ..inputs import InputError
 from ..loader import load_file, load_many, workflow_files
-from ..problems import WorkflowInvalid
+from ..problems import WorkflowInvalid, did_you_mean
 from ..runtime import Runtime
 from ..schema import workflow_schema
 from ..status import RunStatus
+from . import nodeinfo
 from .common import echo_json, is_tty, print_problems, registry
 from .progress import Progress
 
@@ -87,7 +88,8 @@ def _public_error(error):
 
 @click.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(exists=True, path_type=Path))
-def validate_cmd(paths) -> None:
+@click.option("--json", "as_json", is_flag=True, help="print {valid, workflows, problems} as JSON on stdout")
+def validate_cmd(paths, as_json: bool) -> None:
     """Check workflow files (or folders of them); print every problem as file:line:col."""
     files: list[Path] = []
     for p in paths:
@@ -95,12 +97,26 @@ def validate_cmd(paths) -> None:
     loaded, problems = load_many(files, registry())
     for warning in (w for wf in loaded for w in wf.warnings):
         click.echo(str(warning), err=True)
+    if as_json:
+        echo_json(_validation_json(files, loaded, problems))
+        sys.exit(1 if problems else 0)
     if problems:
         print_problems(WorkflowInvalid(problems))
         sys.exit(1)
     for wf in loaded:
         click.echo(f"ok: {wf.file} ({wf.name}, {len(wf.order)} steps"
                    f"{f', {len(wf.warnings)} warnings' if wf.warnings else ''})")
+
+
+def _validation_json(files, loaded, problems) -> dict:
+    bad = {p.file for p in problems}
+    return {
+        "valid": not problems,
+        "files": len(files),
+        "workflows": [{"file": str(wf.file), "name": wf.name, "steps": len(wf.order), "valid": str(wf.file) not in bad}
+                      for wf in loaded],
+        "problems": [p.to_dict() for p in sorted(problems)],
+    }
 
 
 @click.command("schema")
@@ -116,23 +132,36 @@ def schema_cmd(output: Path | None) -> None:
 
 
 @click.command("nodes")
+@click.argument("node_type", required=False)
 @click.option("--json", "as_json", is_flag=True, help="include each node's config, input and output schemas")
-def nodes_cmd(as_json: bool) -> None:
-    """List node types: type, version, where they came from."""
+def nodes_cmd(node_type: str | None, as_json: bool) -> None:
+    """List node types (type, version, where they came from, inputs, outputs), or describe NODE_TYPE."""
     reg = registry()
+    infos = list(reg)
+    if node_type:
+        info = reg.get(node_type.partition("@")[0])
+        if info is None:
+            hint = did_you_mean(node_type, reg.types())
+            click.echo(f"error: no node type '{node_type}'{' (' + hint + ')' if hint else ''}; "
+                       f"installed: {', '.join(reg.types())}", err=True)
+            sys.exit(1)
+        infos = [info]
     if as_json:
-        echo_json([{
+        data = [{
             "type": i.type, "version": i.version, "source": i.source, "gpu": i.cls.uses_gpu,
-            "deterministic": i.cls.deterministic, "description": (i.cls.__doc__ or "").strip(),
+            "deterministic": i.cls.deterministic, "description": nodeinfo.description(i.cls),
+            "summary": nodeinfo.summary(i.cls),
             "config": i.cls.Config.model_json_schema(), "inputs": i.cls.Inputs.model_json_schema(),
             "outputs": i.cls.Outputs.model_json_schema(),
-        } for i in reg])
+        } for i in infos]
+        echo_json(data[0] if node_type else data)
         return
-    for i in reg:
-        summary = (i.cls.__doc__ or "").strip().splitlines()[0]
-        fields = ", ".join(i.cls.Config.model_fields) or "-"
-        click.echo(f"{i.type}@{i.version}  [{i.source}]{'  gpu' if i.cls.uses_gpu else ''}\n    {summary}\n"
-                   f"    config: {fields}")
+    if node_type:
+        click.echo("\n".join(nodeinfo.details(infos[0])))
+        return
+    for i in infos:
+        click.echo("\n".join(nodeinfo.brief(i)))
+    click.echo("\none node's fields, types and defaults: pixelmill nodes TYPE", err=True)
 
 
 COMMANDS = [run_cmd, validate_cmd, schema_cmd, nodes_cmd]

@@ -80,6 +80,10 @@ def _quiet() -> None:
     import warnings
 
     warnings.filterwarnings("ignore", message=".*torch_dtype.*is deprecated", category=FutureWarning)
+    # diffusers' load_config passes local_dir_use_symlinks="auto" to hf_hub_download, which huggingface_hub
+    # ignores with a UserWarning on every load of a hub id: nothing a user could act on.
+    warnings.filterwarnings("ignore", message="The `local_dir_use_symlinks` argument is deprecated",
+                            category=UserWarning, module=r"huggingface_hub\.")
     try:
         import diffusers.utils.logging as dlog
         import transformers.utils.logging as tlog
