@@ -22,7 +22,7 @@ class Strict(BaseModel):
 
 
 _KINDS = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "list": (list,),
-          "object": (dict,)}
+          "object": (dict,), "image": (str,), "file": (str,)}  # a file's default is a data: or http(s) URL
 
 
 def value_fits(kind: str, value) -> bool:
@@ -35,7 +35,9 @@ def value_fits(kind: str, value) -> bool:
 class InputSpec(Strict):
     """A workflow input. An input without a default is required."""
 
-    type: Literal["string", "integer", "number", "boolean", "list", "object"] = "string"
+    type: Literal["string", "integer", "number", "boolean", "list", "object", "image", "file"] = Field(
+        "string", description="image/file: a multipart upload, a data: URL or an http(s) URL, stored as an "
+                              "artifact of the run (see docs/images.md)")
     default: Any = None
     description: str = ""
     enum: list[Any] | None = None

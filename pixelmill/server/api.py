@@ -146,15 +146,22 @@ def validate_workflow():
 def trigger_workflow(name: str):
     svc = current_service()
     loaded = _workflow_or_404(svc, name)
-    req = parse_body(s.TriggerIn, required=False)
-    from .webhooks import _callback_url
+    from .webhooks import _callback_url, upload_summary, uploads
+
+    if (request.mimetype or "").lower() == "multipart/form-data":  # form fields and file parts are inputs
+        form = {k: v for k, v in request.form.items() if k != "callback_url"}
+        req = s.TriggerIn(inputs={**form, **uploads(loaded.workflow.inputs)},
+                          callback_url=request.form.get("callback_url"))
+        stored = {"inputs": form, "files": upload_summary(), "callback_url": req.callback_url}
+    else:
+        req = parse_body(s.TriggerIn, required=False)
+        stored = req.model_dump()
 
     callback = _callback_url({"callback_url": req.callback_url}, {}) if req.callback_url else None
     try:
-        run_id = svc.queue.create(loaded, req.inputs, trigger={"kind": "api", "body": req.model_dump()},
-                                  trigger_kind="api")
+        run_id = svc.queue.create(loaded, req.inputs, trigger={"kind": "api", "body": stored}, trigger_kind="api")
     except InputError as exc:
-        raise ApiError(400, "invalid_inputs", f"workflow '{name}': " + "; ".join(exc.problems), exc.problems) from None
+        raise ApiError(exc.status, "invalid_inputs", f"workflow '{name}': " + "; ".join(exc.problems), exc.problems) from None
     except QueueFull as exc:
         raise ApiError(503, "queue_full", str(exc), headers={"Retry-After": "5"}) from None
     base = svc.base_url()

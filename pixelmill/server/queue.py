@@ -6,6 +6,8 @@ even when two processes share one database.
 
 from __future__ import annotations
 
+import uuid
+
 import logging
 import queue
 import threading
@@ -15,6 +17,7 @@ from sqlalchemy import select
 
 from ..db import RunRow
 from ..events import Event, EventKind
+from ..fileinputs import RunFiles
 from ..inputs import resolve_inputs
 from ..problems import WorkflowInvalid
 from ..status import RunStatus, StepStatus
@@ -143,9 +146,11 @@ class RunQueue:
         if self._q.qsize() >= self.max_queue:
             raise QueueFull(f"{self._q.qsize()} runs are waiting (PIXELMILL_MAX_QUEUE={self.max_queue})")
         if retry_of is None:
-            resolved = resolve_inputs(loaded.workflow.inputs, inputs)
-            run_id = self.writer.create_run(workflow=loaded.name, inputs=resolved, trigger=trigger or {},
-                                            trigger_kind=trigger_kind, workflow_file=loaded.file)
+            run_id = uuid.uuid4().hex  # known before the inputs are checked: image/file inputs go to its folder
+            resolved = resolve_inputs(loaded.workflow.inputs, inputs, RunFiles(self.runtime.store.artifacts_root,
+                                                                               run_id))
+            self.writer.create_run(workflow=loaded.name, inputs=resolved, trigger=trigger or {},
+                                   trigger_kind=trigger_kind, workflow_file=loaded.file, run_id=run_id)
             self._created[run_id] = {"id": run_id, "workflow": loaded.name, "workflow_file": loaded.file,
                                      "status": RunStatus.QUEUED.value, "inputs": resolved,
                                      "trigger": trigger or {}, "retry_of": None}

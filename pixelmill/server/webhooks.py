@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, request
 
+from ..fileinputs import Upload
 from ..inputs import InputError
 from .auth import check_auth
 from .http import ApiError, error_response, json_response, read_json
@@ -31,7 +32,8 @@ FAILED_CODE = {"failed": 500, "blocked": 422, "cancelled": 409, "interrupted": 5
 def _body(raw: bytes):
     ctype = (request.mimetype or "").lower()
     if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return {k: v if len(v) > 1 else v[0] for k, v in request.form.lists()}
+        form = {k: v if len(v) > 1 else v[0] for k, v in request.form.lists()}
+        return {**form, **({"files": upload_summary()} if request.files else {})}
     if ctype == "application/json" or ctype.endswith("+json"):
         return read_json(required=False) if raw.strip() else {}
     if not raw.strip():
@@ -47,11 +49,25 @@ def _body(raw: bytes):
 def _inputs(loaded, body, query: dict) -> dict:
     declared = loaded.workflow.inputs
     if isinstance(body, dict) and isinstance(body.get("inputs"), dict):
-        return dict(body["inputs"])
+        return {**dict(body["inputs"]), **uploads(declared)}
     inputs = {k: v for k, v in query.items() if k in declared}
     if isinstance(body, dict):
         inputs.update({k: v for k, v in body.items() if k in declared})
+    inputs.update(uploads(declared))
     return inputs
+
+
+def uploads(declared) -> dict:
+    """Multipart file parts for declared inputs (n8n's binary fields), as ``Upload`` values."""
+    if (request.mimetype or "").lower() != "multipart/form-data":
+        return {}
+    return {k: Upload(f.read(), f.filename or "", (f.mimetype or "").lower())
+            for k, f in request.files.items() if k in declared}
+
+
+def upload_summary() -> dict:
+    """What the stored trigger keeps of the file parts (never their bytes)."""
+    return {k: {"filename": f.filename or "", "content_type": f.mimetype or ""} for k, f in request.files.items()}
 
 
 def _callback_url(body, query: dict) -> str | None:
@@ -109,7 +125,7 @@ def _handle(svc, subpath: str):
     try:
         run_id = svc.queue.create(loaded, _inputs(loaded, body, query), trigger=trigger, trigger_kind="webhook")
     except InputError as exc:
-        raise ApiError(400, "invalid_inputs", f"workflow '{loaded.name}': " + "; ".join(exc.problems),
+        raise ApiError(exc.status, "invalid_inputs", f"workflow '{loaded.name}': " + "; ".join(exc.problems),
                        exc.problems) from None
     except QueueFull as exc:
         raise ApiError(503, "queue_full", f"too busy, try again later: {exc}", headers={"Retry-After": "5"}) from None
