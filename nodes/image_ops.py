@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import Field, model_validator
 
@@ -74,7 +74,7 @@ class Caption(Model):
     padding: int = Field(8, ge=0, le=400)
 
 
-Op = Annotated[Union[Resize, Crop, Pad, Rotate, Flip, Grid, Caption], Field(discriminator="op")]
+Op = Annotated[Resize | Crop | Pad | Rotate | Flip | Grid | Caption, Field(discriminator="op")]
 
 
 class ImageOpsInputs(Model):

@@ -97,6 +97,17 @@ class RunFiles:
         self.written.clear()
 
 
+def for_trigger(specs: dict, values: dict) -> dict:
+    """``values`` as a stored trigger keeps them: a data: URL of a file input is replaced by a short note."""
+    out = dict(values)
+    for name, value in values.items():
+        spec = specs.get(name)
+        if spec is not None and spec.type in ("image", "file") and isinstance(value, str) \
+                and value[:5].lower() == "data:":
+            out[name] = f"{value[:value.find(',') + 1 or 40][:80]}... ({len(value):,} characters, not kept here)"
+    return out
+
+
 def accept(name: str, kind: str, value, files: RunFiles) -> dict:
     """Read, check and store one ``image``/``file`` input; returns its artifact reference."""
     if isinstance(value, dict) and value.get("kind") == "artifact" and {"run_id", "name"} <= value.keys():

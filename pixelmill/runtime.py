@@ -6,7 +6,6 @@ The CLI builds one per command; the server builds one per app (``init_app``).
 from __future__ import annotations
 
 import uuid
-
 from dataclasses import dataclass, field
 
 from .events import EventBus

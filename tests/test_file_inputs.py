@@ -106,6 +106,8 @@ def test_data_url_in_json(srv):
     r = requests.post(srv.url + "/webhook/flip", json={"photo": url}, timeout=30)
     assert r.status_code == 200, r.text
     assert r.json()["outputs"]["width"] == 9
+    trigger = srv.get(f"/api/v1/runs/{r.json()['run_id']}").json()["trigger"]
+    assert "not kept here" in trigger["body"]["photo"] and len(trigger["body"]["photo"]) < 200
 
 
 def test_not_an_image_is_refused_with_400(srv):

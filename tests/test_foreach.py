@@ -255,3 +255,37 @@ def test_resume_keeps_items_that_finished_before_a_crash(runtime):
     assert result.status is RunStatus.SUCCEEDED, result.error
     assert result.steps["each"].outputs == {"value": [1, 2, 3], "doubled": [2, 4, 6]}
     assert sorted(c[2] for c in CALLS.items if c[0] == "pick") == [1, 3]  # item 1 was not run again
+
+
+def test_resume_keeps_the_artifacts_of_finished_items_and_redoes_the_others(runtime, registry):
+    from pixelmill.events import Event  # noqa: PLC0415
+
+    from .imagenodes import MakeImage  # noqa: PLC0415
+
+    registry.register(MakeImage)
+    wf = load(runtime, """
+        name: wf
+        steps:
+          - id: img
+            node: t_make_image
+            for_each: ${{ ['#ff0000', '#00ff00'] }}
+            cache: false
+            with: {color: "${{ item }}"}
+        """)
+    store = runtime.store
+    run_id = store.create_run("wf", inputs={})
+    folder = store.artifacts_root / run_id
+    folder.mkdir(parents=True)
+    (folder / "img-0-made.png").write_bytes(b"kept")  # item 0 finished before the crash
+    (folder / "img-1-made.png").write_bytes(b"partial")  # item 1 was being written
+    ref0 = {"kind": "artifact", "run_id": run_id, "name": "img-0-made.png", "media_type": "image/png"}
+    store.record(Event(EventKind.STEP_STARTED, run_id, "img", {"node": "t_make_image", "attempt": 1}))
+    store.record(Event(EventKind.STEP_STARTED, run_id, "img[0]", {"node": "t_make_image", "attempt": 1}))
+    store.record(Event(EventKind.STEP_FINISHED, run_id, "img[0]", {
+        "status": "succeeded", "outputs": {"image": ref0}, "attempts": 1, "duration_s": 0.1}))
+    result = runtime.executor.execute(wf, run_id, inputs={})
+    assert result.status is RunStatus.SUCCEEDED, result.error
+    names = [r["name"] for r in result.steps["img"].outputs["image"]]
+    assert names == ["img-0-made.png", "img-1-made.png"]
+    assert (folder / "img-0-made.png").read_bytes() == b"kept"
+    assert (folder / "img-1-made.png").read_bytes()[:4] == b"\x89PNG"  # written again, not the partial file

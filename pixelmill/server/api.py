@@ -146,6 +146,7 @@ def validate_workflow():
 def trigger_workflow(name: str):
     svc = current_service()
     loaded = _workflow_or_404(svc, name)
+    from ..fileinputs import for_trigger
     from .webhooks import _callback_url, upload_summary, uploads
 
     if (request.mimetype or "").lower() == "multipart/form-data":  # form fields and file parts are inputs
@@ -155,7 +156,7 @@ def trigger_workflow(name: str):
         stored = {"inputs": form, "files": upload_summary(), "callback_url": req.callback_url}
     else:
         req = parse_body(s.TriggerIn, required=False)
-        stored = req.model_dump()
+        stored = {**req.model_dump(), "inputs": for_trigger(loaded.workflow.inputs, req.inputs)}
 
     callback = _callback_url({"callback_url": req.callback_url}, {}) if req.callback_url else None
     try:

@@ -6,12 +6,11 @@ even when two processes share one database.
 
 from __future__ import annotations
 
-import uuid
-
 import logging
 import queue
 import threading
 import time
+import uuid
 
 from sqlalchemy import select
 

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 
 from flask import Blueprint, request
 
-from ..fileinputs import Upload
+from ..fileinputs import Upload, for_trigger
 from ..inputs import InputError
 from .auth import check_auth
 from .http import ApiError, error_response, json_response, read_json
@@ -120,8 +120,9 @@ def _handle(svc, subpath: str):
     query = {k: v if len(v) > 1 else v[0] for k, v in request.args.lists()}
     callback = _callback_url(body, query)
     headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in dropped}
+    stored = for_trigger(loaded.workflow.inputs, body) if isinstance(body, dict) else body  # no data: URLs
     trigger = {"kind": "webhook", "path": subpath, "method": request.method, "params": params, "query": query,
-               "headers": headers, "body": body}
+               "headers": headers, "body": stored}
     try:
         run_id = svc.queue.create(loaded, _inputs(loaded, body, query), trigger=trigger, trigger_kind="webhook")
     except InputError as exc:
