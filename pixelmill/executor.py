@@ -421,6 +421,10 @@ class Executor:
         outputs = foreach.collect(results, info.cls.Outputs.model_fields)
         verdict = foreach.verdict(results, step.on_item_error)
         attempts = sum(r.attempts for r in results)
+        if verdict is None and any(r.status is StepStatus.SKIPPED for r in results):  # cancelled before they began
+            first = next(i for i, r in enumerate(results) if r.status is StepStatus.SKIPPED)
+            return self._fail(run, sid, Cancelled(f"the run was cancelled before item {first} of {n} started"),
+                              attempts, t0, StepStatus.CANCELLED, info=info)
         if verdict is not None:
             status, message = verdict
             return self._fail(run, sid, StepFailure(message), attempts, t0, StepStatus(status), info=info)

@@ -289,3 +289,24 @@ def test_resume_keeps_the_artifacts_of_finished_items_and_redoes_the_others(runt
     assert names == ["img-0-made.png", "img-1-made.png"]
     assert (folder / "img-0-made.png").read_bytes() == b"kept"
     assert (folder / "img-1-made.png").read_bytes()[:4] == b"\x89PNG"  # written again, not the partial file
+
+
+def test_cancelling_the_run_stops_items_that_have_not_started(runtime):
+    import threading  # noqa: PLC0415
+
+    wf = load(runtime, """
+        name: wf
+        steps:
+          - id: nap
+            node: t_sleep
+            for_each: ${{ [1, 2, 3, 4, 5] }}
+            with: {seconds: 0.2}
+        """)
+    run_id = runtime.store.create_run("wf", inputs={})
+    timer = threading.Timer(0.3, lambda: runtime.executor.cancel(run_id))
+    timer.start()
+    result = runtime.executor.execute(wf, run_id, inputs={})
+    timer.join()
+    assert result.status is RunStatus.CANCELLED
+    assert result.steps["nap"].status is StepStatus.CANCELLED
+    assert len([c for c in CALLS.items if c[0] == "sleep"]) < 5
