@@ -3,7 +3,8 @@ and the CLI's start-to-finish time for the same workflow.
 
     python bench/engine.py [--runs 50]
 
-Target: < 2 ms per step in process. Prints measured figures from this run only.
+Target: < 2 ms per step in process, and < 2 ms per item of a ``for_each`` step (the time of a run
+with N items minus that of a run with none, divided by N). Prints measured figures from this run only.
 """
 
 from __future__ import annotations
@@ -58,6 +59,15 @@ def chain(node: str, n: int = 10) -> str:
     return "\n".join(lines) + "\n"
 
 
+FAN_ITEMS = 200
+
+
+def fan_out(max_parallel: int) -> str:
+    return (f"name: bench-fan\ninputs: {{xs: {{type: list, default: []}}}}\nsteps:\n"
+            f"  - {{id: each, node: bench_pass, for_each: '${{{{ inputs.xs }}}}', max_parallel: {max_parallel}, "
+            f"with: {{value: '${{{{ item }}}}'}}}}\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=50)
@@ -76,6 +86,19 @@ def main() -> None:
             result = rt.run(wf)
             per_run.append(time.perf_counter() - t0)
             assert result.status.value == "succeeded" and result.steps["s9"].outputs == {"value": 10}
+        fan = {}
+        for parallel in (1, 4):
+            wf_each = load_text(fan_out(parallel), "fan.yaml", registry)
+            times = {}
+            for n in (0, FAN_ITEMS):
+                rt.run(wf_each, {"xs": list(range(n))})  # warm-up
+                times[n] = []
+                for _ in range(max(3, args.runs // 10)):
+                    t0 = time.perf_counter()
+                    result = rt.run(wf_each, {"xs": list(range(n))})
+                    times[n].append(time.perf_counter() - t0)
+                    assert result.status.value == "succeeded" and len(result.steps["each"].outputs["value"]) == n
+            fan[parallel] = (statistics.median(times[FAN_ITEMS]) - statistics.median(times[0])) / FAN_ITEMS * 1000
         rt.close()
         steps = len(wf.order)
         med = statistics.median(per_run) / steps * 1000
@@ -83,6 +106,11 @@ def main() -> None:
         print(f"in-process, {steps}-step chain, SQLite WAL, {args.runs} runs: "
               f"median {med:.3f} ms/step, p90 {p90:.3f} ms/step (target < 2 ms/step: "
               f"{'met' if med < 2 else 'NOT met'}; ratio to target {med / 2:.2f})")
+
+        for parallel, per_item in fan.items():
+            print(f"in-process, for_each over {FAN_ITEMS} items, max_parallel {parallel}: {per_item:.3f} ms/item "
+                  f"overhead (target < 2 ms/item: {'met' if per_item < 2 else 'NOT met'}; "
+                  f"ratio to target {per_item / 2:.2f})")
 
         wf_file = Path(tmp) / "chain.yaml"
         wf_file.write_text(chain("prompt"))

@@ -18,6 +18,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from . import expressions as ex
+from . import foreach
 from .events import Event, EventBus, EventKind
 from .loader import LoadedWorkflow
 from .node import Blocked, Cancelled, NodeContext, Services
@@ -78,6 +79,7 @@ class _Run:
     secrets: Secrets
     cancel: threading.Event
     results: dict[str, StepResult] = field(default_factory=dict)
+    resumed_items: dict[str, dict[int, dict]] = field(default_factory=dict)  # for_each items finished before a crash
     now: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
 
     def context(self, secret_names=()) -> dict:
@@ -138,9 +140,11 @@ class Executor:
         try:
             try:
                 # a run re-queued after a crash keeps what it finished: only unfinished steps run again
-                resumed = {sid: row for sid, row in self.store.finished_steps(run_id).items() if sid in loaded.nodes}
-                if resumed:
-                    _discard_partial_artifacts(self.store.artifacts_root / run_id, resumed, loaded.nodes)
+                finished = self.store.finished_steps(run_id)
+                resumed = {sid: row for sid, row in finished.items() if sid in loaded.nodes}
+                run.resumed_items = foreach.finished_items(finished, loaded.nodes, resumed)
+                if finished:
+                    _discard_partial_artifacts(self.store.artifacts_root / run_id, finished, loaded.nodes)
                 return self._execute(run, reuse or {}, resumed)
             except Exception as exc:  # noqa: BLE001 - whatever happens, the run ends failed, never stuck running
                 return self._crashed(run, exc)
@@ -287,8 +291,8 @@ class Executor:
                    version=info.version)
 
     def _fail(self, run: _Run, sid: str, exc: BaseException, attempts: int, t0: float,
-              status: StepStatus = StepStatus.FAILED, inputs=None) -> StepResult:
-        info = run.loaded.nodes[sid]
+              status: StepStatus = StepStatus.FAILED, inputs=None, info=None, extra=None) -> StepResult:
+        info = info or run.loaded.nodes[sid]
         error = {
             "step_id": sid,
             "node": info.type,
@@ -303,7 +307,7 @@ class Executor:
         error = run.secrets.redact(error)
         result = StepResult(status, None, error, attempts, time.perf_counter() - t0)
         data = dict(status=status.value, error=error, attempts=attempts, duration_s=round(result.duration_s, 6),
-                    node=info.type, version=info.version, inputs=inputs)
+                    node=info.type, version=info.version, inputs=inputs, **(extra or {}))
         try:
             self._emit(run, EventKind.STEP_FAILED, sid, **data)
         except Exception:  # noqa: BLE001 - e.g. inputs the store cannot take: record the failure without them
@@ -346,52 +350,139 @@ class Executor:
                 self._emit(run, EventKind.STEP_SKIPPED, sid, status="skipped", reason="condition is false",
                            node=info.type, version=info.version)
                 return result
-            rendered = ex.render(step.with_, run.context(ex.referenced_secrets(step.with_)), run.secrets.taint)
-            inputs = _validate_inputs(info.cls.Inputs, rendered, sid)
-            stored_inputs = run.secrets.redact(inputs.model_dump(mode="json"))
-            problem = self._unstorable(stored_inputs, "its rendered inputs")
-            if problem:
-                raise StepFailure(problem)
+            if step.for_each is not None:
+                items = self._items(run, step)
+            else:
+                inputs, stored_inputs = self._inputs(run, step, info,
+                                                     run.context(ex.referenced_secrets(step.with_)), sid)
         except (ex.ExpressionError, StepFailure, KeyError) as exc:
             return self._fail(run, sid, exc if isinstance(exc, StepFailure) else StepFailure(str(exc)), 0, t0)
-        node = info.cls(run.loaded.configs[sid])
+        if step.for_each is not None:
+            return self._for_each(run, step, info, items, t0)
+        return self._run_one(run, step, info, sid, inputs, stored_inputs, t0)
+
+    def _inputs(self, run: _Run, step, info, context: dict, label: str):
+        """Render and validate a step's (or one item's) inputs: the inputs model and what the store keeps."""
+        rendered = ex.render(step.with_, context, run.secrets.taint)
+        inputs = _validate_inputs(info.cls.Inputs, rendered, label)
+        stored_inputs = run.secrets.redact(inputs.model_dump(mode="json"))
+        problem = self._unstorable(stored_inputs, "its rendered inputs")
+        if problem:
+            raise StepFailure(problem)
+        return inputs, stored_inputs
+
+    def _items(self, run: _Run, step) -> list:
+        items = ex.render(step.for_each, run.context(ex.referenced_secrets(step.for_each)), run.secrets.taint)
+        try:
+            return foreach.check_items(items)
+        except foreach.ItemsError as exc:
+            raise StepFailure(str(exc)) from None
+
+    def _for_each(self, run: _Run, step, info, items: list, t0: float) -> StepResult:
+        """Run the step once per item (see ``foreach``): per-item rows ``<id>[<index>]``, one collected row."""
+        sid, n = step.id, len(items)
+        stored_items = run.secrets.redact(items)
+        if self._unstorable(stored_items, "its for_each items"):
+            stored_items = f"{n} items"
+        self._emit(run, EventKind.STEP_STARTED, sid, attempt=1, node=info.type, version=info.version,
+                   inputs={"for_each": stored_items}, items=n)
+        base = run.context(ex.referenced_secrets(step.with_))
+        done = foreach.Progress(n, lambda value, i, status: self._emit(
+            run, EventKind.STEP_PROGRESS, sid, value=value, total=n, message=f"item {i} {status}", index=i))
+        stop = threading.Event()
+        resumed = run.resumed_items.get(sid, {})
+
+        def one(i: int) -> StepResult:
+            label, extra = foreach.label(sid, i), {"item_of": sid, "index": i}
+            if i in resumed:
+                row = resumed[i]
+                result = StepResult(StepStatus(row["status"]), row.get("outputs") or {}, None,
+                                    row.get("attempts") or 0, row.get("duration_s") or 0.0)
+                self._emit(run, EventKind.STEP_FINISHED, label, status=result.status.value, outputs=result.outputs,
+                           node=info.type, version=info.version, attempts=result.attempts,
+                           duration_s=result.duration_s, reused=True, resumed=True, **extra)
+            elif stop.is_set() or run.cancel.is_set():
+                return StepResult(StepStatus.SKIPPED)  # never started: the step stops at a failed item
+            else:
+                t1 = time.perf_counter()
+                try:
+                    inputs, stored = self._inputs(run, step, info, {**base, "item": items[i], "index": i}, label)
+                except (ex.ExpressionError, StepFailure, KeyError) as exc:
+                    result = self._fail(run, label, exc if isinstance(exc, StepFailure) else StepFailure(str(exc)),
+                                        0, t1, info=info, extra=extra)
+                else:
+                    result = self._run_one(run, step, info, label, inputs, stored, t1, i)
+            if not result.status.ok and step.on_item_error == "stop":
+                stop.set()
+            done.add(i, result.status.value)
+            return result
+
+        results = foreach.fan_out(n, step.max_parallel, one)
+        outputs = foreach.collect(results, info.cls.Outputs.model_fields)
+        verdict = foreach.verdict(results, step.on_item_error)
+        attempts = sum(r.attempts for r in results)
+        if verdict is None and any(r.status is StepStatus.SKIPPED for r in results):  # cancelled before they began
+            first = next(i for i, r in enumerate(results) if r.status is StepStatus.SKIPPED)
+            return self._fail(run, sid, Cancelled(f"the run was cancelled before item {first} of {n} started"),
+                              attempts, t0, StepStatus.CANCELLED, info=info)
+        if verdict is not None:
+            status, message = verdict
+            return self._fail(run, sid, StepFailure(message), attempts, t0, StepStatus(status), info=info)
+        problem = self._unstorable(outputs, "its collected outputs")
+        if problem:
+            return self._fail(run, sid, StepFailure(problem), attempts, t0)
+        duration = time.perf_counter() - t0
+        failed = [i for i, r in enumerate(results) if not r.status.ok]
+        self._emit(run, EventKind.STEP_FINISHED, sid, status=StepStatus.SUCCEEDED.value, outputs=outputs,
+                   attempts=attempts, duration_s=round(duration, 6), node=info.type, version=info.version,
+                   items=n, failed_items=failed)
+        return StepResult(StepStatus.SUCCEEDED, outputs, None, attempts, duration)
+
+    def _run_one(self, run: _Run, step, info, label: str, inputs, stored_inputs, t0: float,
+                 index: int | None = None) -> StepResult:
+        """Cache, attempts with retries, events: one step, or one item of a for_each step (``index``)."""
+        sid = label
+        extra = {} if index is None else {"item_of": step.id, "index": index}
+        node = info.cls(run.loaded.configs[step.id])
         key = None
         if step.cache and node.cacheable(inputs):
-            key = _cache_key(info, run.loaded.configs[sid], inputs)
+            key = _cache_key(info, run.loaded.configs[step.id], inputs)
             cached = self.store.cache_get(key)
             if cached is not None and _artifacts_exist(cached, self.store.artifacts_root):
                 self._emit(run, EventKind.STEP_FINISHED, sid, status=StepStatus.CACHED.value, outputs=cached,
-                           attempts=0, duration_s=0.0, node=info.type, version=info.version, inputs=stored_inputs)
+                           attempts=0, duration_s=0.0, node=info.type, version=info.version, inputs=stored_inputs,
+                           **extra)
                 return StepResult(StepStatus.CACHED, cached, None, 0, 0.0)
         attempt = 0
         while True:
             attempt += 1
             self._emit(run, EventKind.STEP_STARTED, sid, attempt=attempt, node=info.type, version=info.version,
-                       inputs=stored_inputs)
+                       inputs=stored_inputs, **extra)
+            fail = dict(inputs=stored_inputs, info=info, extra=extra)
             try:
-                outputs = self._attempt(run, step, info, node, inputs, attempt)
+                outputs = self._attempt(run, step, info, node, inputs, attempt, label, index)
                 break
             except Blocked as exc:
-                return self._fail(run, sid, exc, attempt, t0, StepStatus.BLOCKED, stored_inputs)
+                return self._fail(run, sid, exc, attempt, t0, StepStatus.BLOCKED, **fail)
             except Cancelled as exc:
-                return self._fail(run, sid, exc, attempt, t0, StepStatus.CANCELLED, stored_inputs)
+                return self._fail(run, sid, exc, attempt, t0, StepStatus.CANCELLED, **fail)
             except Exception as exc:  # noqa: BLE001 - every node failure is recorded with its step id
                 if attempt >= step.retry.max_attempts or run.cancel.is_set() or not getattr(exc, "retryable", True):
-                    return self._fail(run, sid, exc, attempt, t0, inputs=stored_inputs)
+                    return self._fail(run, sid, exc, attempt, t0, **fail)
                 delay = step.retry.wait_before(attempt + 1)
                 self._emit(run, EventKind.STEP_RETRYING, sid, attempt=attempt + 1, delay_s=delay,
-                           error={"type": type(exc).__name__, "message": str(exc)})
+                           error={"type": type(exc).__name__, "message": str(exc)}, **extra)
                 if run.cancel.wait(delay):
                     return self._fail(run, sid, Cancelled("the run was cancelled"), attempt, t0,
-                                      StepStatus.CANCELLED, stored_inputs)
+                                      StepStatus.CANCELLED, **fail)
         problem = self._unstorable(outputs, "its outputs")
         if problem:
-            return self._fail(run, sid, StepFailure(problem), attempt, t0, inputs=stored_inputs)
+            return self._fail(run, sid, StepFailure(problem), attempt, t0, **fail)
         if key is not None:
             self.store.cache_put(key, info.type, outputs, run.run_id)
         duration = time.perf_counter() - t0
         self._emit(run, EventKind.STEP_FINISHED, sid, status=StepStatus.SUCCEEDED.value, outputs=outputs,
-                   attempts=attempt, duration_s=round(duration, 6), node=info.type, version=info.version)
+                   attempts=attempt, duration_s=round(duration, 6), node=info.type, version=info.version, **extra)
         return StepResult(StepStatus.SUCCEEDED, outputs, None, attempt, duration)
 
     def _condition(self, run: _Run, step) -> bool:
@@ -404,7 +495,9 @@ class Executor:
             return result.strip().lower() not in ("", "false", "0", "no", "none")
         return bool(result)
 
-    def _attempt(self, run: _Run, step, info, node, inputs, attempt: int) -> dict:
+    def _attempt(self, run: _Run, step, info, node, inputs, attempt: int, label: str | None = None,
+                 index: int | None = None) -> dict:
+        label = label or step.id
         cancel = threading.Event()
         last = [0.0]
 
@@ -413,19 +506,20 @@ class Executor:
             if now - last[0] < 0.05 and (total is None or value < total):
                 return  # at most 20 progress events a second
             last[0] = now
-            self._emit(run, EventKind.STEP_PROGRESS, step.id, value=value, total=total, message=message)
+            self._emit(run, EventKind.STEP_PROGRESS, label, value=value, total=total, message=message)
 
         ctx = NodeContext(
-            run_id=run.run_id, step_id=step.id, workflow=run.loaded.name, artifacts_root=self.store.artifacts_root,
+            run_id=run.run_id, step_id=step.id, item_index=index, workflow=run.loaded.name,
+            artifacts_root=self.store.artifacts_root,
             secrets=run.secrets, progress_cb=progress,
             logger=_RunLogger(logging.getLogger(f"pixelmill.node.{info.type}"), run.secrets,
-                              {"run_id": run.run_id, "step_id": step.id}),
+                              {"run_id": run.run_id, "step_id": label}),
             cancel_event=cancel, run_cancel=run.cancel, services=self.services, attempt=attempt,
             deadline=time.monotonic() + step.timeout if step.timeout is not None else None,
         )
         try:
             result = _call_with_timeout(lambda: self._run_node(node, inputs, ctx, info), step.timeout, cancel,
-                                        step.id)
+                                        label)
         except Cancelled:
             if ctx.deadline is not None and time.monotonic() >= ctx.deadline and not run.cancel.is_set():
                 raise StepTimeout(f"timed out after {step.timeout:g} s") from None  # it saw its deadline first

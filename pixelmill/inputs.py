@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 
+from .fileinputs import FileInputRefused, RunFiles, accept
 from .model import InputSpec
 
 
 class InputError(ValueError):
     """Bad run inputs; ``problems`` names each input and what is wrong."""
 
-    def __init__(self, problems: list[str]):
+    def __init__(self, problems: list[str], status: int = 400):
         self.problems = problems
+        self.status = status  # the HTTP status a server answers with (413 for a file over a limit)
         super().__init__("; ".join(problems))
 
 
@@ -53,14 +55,25 @@ def _coerce(name: str, spec: InputSpec, value):
     return value
 
 
-def resolve_inputs(specs: dict[str, InputSpec], given: dict | None) -> dict:
+def resolve_inputs(specs: dict[str, InputSpec], given: dict | None, files: RunFiles | None = None) -> dict:
+    """Checked inputs with defaults; ``image``/``file`` inputs are stored through ``files`` (the run's folder)."""
     given = dict(given or {})
-    problems, out = [], {}
+    problems, out, status = [], {}, 400
     for name in given:
         if name not in specs:
             known = ", ".join(sorted(specs)) or "none"
             problems.append(f"unknown input '{name}' (this workflow takes: {known})")
     for name, spec in specs.items():
+        if spec.type in ("image", "file") and (name in given or spec.default is not None):
+            if files is None:
+                problems.append(f"input '{name}' is a {spec.type}: it can only be given to a run being created")
+                continue
+            try:
+                out[name] = accept(name, spec.type, given.get(name, spec.default), files)
+            except FileInputRefused as exc:
+                problems.append(str(exc))
+                status = max(status, exc.status)
+            continue
         if name in given:
             try:
                 value = _coerce(name, spec, given[name])
@@ -77,5 +90,7 @@ def resolve_inputs(specs: dict[str, InputSpec], given: dict | None) -> dict:
             continue
         out[name] = value
     if problems:
-        raise InputError(problems)
+        if files is not None:
+            files.discard()
+        raise InputError(problems, status)
     return out

@@ -28,6 +28,7 @@ from .schedules import ScheduleError, build_trigger
 from .yamlsource import Located, load
 
 CONTEXT_ROOTS = ("inputs", "steps", "trigger", "secrets", "run", "now", "today")
+ITEM_ROOTS = ("item", "index")  # only in the 'with' of a step that has for_each
 log = logging.getLogger(__name__)
 _BARE = re.compile(r"(?<!\$)\{\{([^{}]*)\}\}")  # '{{ x }}' without the '$': literal text, likely a mistake
 
@@ -144,8 +145,9 @@ def _load_text(text: str, file: str, registry: Registry, environ) -> LoadedWorkf
         hard: set[str] = set()
         soft: set[str] = set()
         info = nodes.get(step.id)
+        _check_for_each(check, refs, i, step, raw_steps[i], hard, soft)
         for path, expr in ex.walk_strings(step.with_, ("with",)):
-            refs.check(where + path, expr, step.id, i, hard, soft)
+            refs.check(where + path, expr, step.id, i, hard, soft, item_ok=step.for_each is not None)
             if info is None or not field_marked(info.cls.Inputs, path[1:], TEMPLATE_FIELD):
                 _check_bare(check, where + path, expr)
         if isinstance(step.if_, str):
@@ -392,7 +394,8 @@ class _Refs:
         self.nodes = nodes
         self.input_names = input_names
 
-    def check(self, path, text: str, step_id, index: int, hard: set, soft: set, bare: bool = False) -> None:
+    def check(self, path, text: str, step_id, index: int, hard: set, soft: set, bare: bool = False,
+              item_ok: bool = False) -> None:
         """Check one string; add the steps it needs to ``hard``, those whose status only it reads to ``soft``."""
         check = self.check_
         if bare and ex.OPEN not in text:
@@ -413,11 +416,19 @@ class _Refs:
             if blocked:
                 continue
             for ref in ex.references(tree):
-                self._reference(path, ref, step_id, index, hard, soft)
+                self._reference(path, ref, step_id, index, hard, soft, item_ok)
 
-    def _reference(self, path, ref, step_id, index, hard: set, soft: set) -> None:
+    def _reference(self, path, ref, step_id, index, hard: set, soft: set, item_ok: bool = False) -> None:
         check, step_index = self.check_, self.step_index
-        if ref.root not in CONTEXT_ROOTS:
+        if ref.root in ITEM_ROOTS:
+            if not item_ok:
+                where = ("in the workflow's outputs" if step_id is None else
+                         f"in '{path[2]}' of step '{step_id}'" if len(path) > 2 and path[2] != "with" else
+                         f"in step '{step_id}', which has no 'for_each'")
+                check.add(path, f"'{ref.root}' is only available in the 'with' of a step that has 'for_each' "
+                                f"(used {where})",
+                          "add 'for_each: ${{ <list> }}' to the step, or refer to a list element another way")
+        elif ref.root not in CONTEXT_ROOTS:
             check.add(path, f"unknown name '{shorten(ref.root)}' in expression",
                       did_you_mean(ref.root, CONTEXT_ROOTS) or "available: " + ", ".join(CONTEXT_ROOTS))
         elif ref.root == "inputs" and ref.path and ref.path[0] not in self.input_names:
@@ -455,6 +466,33 @@ def _check_output(check: _Check, path, ref, target: Step, nodes) -> None:
     if ref.path[2] not in known:
         check.add(path, f"unknown output '{shorten(str(ref.path[2]))}' of step '{target.id}' (node {info.type})",
                   did_you_mean(str(ref.path[2]), known) or "outputs: " + ", ".join(known))
+    elif target.for_each is not None and len(ref.path) > 3 and isinstance(ref.path[3], str):
+        name = ref.path[2]
+        check.add(path, f"step '{target.id}' runs for_each: 'outputs.{name}' is a list (one entry per item), "
+                        f"it has no '{shorten(str(ref.path[3]))}'",
+                  f"pick one item, e.g. 'steps.{target.id}.outputs.{name}[0].{shorten(str(ref.path[3]))}', "
+                  f"or pass the whole list")
+
+
+def _check_for_each(check: _Check, refs: _Refs, i: int, step: Step, raw, hard: set, soft: set) -> None:
+    """'for_each' is one expression; 'max_parallel' and 'on_item_error' need it."""
+    where = ("steps", i)
+    if step.for_each is None:
+        for key in ("max_parallel", "on_item_error"):
+            if isinstance(raw, dict) and key in raw:
+                check.add(where + (key,), f"step '{step.id}': '{key}' only applies to a step with 'for_each'",
+                          "add 'for_each: ${{ <list> }}' or remove this key", key=True)
+        return
+    try:
+        single = ex.parse(step.for_each).single
+    except ex.ExpressionError:
+        single = True  # reported by the reference check below
+    if not single:
+        check.add(where + ("for_each",), f"step '{step.id}': 'for_each' must be one expression giving a list, "
+                                         f"e.g. '${{{{ inputs.prompts }}}}'",
+                  "a literal list belongs in a workflow input's default, or write '${{ [\"a\", \"b\"] }}'")
+        return
+    refs.check(where + ("for_each",), step.for_each, step.id, i, hard, soft)
 
 
 def _order(check: _Check, steps, deps, step_index) -> list[str]:

@@ -12,6 +12,8 @@ SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
 
 
 MAX_TIMEOUT = 7 * 86400.0  # a step timeout beyond a week is a mistake (and overflows thread waits)
+MAX_PARALLEL = 64  # for_each items running at once
+MAX_ITEMS = 10_000  # items of one for_each
 
 
 class Strict(BaseModel):
@@ -20,7 +22,7 @@ class Strict(BaseModel):
 
 
 _KINDS = {"string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,), "list": (list,),
-          "object": (dict,)}
+          "object": (dict,), "image": (str,), "file": (str,)}  # a file's default is a data: or http(s) URL
 
 
 def value_fits(kind: str, value) -> bool:
@@ -33,7 +35,9 @@ def value_fits(kind: str, value) -> bool:
 class InputSpec(Strict):
     """A workflow input. An input without a default is required."""
 
-    type: Literal["string", "integer", "number", "boolean", "list", "object"] = "string"
+    type: Literal["string", "integer", "number", "boolean", "list", "object", "image", "file"] = Field(
+        "string", description="image/file: a multipart upload, a data: URL or an http(s) URL, stored as an "
+                              "artifact of the run (see docs/images.md)")
     default: Any = None
     description: str = ""
     enum: list[Any] | None = None
@@ -117,6 +121,13 @@ class Step(Strict):
     timeout: float | None = Field(None, gt=0, le=MAX_TIMEOUT, description="seconds (at most a week)")
     on_error: Literal["fail", "continue"] = "fail"
     cache: bool = Field(True, description="reuse outputs of deterministic nodes for identical inputs")
+    for_each: str | None = Field(
+        None, description="run the step once per item of this list expression, e.g. '${{ inputs.prompts }}'; "
+                          "'item' and 'index' are available in its 'with'; each output becomes a list in item order")
+    max_parallel: int = Field(1, ge=1, le=MAX_PARALLEL, description="for_each: items that may run at the same time")
+    on_item_error: Literal["stop", "continue"] = Field(
+        "stop", description="for_each: 'stop' fails the step at the first failed item (no new items start); "
+                            "'continue' runs every item and leaves null in the output lists for failed ones")
 
     @property
     def node_type(self) -> str:

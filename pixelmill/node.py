@@ -148,6 +148,7 @@ class NodeContext:
         run_id: str,
         step_id: str,
         workflow: str,
+        item_index: int | None = None,
         artifacts_root: Path,
         secrets,
         progress_cb=None,
@@ -160,6 +161,7 @@ class NodeContext:
     ):
         self.run_id = run_id
         self.step_id = step_id
+        self.item_index = item_index  # which item of a for_each step this is (None: not a for_each step)
         self.workflow = workflow
         self.artifacts_root = Path(artifacts_root)
         self.secrets = secrets
@@ -186,7 +188,7 @@ class NodeContext:
 
     def new_artifact(self, name: str, media_type: str) -> tuple[ArtifactRef, Path]:
         """Reserve a fresh artifact name in this run's folder (``name`` gets the step id as prefix)."""
-        base = f"{self.step_id}-{name}"
+        base = f"{self.step_id}-{name}" if self.item_index is None else f"{self.step_id}-{self.item_index}-{name}"
         path = self.run_dir / base
         stem, dot, ext = base.partition(".")
         n = 1

@@ -5,10 +5,12 @@ The CLI builds one per command; the server builds one per app (``init_app``).
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass, field
 
 from .events import EventBus
 from .executor import Executor, RunResult
+from .fileinputs import RunFiles
 from .inputs import resolve_inputs
 from .loader import LoadedWorkflow
 from .node import Services
@@ -39,16 +41,18 @@ class Runtime:
     def submit(self, loaded: LoadedWorkflow, inputs: dict | None = None, *, trigger: dict | None = None,
                trigger_kind: str = "manual") -> str:
         """Check inputs and write a queued run; raises ``InputError`` before anything is stored."""
-        resolved = resolve_inputs(loaded.workflow.inputs, inputs)
+        run_id = uuid.uuid4().hex
+        resolved = resolve_inputs(loaded.workflow.inputs, inputs, RunFiles(self.store.artifacts_root, run_id))
         return self.store.create_run(loaded.name, inputs=resolved, trigger=trigger or {}, trigger_kind=trigger_kind,
-                                     workflow_file=loaded.file)
+                                     workflow_file=loaded.file, run_id=run_id)
 
     def run(self, loaded: LoadedWorkflow, inputs: dict | None = None, *, trigger: dict | None = None,
             trigger_kind: str = "manual") -> RunResult:
         """Submit and execute in this thread."""
-        resolved = resolve_inputs(loaded.workflow.inputs, inputs)
-        run_id = self.store.create_run(loaded.name, inputs=resolved, trigger=trigger or {}, trigger_kind=trigger_kind,
-                                       workflow_file=loaded.file)
+        run_id = uuid.uuid4().hex
+        resolved = resolve_inputs(loaded.workflow.inputs, inputs, RunFiles(self.store.artifacts_root, run_id))
+        self.store.create_run(loaded.name, inputs=resolved, trigger=trigger or {}, trigger_kind=trigger_kind,
+                              workflow_file=loaded.file, run_id=run_id)
         return self.executor.execute(loaded, run_id, inputs=resolved, trigger=trigger or {})
 
     def close(self) -> None:

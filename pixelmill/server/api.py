@@ -8,10 +8,11 @@ import mimetypes
 from datetime import datetime
 from pathlib import Path
 
-from flask import Blueprint, send_file
+from flask import Blueprint, request, send_file
 from werkzeug.routing import BaseConverter
 
 from .. import __version__
+from ..fileinputs import for_trigger
 from ..inputs import InputError
 from ..loader import load_text
 from ..problems import WorkflowInvalid
@@ -23,6 +24,7 @@ from .context import workflow_or_404 as _workflow_or_404
 from .http import ApiError, accepted, callback_url, endpoint, json_response, parse_body, parse_query
 from .queue import QueueFull
 from .typed_inputs import check_json_inputs
+from .uploads import upload_summary, uploads
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
@@ -150,16 +152,22 @@ def trigger_workflow(name: str):
     svc = current_service()
     loaded = _workflow_or_404(svc, name)
     webhook_auth_guard(loaded, svc.config.api_token)
-    req = parse_body(s.TriggerIn, required=False)
+    if (request.mimetype or "").lower() == "multipart/form-data":  # form fields and file parts are inputs
+        form = {k: v for k, v in request.form.items() if k != "callback_url"}
+        req = s.TriggerIn(inputs={**form, **uploads(loaded.workflow.inputs)},
+                          callback_url=request.form.get("callback_url") or None)
+        stored = {"inputs": form, "files": upload_summary(), "callback_url": req.callback_url}
+    else:
+        req = parse_body(s.TriggerIn, required=False)
+        problems = check_json_inputs(loaded.workflow.inputs, req.inputs)
+        if problems:
+            raise ApiError(400, "invalid_inputs", f"workflow '{name}': " + "; ".join(problems), problems)
+        stored = {**req.model_dump(), "inputs": for_trigger(loaded.workflow.inputs, req.inputs)}
     callback = callback_url({"callback_url": req.callback_url}, {}) if req.callback_url is not None else None
-    problems = check_json_inputs(loaded.workflow.inputs, req.inputs)
-    if problems:
-        raise ApiError(400, "invalid_inputs", f"workflow '{name}': " + "; ".join(problems), problems)
     try:
-        run_id = svc.queue.create(loaded, req.inputs, trigger={"kind": "api", "body": req.model_dump()},
-                                  trigger_kind="api")
+        run_id = svc.queue.create(loaded, req.inputs, trigger={"kind": "api", "body": stored}, trigger_kind="api")
     except InputError as exc:
-        raise ApiError(400, "invalid_inputs", f"workflow '{name}': " + "; ".join(exc.problems), exc.problems) from None
+        raise ApiError(exc.status, "invalid_inputs", f"workflow '{name}': " + "; ".join(exc.problems), exc.problems) from None
     except QueueFull as exc:
         raise ApiError(503, "queue_full", str(exc), headers={"Retry-After": "5"}) from None
     base = svc.base_url()

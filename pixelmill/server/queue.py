@@ -10,11 +10,13 @@ import logging
 import queue
 import threading
 import time
+import uuid
 
 from sqlalchemy import select, update
 
 from ..db import RunRow, StepRow
 from ..events import Event, EventKind
+from ..fileinputs import RunFiles
 from ..inputs import resolve_inputs
 from ..problems import WorkflowInvalid
 from ..status import RunStatus, StepStatus
@@ -164,9 +166,11 @@ class RunQueue:
         if self._q.qsize() >= self.max_queue:
             raise QueueFull(f"{self._q.qsize()} runs are waiting (PIXELMILL_MAX_QUEUE={self.max_queue})")
         if retry_of is None:
-            resolved = resolve_inputs(loaded.workflow.inputs, inputs)
-            run_id = self.writer.create_run(workflow=loaded.name, inputs=resolved, trigger=trigger or {},
-                                            trigger_kind=trigger_kind, workflow_file=loaded.file)
+            run_id = uuid.uuid4().hex  # known before the inputs are checked: image/file inputs go to its folder
+            resolved = resolve_inputs(loaded.workflow.inputs, inputs, RunFiles(self.runtime.store.artifacts_root,
+                                                                               run_id))
+            self.writer.create_run(workflow=loaded.name, inputs=resolved, trigger=trigger or {},
+                                   trigger_kind=trigger_kind, workflow_file=loaded.file, run_id=run_id)
             self._created[run_id] = {"id": run_id, "workflow": loaded.name, "workflow_file": loaded.file,
                                      "status": RunStatus.QUEUED.value, "inputs": resolved,
                                      "trigger": trigger or {}, "retry_of": None}

@@ -21,6 +21,9 @@ _SCHEMA = {
     "boolean": {"type": "boolean"},
     "list": {"type": "array"},
     "object": {"type": "object"},
+    # in JSON an image or file is a data: URL or an http(s) URL; multipart file parts are the other way in
+    "image": {"type": "string", "format": "uri"},
+    "file": {"type": "string", "format": "uri"},
 }
 
 
@@ -44,7 +47,7 @@ def input_schema(specs: dict[str, InputSpec]) -> dict:
 
 
 def _type_ok(kind: str, value) -> bool:
-    if kind == "string":
+    if kind in ("string", "image", "file"):
         return isinstance(value, str)
     if kind == "boolean":
         return isinstance(value, bool)
@@ -62,7 +65,9 @@ def _type_ok(kind: str, value) -> bool:
 
 
 _WORD = {"string": "a string", "integer": "a whole number within ±2^53", "number": "a finite number",
-         "boolean": "true or false", "list": "a JSON array", "object": "a JSON object"}
+         "boolean": "true or false", "list": "a JSON array", "object": "a JSON object",
+         "image": "a data: URL or an http(s) URL (or a multipart file part)",
+         "file": "a data: URL or an http(s) URL (or a multipart file part)"}
 
 
 def check_json_inputs(specs: dict[str, InputSpec], given: dict) -> list[str]:

@@ -13,12 +13,14 @@ import logging
 
 from flask import Blueprint, request
 
+from ..fileinputs import for_trigger
 from ..inputs import InputError
 from ..problems import did_you_mean
 from .auth import check_auth
 from .context import current_service, public_error
 from .http import ApiError, accepted, callback_url, error_response, json_response, read_json
 from .queue import QueueFull
+from .uploads import is_multipart, upload_summary, uploads
 
 log = logging.getLogger(__name__)
 bp = Blueprint("webhooks", __name__)
@@ -31,7 +33,8 @@ FAILED_CODE = {"failed": 500, "blocked": 422, "cancelled": 409, "interrupted": 5
 def _body(raw: bytes):
     ctype = (request.mimetype or "").lower()
     if ctype in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        return {k: v if len(v) > 1 else v[0] for k, v in request.form.lists()}
+        form = {k: v if len(v) > 1 else v[0] for k, v in request.form.lists()}
+        return {**form, **({"files": upload_summary()} if request.files else {})}
     if ctype == "application/json" or ctype.endswith("+json"):
         return read_json(required=False) if raw.strip() else {}
     if not raw.strip():
@@ -54,15 +57,16 @@ def _inputs(loaded, body, query: dict) -> dict:
     hook = loaded.workflow.on.webhook
     nested = isinstance(body, dict) and isinstance(body.get("inputs"), dict)
     if isinstance(body, dict) and hook.extra_inputs == "reject":
-        allowed = RESERVED | ({"inputs"} if nested else set(declared))
+        allowed = RESERVED | ({"files"} if is_multipart() else set()) | ({"inputs"} if nested else set(declared))
         unknown = [k for k in body if k not in allowed]
         if unknown:
             _reject(loaded, unknown, nested)
     if nested:
-        return dict(body["inputs"])
+        return {**dict(body["inputs"]), **uploads(declared)}
     inputs = {k: v for k, v in query.items() if k in declared}
     if isinstance(body, dict):
         inputs.update({k: v for k, v in body.items() if k in declared})
+    inputs.update(uploads(declared))
     return inputs
 
 
@@ -114,12 +118,13 @@ def _handle(svc, subpath: str):
     query = {k: v if len(v) > 1 else v[0] for k, v in request.args.lists()}
     callback = callback_url(body, query)
     headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in dropped}
+    stored = for_trigger(loaded.workflow.inputs, body) if isinstance(body, dict) else body  # no data: URLs
     trigger = {"kind": "webhook", "path": subpath, "method": request.method, "params": params, "query": query,
-               "headers": headers, "body": body}
+               "headers": headers, "body": stored}
     try:
         run_id = svc.queue.create(loaded, _inputs(loaded, body, query), trigger=trigger, trigger_kind="webhook")
     except InputError as exc:
-        raise ApiError(400, "invalid_inputs", f"workflow '{loaded.name}': " + "; ".join(exc.problems),
+        raise ApiError(exc.status, "invalid_inputs", f"workflow '{loaded.name}': " + "; ".join(exc.problems),
                        exc.problems) from None
     except QueueFull as exc:
         raise ApiError(503, "queue_full", f"too busy, try again later: {exc}", headers={"Retry-After": "5"}) from None

@@ -1,0 +1,1 @@
+"""Image helpers that need no model (Pillow): opening safely, geometric ops, grids, captions, saving."""
