@@ -30,6 +30,12 @@ def load_causal_lm(name: str, source: str, device: str, dtype) -> LocalLM:
 
     kwargs = {} if downloads_allowed() else {"local_files_only": True}
     try:
+        import transformers.utils.logging as tlog
+
+        tlog.disable_progress_bar()  # no bars in a server log
+    except Exception:  # noqa: BLE001 - cosmetics only
+        pass
+    try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, **kwargs)
     except Exception as exc:  # noqa: BLE001 - mapped to a message that says what to do
