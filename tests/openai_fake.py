@@ -58,6 +58,7 @@ class FakeOpenAI:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            wbufsize = 1 << 16  # headers and body leave in one write, as real servers send them
 
             def log_message(self, *args):
                 pass

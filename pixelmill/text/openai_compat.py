@@ -93,8 +93,10 @@ class OpenAICompatible:
             payload["stream"] = True
             payload["stream_options"] = {"include_usage": True}
         resp = self._post(payload, stream)
+        if not stream:
+            return self._read(resp)  # read in full: the connection is back in the pool for the next call
         try:
-            return self._read_stream(resp, on_delta) if stream else self._read(resp)
+            return self._read_stream(resp, on_delta)
         finally:
             resp.close()
 

@@ -60,7 +60,8 @@ def write_animation(frames: Iterable[np.ndarray], path: Path, fps: float, fmt: s
         raise ValueError("no frames to encode")
     duration = max(1, round(1000 / fps))
     if fmt == "gif":
-        images = [im.convert("P", palette=Image.Palette.ADAPTIVE, colors=256) for im in images]
+        # a fast octree palette per frame (median cut takes ~0.5 s a 256 px frame)
+        images = [im.quantize(colors=256, method=Image.Quantize.FASTOCTREE) for im in images]
         images[0].save(path, format="GIF", save_all=True, append_images=images[1:], duration=duration, loop=0,
                        disposal=1, optimize=False)
     elif fmt == "webp":
