@@ -213,3 +213,13 @@ steps:
       prompt: "About ${{ inputs.topic }} and {{ x }}"
       vars: {x: 1}
 """, "story2.yaml", runtime.registry)
+
+
+def test_both_nodes_are_registered_through_entry_points_and_follow_the_contract():
+    from pixelmill.registry import Registry, check_contract
+    from pixelmill_nodes.make_video import MakeVideoNode
+
+    reg = Registry.from_entry_points()
+    for cls in (GenerateTextNode, MakeVideoNode):
+        check_contract(cls)
+        assert reg.get(cls.type).cls is cls
