@@ -148,3 +148,34 @@ def test_morph_neighbours_close_and_ends_equal_generate_image(tmp_path):
     assert span > 0.15  # the ends are different pictures
     assert max(steps) < NEIGHBOUR_MAX and max(steps) < span / 2
     assert list(manager_for(ctx).load_counts.values()) == [1]  # morph and generate_image share the pipeline
+
+
+def test_preflight_limits_for_posting(tmp_path):
+    import av
+
+    from pixelmill.video.encode import write_mp4
+    from pixelmill.video.preflight import VideoRejected, check_video
+
+    frames = [np.full((32, 48, 3), i * 20, np.uint8) for i in range(12)]
+    good = tmp_path / "good.mp4"
+    write_mp4(iter(frames), good, 4)
+    info = check_video(good, max_bytes=1_000_000, max_duration_s=3.0, target="Mastodon")
+    assert info["codec"] == "h264" and info["frames"] == 12 and info["duration_s"] == pytest.approx(3.0)
+    with pytest.raises(VideoRejected, match=r"lasts 3.0 s, over the 2 s limit for Mastodon"):
+        check_video(good, max_duration_s=2, target="Mastodon")
+    with pytest.raises(VideoRejected, match=r"MB, over the 0.0 MB limit"):
+        check_video(good, max_bytes=100)
+    other = tmp_path / "mpeg4.mp4"  # a codec browsers do not play (what old export_to_video wrote)
+    with av.open(str(other), "w") as c:
+        s = c.add_stream("mpeg4", rate=4)
+        s.width, s.height, s.pix_fmt = 48, 32, "yuv420p"
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    with pytest.raises(VideoRejected, match="is mpeg4, not h264"):
+        check_video(other)
+    (tmp_path / "junk.mp4").write_bytes(b"not a video")
+    with pytest.raises(VideoRejected, match="not a readable video"):
+        check_video(tmp_path / "junk.mp4")
