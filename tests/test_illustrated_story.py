@@ -20,8 +20,7 @@ STORY = {"title": "The keeper and the storm", "scenes": [
     {"text": "Morning, and all are safe.", "prompt": "a large orange circle on a yellow background"}]}
 
 
-def test_illustrated_story_runs_end_to_end(runtime, monkeypatch):
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+def test_illustrated_story_runs_end_to_end(runtime):
     text = (ROOT / "workflows" / "illustrated-story.yaml").read_text()
     with FakeOpenAI(models=["llama3.2"]) as srv:
         srv.reply(json.dumps({**STORY, "scenes": STORY["scenes"][:3]}))  # three scenes: repaired
