@@ -64,6 +64,7 @@ bench: setup
 	$(BIN)/python bench/posting.py
 	$(BIN)/python bench/webhook.py
 	$(BIN)/python bench/dashboard.py
+	$(BIN)/python bench/text_video.py
 
 bench-webhook: setup
 	nice -n 10 $(BIN)/python bench/webhook.py

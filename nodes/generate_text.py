@@ -1,0 +1,233 @@
+"""The ``generate_text`` node: chat completions from any OpenAI-compatible server or a local transformers LM."""
+
+from __future__ import annotations
+
+import re
+import time
+import warnings
+from typing import Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from pixelmill.models.loaders import resolve_model
+from pixelmill.models.manager import manager_for
+from pixelmill.node import TEMPLATE_FIELD, Cancelled, Model, Node, StepCheck
+from pixelmill.text.errors import BadRequest
+from pixelmill.text.local import chat_local, load_causal_lm
+from pixelmill.text.openai_compat import OpenAICompatible
+from pixelmill.text.structured import check_schema, schema_instruction
+from pixelmill.text.structured_loop import complete_with_schema
+from pixelmill.text.template import render, syntax_error
+
+_SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class GenerateTextConfig(Model):
+    provider: Literal["openai_compatible", "transformers"] = Field(
+        "openai_compatible", description="a chat server speaking the OpenAI API, or a local transformers model")
+    model: str = Field(description="openai_compatible: the server's model name (e.g. llama3.2); "
+                                   "transformers: a model id from the local cache or a folder")
+    base_url: str | None = Field(None, description="openai_compatible: e.g. http://localhost:11434/v1 (Ollama), "
+                                                   "http://localhost:8000/v1 (vLLM), http://localhost:8080/v1 (llama-server)")
+    api_key_secret: str | None = Field(None, description="name of the environment variable holding the API key "
+                                                         "(local servers usually need none)")
+    stream: bool = Field(False, description="stream the answer (progress events as tokens arrive)")
+    structured: Literal["auto", "response_format", "prompt"] = Field(
+        "auto", description="with json_schema: 'response_format' asks the server to enforce the schema, 'prompt' "
+                            "puts it in the system message; 'auto' tries the first and falls back to the second")
+    max_repairs: int = Field(2, ge=0, le=10, description="with json_schema: how often an invalid answer is sent "
+                                                         "back with the validation error")
+    timeout_s: float = Field(120, gt=0, le=3600, description="openai_compatible: seconds to wait for one answer")
+    max_retries: int = Field(4, ge=0, le=20, description="openai_compatible: retries of 429 and 5xx answers")
+    max_retry_wait_s: float = Field(120, ge=0, le=3600, description="most seconds spent waiting on Retry-After")
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field("auto", description="transformers: where the model runs")
+    dtype: Literal["auto", "float32", "float16", "bfloat16"] = Field("auto", description="transformers: precision")
+
+    @field_validator("api_key_secret")
+    @classmethod
+    def _secret_name(cls, value):
+        if value is not None and not _SECRET_NAME.match(value):
+            raise ValueError(f"'{value[:4]}…' is not a secret name: give the NAME of an environment variable "
+                             "(e.g. OPENAI_API_KEY), never the key itself")
+        return value
+
+    @model_validator(mode="after")
+    def _provider_fields(self):
+        if self.provider == "openai_compatible":
+            if not self.base_url or not re.match(r"^https?://", self.base_url):
+                raise ValueError("provider 'openai_compatible' needs base_url, an http(s) URL such as "
+                                 "http://localhost:11434/v1")
+        elif self.model.strip() == "embedded":
+            raise ValueError("there is no embedded language model: give provider 'transformers' a model id "
+                             "from the local cache or a folder")
+        return self
+
+
+class GenerateTextInputs(Model):
+    prompt: str = Field(description="the user message; a jinja2 template over 'vars' when vars are given",
+                        json_schema_extra={TEMPLATE_FIELD: True})
+    system: str | None = Field(None, description="the system message (a template like prompt)",
+                               json_schema_extra={TEMPLATE_FIELD: True})
+    vars: dict[str, Any] = Field(default_factory=dict, description="template variables (put step outputs here)")
+    temperature: float | None = Field(None, ge=0, le=2, description="0 = greedy; absent = the server's default")
+    max_tokens: int = Field(512, ge=1, le=131072, description="most tokens in the answer")
+    seed: int | None = Field(None, ge=0, lt=2**63, description="sampling seed (servers that support it)")
+    stop: list[str] = Field(default_factory=list, max_length=8, description="stop sequences")
+    json_schema: dict[str, Any] | None = Field(None, description="a JSON Schema the answer must meet; "
+                                                                 "the parsed value is the 'json' output")
+
+    @field_validator("json_schema")
+    @classmethod
+    def _valid_schema(cls, value):
+        if value is not None:
+            check_schema(value)
+        return value
+
+
+class TokenUsage(Model):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+with warnings.catch_warnings():
+    # the output is called 'json' on purpose (steps.x.outputs.json); pydantic warns that it shadows the
+    # deprecated BaseModel.json() method, which nothing here uses
+    warnings.filterwarnings("ignore", message='Field name "json"', category=UserWarning)
+
+    class GenerateTextOutputs(Model):
+        text: str
+        json: Any = Field(None, description="the parsed answer when json_schema was given")
+        usage: TokenUsage
+        model: str
+        finish_reason: str | None = None
+        attempts: int = Field(1, description="calls made (repairs of a structured answer included)")
+
+
+class GenerateTextNode(Node):
+    """Write text with a language model: any OpenAI-compatible chat server (Ollama, vLLM, llama.cpp's
+    llama-server, hosted APIs) or a local transformers causal LM with its chat template (offline unless
+    PIXELMILL_ALLOW_DOWNLOADS=1, shared through the model manager). System and user messages are jinja2
+    templates over ``vars``; ``json_schema`` makes the answer structured (server-enforced where supported,
+    otherwise validated and repaired). Retries 429/5xx honouring Retry-After; streams with progress events."""
+
+    type = "generate_text"
+    version = "1"
+    Config = GenerateTextConfig
+    Inputs = GenerateTextInputs
+    Outputs = GenerateTextOutputs
+    deterministic = False
+
+    @classmethod
+    def check_step(cls, check: StepCheck) -> None:
+        templated = bool(check.with_.get("vars"))
+        for key in ("prompt", "system"):
+            text = check.with_.get(key)
+            if not isinstance(text, str) or not templated:
+                continue
+            if check.is_expression(text):
+                check.error(("with", key), f"'{key}' is a template over vars and also holds a ${{{{ }}}} "
+                            "expression: a step's output would be rendered as a template",
+                            "put the expression under vars and write {{ name }} in the text")
+            elif (err := syntax_error(text)) is not None:
+                check.error(("with", key), f"{key} template: {err}")
+
+    def run(self, inputs: GenerateTextInputs, ctx) -> GenerateTextOutputs:
+        messages = self._messages(inputs)
+        if self.config.provider == "transformers":
+            done = self._run_local(messages, inputs, ctx)
+        else:
+            done = self._run_remote(messages, inputs, ctx)
+        ctx.logger.info("generate_text: %d completion tokens from %s", done.usage.completion_tokens, done.model)
+        return GenerateTextOutputs(text=done.text, json=done.json, usage=TokenUsage(**done.usage.as_dict()),
+                                   model=done.model or self.config.model, finish_reason=done.finish_reason,
+                                   attempts=done.attempts)
+
+    def _messages(self, inputs: GenerateTextInputs) -> list[dict]:
+        def fill(text: str, what: str) -> str:
+            return render(text, inputs.vars, what=what) if inputs.vars else text
+
+        messages = []
+        system = fill(inputs.system, "system") if inputs.system else ""
+        if inputs.json_schema is not None and self._schema_in_prompt():
+            system = (system + "\n\n" if system else "") + schema_instruction(inputs.json_schema)
+        if system:
+            messages.append({"role": "system", "content": system})
+        messages.append({"role": "user", "content": fill(inputs.prompt, "prompt")})
+        return messages
+
+    def _schema_in_prompt(self) -> bool:
+        return self.config.provider == "transformers" or self.config.structured == "prompt"
+
+    # ------------------------------------------------------------ providers
+
+    def _run_remote(self, messages, inputs, ctx):
+        cfg = self.config
+        api_key = ctx.secrets.get(cfg.api_key_secret) if cfg.api_key_secret else None
+
+        def wait(seconds: float) -> None:
+            ctx.progress(0, None, f"server busy: waiting {seconds:g} s (Retry-After)")
+            if ctx.cancel_event.wait(seconds) or ctx.cancelled:
+                raise Cancelled(f"step '{ctx.step_id}' was cancelled while waiting to retry")
+
+        client = OpenAICompatible(cfg.base_url, cfg.model, api_key, timeout_s=cfg.timeout_s,
+                                  max_retries=cfg.max_retries, max_retry_wait_s=cfg.max_retry_wait_s, wait=wait,
+                                  session=ctx.service("pixelmill.text.http", _session))
+        state = {"response_format": inputs.json_schema is not None and cfg.structured != "prompt"}
+        last = [0.0]
+
+        def on_delta(_text: str, n: int) -> None:
+            now = time.monotonic()
+            if now - last[0] >= 0.1:  # a progress event per 100 ms at most
+                last[0] = now
+                ctx.progress(n, inputs.max_tokens, "generating")
+
+        def call(msgs):
+            rf = None
+            if state["response_format"]:
+                rf = {"type": "json_schema", "json_schema": {"name": "answer", "schema": inputs.json_schema,
+                                                             "strict": True}}
+            try:
+                return client.chat(msgs, temperature=inputs.temperature, max_tokens=inputs.max_tokens,
+                                   seed=inputs.seed, stop=inputs.stop or None, response_format=rf,
+                                   stream=cfg.stream, on_delta=on_delta if cfg.stream else None)
+            except BadRequest as exc:
+                if rf is None or cfg.structured != "auto" or getattr(exc, "status", 0) not in (400, 422):
+                    raise
+                ctx.logger.info("server rejected response_format (%s); putting the schema in the prompt", exc)
+                state["response_format"] = False
+                return call(_with_schema_prompt(msgs, inputs.json_schema))
+
+        ctx.progress(0, inputs.max_tokens, f"asking {cfg.model} at {cfg.base_url}")
+        if inputs.json_schema is None:
+            return call(messages)
+        return complete_with_schema(call, messages, inputs.json_schema, cfg.max_repairs)
+
+    def _run_local(self, messages, inputs, ctx):
+        cfg = self.config
+        r = resolve_model(cfg.model, "llm", cfg.device, cfg.dtype)
+        ctx.progress(0, inputs.max_tokens, f"loading {r.name}")
+        with manager_for(ctx).use(("causal_lm", *r.key), lambda: load_causal_lm(r.name, r.source, r.device, r.dtype)) as lm:
+            def call(msgs):
+                done = chat_local(lm, msgs, temperature=inputs.temperature, max_tokens=inputs.max_tokens,
+                                  seed=inputs.seed, stop=inputs.stop,
+                                  on_token=lambda n: ctx.progress(n, inputs.max_tokens, "generating"))
+                done.model = r.name
+                return done
+
+            if inputs.json_schema is None:
+                return call(messages)
+            return complete_with_schema(call, messages, inputs.json_schema, cfg.max_repairs)
+
+
+def _with_schema_prompt(messages: list[dict], schema: dict) -> list[dict]:
+    note = schema_instruction(schema)
+    if messages and messages[0]["role"] == "system":
+        return [{"role": "system", "content": messages[0]["content"] + "\n\n" + note}, *messages[1:]]
+    return [{"role": "system", "content": note}, *messages]
+
+
+def _session():
+    import requests
+
+    return requests.Session()
