@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 from pixelmill.models.loaders import load_text2image, resolve_model
 from pixelmill.models.locate import recommended
 from pixelmill.models.manager import manager_for
-from pixelmill.models.options import ModelOptions
+from pixelmill.models.options import ModelOptions, PipelineOptions
 from pixelmill.node import ArtifactRef, Model, Node
 from pixelmill.video.encode import even, write_animation, write_mp4
 from pixelmill.video.morph import morph_frames
@@ -135,7 +135,10 @@ class MakeVideoNode(Node):
         seed = inputs.seed if inputs.seed is not None else random.SystemRandom().randrange(2**31)
         seed_to = inputs.seed_to if inputs.seed_to is not None else seed + 1
         ctx.progress(0, inputs.frames, f"loading {r.name}")
-        with manager_for(ctx).use(("text2image", *r.key), lambda: load_text2image(r)) as pipe:
+        # the same manager key as generate_image with default serving options: one pipeline for both nodes
+        options = PipelineOptions()
+        with manager_for(ctx).use(("text2image", *r.key, *options.load_options()),
+                                  lambda: load_text2image(r, options)) as pipe:
             native = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
             w = int(defaults.get("width") or native)
             h = int(defaults.get("height") or native)

@@ -131,7 +131,10 @@ def test_morph_neighbours_close_and_ends_equal_generate_image(tmp_path):
     from pixelmill.video.morph import morph_frames
 
     r = resolve_model("embedded", "sd", "cpu")
-    pipe = manager_for(ctx).get(("text2image", *r.key), lambda: load_text2image(r))
+    from pixelmill.models.options import PipelineOptions
+
+    options = PipelineOptions()  # generate_image's default serving options: the same manager key
+    pipe = manager_for(ctx).get(("text2image", *r.key, *options.load_options()), lambda: load_text2image(r, options))
     frames = [np.asarray(f, dtype=np.float32) / 255 for f in morph_frames(
         pipe, prompt_a=a[0], prompt_b=b[0], seed_a=a[1], seed_b=b[1], frames=10, steps=20, guidance=3.0,
         width=32, height=32)]
