@@ -1,43 +1,63 @@
-"""An invisible watermark that survives JPEG compression and resizing, in numpy only.
+"""Invisible watermark, version 2: keyed, and readable after everyday edits (numpy only).
 
-Method (spread-transform dither modulation in the image's lowest DCT frequencies):
+Layout. The image's luminance is looked at on a normalised ``G x G`` grid (any size or aspect ratio maps
+onto it, so a resize changes nothing). On that grid the mark is a ``T x T`` tile repeated ``K x K``
+times. The tile is band-limited to spatial frequencies of ``R_MIN..R_MAX`` cycles per tile, i.e.
+``K*R_MIN..K*R_MAX`` cycles per image: low enough to survive JPEG and a resize to 25 %, high enough that
+the picture itself (strong at the lowest frequencies) interferes little. In that band, a key-seeded
+random orthonormal basis gives one direction to a sync pattern and one to each of the 64 bits (48 payload
+bits + CRC-16).
 
-* The luminance of the whole image goes through a 2-D orthonormal DCT-II and the ``BAND x BAND``
-  lowest frequencies (without DC) are kept. Frequency index ``(u, v)`` counts half-cycles across the
-  whole image, so a resize keeps every coefficient where it was; dividing by ``sqrt(width * height)``
-  also makes its size independent of the image size. These low frequencies are what JPEG keeps best.
-* Each of the 64 bits (48 payload bits + CRC-16) owns one direction of a key-seeded random orthonormal
-  basis of that band. The projection on that direction is moved to the nearest point of a dithered
-  lattice of step ``DELTA`` whose parity encodes the bit (quantisation index modulation), so the host
-  image does not interfere with decoding (unlike plain additive spread spectrum).
-* Decoding projects again and reads the parity; each bit's distance to the lattice gives a reliability,
-  and the CRC says whether a payload is really there (false-positive rate 2**-16 on unmarked images).
+Embedding is informed: the detector's own statistic is measured on the image and the mark is chosen so
+that each bit's projection lands at ``+A`` or ``-A`` whatever the picture contributes (the picture's
+interference is cancelled, not just outweighed); a few passes absorb clipping and rounding.
 
-Its limits (measured by ``bench/watermark.py``): it needs room below white and above black to move
-(a pure white or black image cannot carry it) and it does not survive cropping or rotation.
+Detection finds the geometry first. Repetition makes the mark's power spectrum a lattice, so the
+autocorrelation of the whitened band-passed image has peaks one tile apart: their positions give the
+scale and rotation (a crop, a resize, a rotation of a few degrees, a screenshot with a border). Every
+pixel is then folded into one tile, which averages the picture away and keeps the mark; a circular
+cross-correlation with the sync pattern (and with its mirror image, for a flipped copy) gives the shift
+and a z-score; the bits are projections of the aligned tile. A payload counts as found when the sync
+z-score clears ``Z_MIN`` and the CRC checks (after flipping at most one of the weakest bits).
+
+Keys are secrets (bytes). ``DEMO_KEY`` is public: a mark made with it proves nothing, anyone can forge or
+overwrite it. See ``pixelmill.labels.wmkeys`` for where the real key comes from.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 from PIL import Image
 
-BAND = 12  # lowest BAND x BAND DCT frequencies (DC excluded) carry the mark
+G = 256  # normalised analysis grid
+K = 4  # tiles per side
+T = G // K  # tile size on the grid
+R_MIN, R_MAX = 3, 12  # band of the tile, in cycles per tile (x K = cycles per image)
 PAYLOAD_BYTES = 6
 NBITS = PAYLOAD_BYTES * 8 + 16
-DELTA = 1.2  # lattice step, in grey levels of the normalised projection (robustness vs visibility)
-MIN_SIDE = 64  # smaller images are skipped: too few pixels to hide 64 bits reliably (see bench)
-DEFAULT_KEY = 0x5049584D  # "PIXM"
-CHASE_BITS = 8  # least reliable bits tried when the CRC fails
-CHASE_MIN_CONFIDENCE = 0.75
-DECODE_MAX_SIDE = 1024  # decoding works on at most this size (memory and time on huge images)
+RMS = 2.5  # mark strength in grey levels (about 39-40 dB PSNR before the passes add corrections)
+SYNC_SHARE = 0.40  # part of the energy given to the sync pattern
+Z_MIN = 5.0  # sync z-score a detection needs (the maximum over all shifts of an unmarked image is ~3-4)
+MIN_SIDE = 128
+CHASE_BITS = 8
+DEMO_KEY = b"pixelmill public demo key"  # public: marks made with it are forgeable
+SCHEME = "pixelmill-wm2"
+PASSES = 4
+SCALES = (0.88, 0.91, 0.94, 0.97, 1.03, 1.06, 1.09, 1.12, 1.15)  # searched stretch of the tile grid
+ANGLES = (-2.25, -1.5, -0.75, 0.75, 1.5, 2.25)  # searched rotations, degrees
+N_LATTICE = 2  # candidate lattice vectors per axis tried by the detector
+WHITEN = 1.0  # detector weight grows as radius**WHITEN across the band
 
 
 class WatermarkError(ValueError):
     """The image or payload cannot carry a watermark (the message says why)."""
 
+
+# ---- payload ---------------------------------------------------------------------------------------------
 
 def payload_bytes(payload: str | bytes) -> bytes:
     """The 6 bytes a payload string becomes (UTF-8, zero padded); longer payloads are an error."""
@@ -64,151 +84,377 @@ def _bits(data: bytes) -> np.ndarray:
     return np.unpackbits(np.frombuffer(word, dtype=np.uint8)).astype(np.int64)
 
 
-def _dct_rows(n: int, k: int) -> np.ndarray:
-    """First ``k`` rows of the orthonormal DCT-II matrix of size ``n``."""
-    i = np.arange(n)
-    u = np.arange(k)[:, None]
-    m = np.cos(np.pi * (2 * i + 1) * u / (2 * n)) * np.sqrt(2.0 / n)
-    m[0] /= np.sqrt(2.0)
-    return m
-
-
-class _Basis:
-    def __init__(self, key: int):
-        rng = np.random.default_rng(key)
-        mask = np.ones((BAND, BAND), dtype=bool)
-        mask[0, 0] = False
-        self.mask = mask
-        dims = int(mask.sum())
-        q, _ = np.linalg.qr(rng.standard_normal((dims, NBITS)))
-        self.directions = q  # (dims, NBITS), orthonormal columns
-        self.dither = rng.uniform(0, DELTA, NBITS)
-
-
-_BASES: dict[int, _Basis] = {}
-
-
-def _basis(key: int) -> _Basis:
-    if key not in _BASES:
-        _BASES[key] = _Basis(key)
-    return _BASES[key]
-
-
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-
-
-def _band(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    h, w = y.shape
-    ch, cw = _dct_rows(h, BAND), _dct_rows(w, BAND)
-    coef = ch @ y @ cw.T / np.sqrt(h * w)
-    return coef, ch, cw
-
-
-def _projections(y: np.ndarray, basis: _Basis) -> np.ndarray:
-    coef, _, _ = _band(y)
-    return coef[basis.mask] @ basis.directions
-
-
-def _check_size(size: tuple[int, int], min_side: int) -> None:
-    if min(size) < min_side:
-        raise WatermarkError(
-            f"image is {size[0]}x{size[1]}; the watermark needs at least {min_side} px on the short side "
-            "to survive JPEG and resizing")
-
-
-def embed(image: Image.Image, payload: str | bytes, *, key: int = DEFAULT_KEY, min_side: int = MIN_SIDE,
-          passes: int = 4) -> Image.Image:
-    """Return a copy of ``image`` (RGB or RGBA) carrying ``payload``; raises WatermarkError when it cannot."""
-    _check_size(image.size, min_side)
-    data = payload_bytes(payload)
-    bits = _bits(data)
-    basis = _basis(key)
-    alpha = image.getchannel("A") if image.mode in ("RGBA", "LA") else None
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
-    h, w = rgb.shape[:2]
-    out = rgb
-    for _ in range(passes):  # repeat: clipping to 0..255 and rounding to integers undo part of a pass
-        y = _luma(out)
-        coef, ch, cw = _band(y)
-        s = coef[basis.mask] @ basis.directions
-        # nearest lattice point with the wanted parity: lattice DELTA*(k + bit/2) + dither
-        shifted = (s - basis.dither) / DELTA - bits / 2.0
-        target = (np.round(shifted) + bits / 2.0) * DELTA + basis.dither
-        delta_band = np.zeros((BAND, BAND))
-        delta_band[basis.mask] = basis.directions @ (target - s)
-        delta_y = ch.T @ delta_band @ cw * np.sqrt(h * w)
-        if np.abs(delta_y).max() < 0.05:
-            break
-        out = np.clip(np.rint(out + delta_y[..., None]), 0, 255)
-    result = Image.fromarray(out.astype(np.uint8), "RGB")
-    if alpha is not None:
-        result.putalpha(alpha)
-    return result
-
-
-@dataclass
-class Detection:
-    payload: bytes
-    crc_ok: bool
-    confidence: float  # mean per-bit reliability: about 0.5 on unmarked images, near 1.0 on marked ones
-    bits: list[int] = field(default_factory=list)
-    corrected: int = 0  # bits fixed by Chase decoding
-
-    @property
-    def text(self) -> str:
-        return self.payload.rstrip(b"\0").decode("utf-8", errors="replace")
-
-
-def decode(image: Image.Image, *, key: int = DEFAULT_KEY) -> Detection:
-    """Read the 64 bits back (whether or not a mark is there: ``crc_ok`` says if it is)."""
-    if min(image.size) < 8:
-        raise WatermarkError(f"image is {image.size[0]}x{image.size[1]}; too small to hold a watermark")
-    basis = _basis(key)
-    if max(image.size) > DECODE_MAX_SIDE:  # the mark lives in the lowest frequencies: a thumbnail keeps it
-        scale = DECODE_MAX_SIDE / max(image.size)
-        image = image.convert("RGB").resize((max(8, round(image.width * scale)), max(8, round(image.height * scale))),
-                                            Image.Resampling.BOX)
-    y = _luma(np.asarray(image.convert("RGB"), dtype=np.float64))
-    s = _projections(y, basis)
-    frac = np.mod((s - basis.dither) / DELTA, 1.0)  # 0 -> bit 0, 0.5 -> bit 1
-    bits = ((frac > 0.25) & (frac < 0.75)).astype(np.int64)
-    dist = np.abs(frac - bits / 2.0)
-    dist = np.minimum(dist, 1.0 - dist)  # 0 .. 0.25
-    reliability = 1.0 - 4.0 * dist
-    confidence = float(reliability.mean())
-    ok, data = _check(bits)
-    corrected = 0
-    if not ok and confidence >= CHASE_MIN_CONFIDENCE:
-        # Chase decoding: flip up to 2 of the least reliable bits until the CRC checks. Only tried when
-        # the bits sit clearly on the lattice (unmarked images average 0.5 with sd ~0.04), so the extra
-        # tries do not raise the false-positive rate in practice.
-        weakest = np.argsort(reliability)[:CHASE_BITS]
-        for flips in [(i,) for i in weakest] + [(i, j) for n, i in enumerate(weakest) for j in weakest[n + 1:]]:
-            trial = bits.copy()
-            trial[list(flips)] ^= 1
-            ok, data = _check(trial)
-            if ok:
-                bits, corrected = trial, len(flips)
-                break
-    return Detection(data, ok, confidence, bits.tolist(), corrected)
-
-
 def _check(bits: np.ndarray) -> tuple[bool, bytes]:
     raw = np.packbits(bits.astype(np.uint8)).tobytes()
     data, crc = raw[:PAYLOAD_BYTES], int.from_bytes(raw[PAYLOAD_BYTES:], "big")
     return crc16(data) == crc, data
 
 
-def bit_accuracy(image: Image.Image, payload: str | bytes, *, key: int = DEFAULT_KEY) -> float:
-    """Fraction of the 64 embedded bits read back right before any correction (for measurements)."""
+def key_id(key: bytes) -> str:
+    """A short public fingerprint of a key (safe to print and store; the key cannot be derived from it)."""
+    return hashlib.sha256(b"pixelmill-wm2-id:" + key).hexdigest()[:12]
+
+
+# ---- the band and the keyed basis ----------------------------------------------------------------------------
+
+def _band_points() -> tuple[np.ndarray, np.ndarray]:
+    fy = np.fft.fftfreq(T, 1.0 / T).astype(int)[:, None]
+    fx = np.fft.fftfreq(T, 1.0 / T).astype(int)[None, :]
+    radius = np.hypot(fy, fx)
+    half = (fx > 0) | ((fx == 0) & (fy > 0))  # one of each conjugate pair
+    iy, ix = np.nonzero(half & (radius >= R_MIN) & (radius <= R_MAX))
+    return iy, ix
+
+
+_IY, _IX = _band_points()
+DIMS = 2 * len(_IY)
+
+
+def _to_vec(tile: np.ndarray) -> np.ndarray:
+    """Orthonormal coordinates of a tile's band (the rest of the tile is ignored)."""
+    spec = np.fft.fft2(tile)[_IY, _IX] * (np.sqrt(2.0) / T)
+    return np.concatenate([spec.real, spec.imag])
+
+
+def _from_vec(vec: np.ndarray) -> np.ndarray:
+    n = len(_IY)
+    spec = np.zeros((T, T), dtype=complex)
+    values = (vec[:n] + 1j * vec[n:]) * (T / np.sqrt(2.0))
+    spec[_IY, _IX] = values
+    spec[(-_IY) % T, (-_IX) % T] = np.conj(values)
+    return np.fft.ifft2(spec).real
+
+
+@dataclass(frozen=True)
+class _Basis:
+    directions: np.ndarray  # (DIMS, 1 + NBITS): column 0 is the sync pattern
+    sync_tile: np.ndarray
+    sync_spec: np.ndarray
+
+
+@lru_cache(maxsize=16)
+def _basis(key: bytes) -> _Basis:
+    seed = int.from_bytes(hashlib.sha256(b"pixelmill-wm2:" + key).digest(), "big")
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.standard_normal((DIMS, 1 + NBITS)))
+    sync = _from_vec(q[:, 0])
+    return _Basis(q, sync, np.conj(np.fft.fft2(sync)))
+
+
+# ---- analysis grid -----------------------------------------------------------------------------------------
+
+def _luma(rgb: np.ndarray) -> np.ndarray:
+    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
+
+
+def _resize_f(arr: np.ndarray, size: tuple[int, int], resample=Image.Resampling.BILINEAR) -> np.ndarray:
+    return np.asarray(Image.fromarray(arr.astype(np.float32), "F").resize(size, resample), dtype=np.float64)
+
+
+@lru_cache(maxsize=1)
+def _band_mask() -> np.ndarray:
+    """Band-pass of the mirrored 2G grid: flat over the mark's band, cosine tapers outside it (cycles/image)."""
+    f = np.fft.fftfreq(2 * G, 1.0 / (2 * G)) / 2.0  # cycles per image
+    r = np.hypot(f[:, None], f[None, :])
+    lo0, lo1 = K * R_MIN * 0.55, K * R_MIN * 0.85
+    hi0, hi1 = K * R_MAX * 1.15, K * R_MAX * 1.45
+    mask = np.ones_like(r)
+    mask[r <= lo0] = 0
+    rise = (r > lo0) & (r < lo1)
+    mask[rise] = 0.5 - 0.5 * np.cos(np.pi * (r[rise] - lo0) / (lo1 - lo0))
+    mask[r >= hi1] = 0
+    fall = (r > hi0) & (r < hi1)
+    mask[fall] = 0.5 + 0.5 * np.cos(np.pi * (r[fall] - hi0) / (hi1 - hi0))
+    # whitening: pictures are strongest at the low end of the band, so weight frequencies by radius
+    return mask * (r / (K * (R_MIN + R_MAX) / 2.0)) ** WHITEN
+
+
+def _grid(image: Image.Image) -> np.ndarray:
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
+    return _resize_f(_luma(rgb), (G, G))
+
+
+def _bandpass(y: np.ndarray) -> np.ndarray:
+    """Band-passed grid (mirrored at the borders so edges add nothing), big outliers (edges of bars,
+    stickers, borders) clipped to 3 robust standard deviations."""
+    y = y - y.mean()
+    m = np.concatenate([y, y[::-1]], axis=0)
+    m = np.concatenate([m, m[:, ::-1]], axis=1)
+    out = np.fft.ifft2(np.fft.fft2(m) * _band_mask()).real[:G, :G]
+    limit = 3.0 * 1.4826 * float(np.median(np.abs(out))) + 1e-6
+    return np.clip(out, -limit, limit)
+
+
+# ---- geometry ------------------------------------------------------------------------------------------------
+
+def _box(a: np.ndarray, r: int) -> np.ndarray:
+    """Circular box mean of size 2r+1 along both axes."""
+    out = a.copy()
+    for s in range(1, r + 1):
+        out += np.roll(a, s, 0) + np.roll(a, -s, 0)
+    out2 = out.copy()
+    for s in range(1, r + 1):
+        out2 += np.roll(out, s, 1) + np.roll(out, -s, 1)
+    return out2 / (2 * r + 1) ** 2
+
+
+def _acf(yb: np.ndarray) -> np.ndarray:
+    """Autocorrelation of the spectrally whitened band: peaks at the tile period show the mark's lattice."""
+    power = np.abs(np.fft.fft2(yb)) ** 2
+    white = power / (_box(power, 3) + 1e-9)
+    f = np.fft.fftfreq(G, 1.0 / G)
+    r = np.hypot(f[:, None], f[None, :])
+    band = (r >= K * R_MIN * 0.7) & (r <= K * R_MAX * 1.3)
+    white = np.where(band, white - white[band].mean(), 0.0)
+    acf = np.fft.ifft2(white).real
+    return acf / (acf.std() + 1e-12)
+
+
+def _peaks(acf: np.ndarray, centre: tuple[float, float], span: tuple[int, int], n: int) -> list[np.ndarray]:
+    """The ``n`` best lattice-vector candidates in a window around ``centre`` (dy, dx), sub-pixel.
+
+    A candidate ``v`` scores ``acf(v) + acf(2v)``: the mark's repetition gives peaks at both, while a
+    picture's own structure rarely does."""
+    cy, cx = centre
+    sy, sx = span
+    ys = np.arange(int(cy - sy), int(cy + sy) + 1)
+    xs = np.arange(int(cx - sx), int(cx + sx) + 1)
+    yy, xx = np.meshgrid(ys, xs, indexing="ij")
+    score = acf[yy % G, xx % G] + acf[(2 * yy) % G, (2 * xx) % G]
+    found = []
+    for idx in np.argsort(score, axis=None)[::-1][:300]:
+        i, j = np.unravel_index(idx, score.shape)
+        if 0 < i < score.shape[0] - 1 and 0 < j < score.shape[1] - 1:
+            v = score[i, j]
+            if v < score[i - 1:i + 2, j - 1:j + 2].max():
+                continue
+            di = _parabola(score[i - 1, j], v, score[i + 1, j])
+            dj = _parabola(score[i, j - 1], v, score[i, j + 1])
+            found.append(np.array([ys[i] + di, xs[j] + dj]))
+            if len(found) == n:
+                break
+    return found
+
+
+def _parabola(a: float, b: float, c: float) -> float:
+    den = a - 2 * b + c
+    return 0.0 if abs(den) < 1e-12 else float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
+
+
+def _lattices(yb: np.ndarray, n: int = N_LATTICE) -> list[np.ndarray]:
+    """Candidate 2x2 maps from tile coordinates to grid coordinates (columns: row step, column step)."""
+    acf = _acf(yb)
+    span = (int(T * 0.12), int(T * 0.3))
+    rows = [p[::-1] for p in _peaks(acf.T, (0.0, T * 1.03), span, n)]  # lags along the rows
+    cols = _peaks(acf, (0.0, T * 1.03), span, n)
+    out = [np.eye(2)]
+    for r in rows:
+        for c in cols:
+            a = np.column_stack([r, c]) / T
+            if abs(np.linalg.det(a)) > 0.4:
+                out.append(a)
+    return out
+
+
+def _fold(yb: np.ndarray, lattice: np.ndarray) -> np.ndarray:
+    """Average every grid pixel into one tile, at the position the lattice gives it (nearest splat on a
+    twice finer tile, then 2x2 sums)."""
+    if np.allclose(lattice, np.eye(2)):
+        return yb.reshape(K, T, K, T).mean(axis=(0, 2))
+    inv = np.linalg.inv(lattice) * 2.0
+    qy = (inv[0, 0] * _PY + inv[0, 1] * _PX + 0.5).astype(np.int64) % (2 * T)
+    qx = (inv[1, 0] * _PY + inv[1, 1] * _PX + 0.5).astype(np.int64) % (2 * T)
+    idx = (qy * (2 * T) + qx).ravel()
+    num = np.bincount(idx, yb.ravel(), 4 * T * T).reshape(T, 2, T, 2).sum(axis=(1, 3))
+    den = np.bincount(idx, None, 4 * T * T).reshape(T, 2, T, 2).sum(axis=(1, 3))
+    return num / np.maximum(den, 1e-9)
+
+
+_PY, _PX = (a.astype(np.float64) for a in np.mgrid[0:G, 0:G])
+
+
+def _geometry(sy: float, sx: float, degrees: float = 0.0) -> np.ndarray:
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    return np.array([[c, -s], [s, c]]) @ np.diag([sy, sx])
+
+
+def _searched() -> list[np.ndarray]:
+    """The geometries tried besides the autocorrelation's: a crop of one side (one axis stretched), a
+    rescale with a border (both axes), a small rotation. Steps are 3 % and 0.75 degrees: the fold still
+    keeps most of the mark half a step away, and the best one is refined afterwards."""
+    out = []
+    for s in SCALES:
+        out += [_geometry(1.0, s), _geometry(s, 1.0), _geometry(s, s)]
+    out += [_geometry(1.0, 1.0, d) for d in ANGLES]
+    return out
+
+
+# ---- detection -----------------------------------------------------------------------------------------------
+
+@dataclass
+class Detection:
+    found: bool
+    payload: bytes
+    key_id: str | None  # fingerprint of the key that verified (None when nothing did)
+    z: float  # sync z-score: ~3-4 on unmarked images, far higher on marked ones
+    confidence: float  # mean per-bit reliability 0..1
+    flipped: bool = False
+    corrected: int = 0  # bits fixed by Chase decoding
+    bits: list[int] = field(default_factory=list)
+
+    @property
+    def crc_ok(self) -> bool:
+        return self.found
+
+    @property
+    def text(self) -> str:
+        return self.payload.rstrip(b"\0").decode("utf-8", errors="replace")
+
+
+def _soft(tile: np.ndarray, basis: _Basis) -> tuple[float, bool, np.ndarray]:
+    """Sync z-score, flip and the 1 + NBITS projections of the aligned tile."""
+    best = (-np.inf, False, None)
+    for flipped in (False, True):
+        t = tile[:, ::-1] if flipped else tile
+        spec = np.fft.fft2(t - t.mean())
+        corr = np.fft.ifft2(spec * basis.sync_spec).real
+        spread = 1.4826 * float(np.median(np.abs(corr - np.median(corr)))) + 1e-12
+        i, j = np.unravel_index(int(np.argmax(corr)), corr.shape)
+        z = float((corr[i, j] - np.median(corr)) / spread)
+        if z > best[0]:
+            di = _parabola(corr[i - 1, j], corr[i, j], corr[(i + 1) % T, j])
+            dj = _parabola(corr[i, j - 1], corr[i, j], corr[i, (j + 1) % T])
+            best = (z, flipped, (spec, i + di, j + dj))
+    z, flipped, (spec, sy, sx) = best
+    f = np.fft.fftfreq(T)
+    ramp = np.exp(2j * np.pi * (f[:, None] * sy + f[None, :] * sx))
+    aligned = np.fft.ifft2(spec * ramp).real
+    return z, flipped, basis.directions.T @ _to_vec(aligned)
+
+
+def _decode_soft(soft: np.ndarray) -> tuple[bool, bytes, np.ndarray, float, int]:
+    values = soft[1:]
+    scale = float(np.median(np.abs(values))) + 1e-12
+    bits = (values > 0).astype(np.int64)
+    reliability = np.clip(np.abs(values) / scale, 0, 2) / 2
+    ok, data = _check(bits)
+    corrected = 0
+    if not ok:
+        weakest = np.argsort(np.abs(values))[:CHASE_BITS]
+        for flips in [(i,) for i in weakest]:
+            trial = bits.copy()
+            trial[list(flips)] ^= 1
+            ok, data = _check(trial)
+            if ok:
+                bits, corrected = trial, len(flips)
+                break
+    return ok, data, bits, float(reliability.mean()), corrected
+
+
+def _prepare(image: Image.Image) -> tuple[np.ndarray, list[np.ndarray]]:
+    if min(image.size) < 16:
+        raise WatermarkError(f"image is {image.size[0]}x{image.size[1]}; too small to hold a watermark")
+    yb = _bandpass(_grid(image))
+    return yb, _lattices(yb) + _SEARCHED
+
+
+def _candidates(yb: np.ndarray, lattices: list[np.ndarray], basis: _Basis) -> list[tuple[float, bool, np.ndarray]]:
+    """(z, flipped, projections) at the two geometries the sync likes best and at the best one refined by
+    a finer search around it, best z first. Several are kept because the embedding cancelled the picture's
+    interference at the original geometry exactly: a neighbour with a marginally higher sync score can
+    read worse bits."""
+    scored = sorted(((_soft(_fold(yb, lat), basis), lat) for lat in lattices), key=lambda r: -r[0][0])
+    best, lat = scored[0]
+    refined = best
+    for step in (0.015, 0.0075):
+        rotated = not np.allclose(lat, np.diag(np.diag(lat)))
+        for dy in (-step, 0, step):
+            for dx in (-step, 0, step):
+                for da in ((-step * 25, 0, step * 25) if rotated else (0,)):
+                    cand = lat @ _geometry(1 + dy, 1 + dx, da)
+                    r = _soft(_fold(yb, cand), basis)
+                    if r[0] > refined[0]:
+                        refined, lat = r, cand
+    out = [r for r, _ in scored[:2]]
+    identity = next(r for r, g in scored if g is lattices[0])  # the embedding's own geometry
+    if all(identity is not r for r in out):
+        out.append(identity)
+    if refined is not best:
+        out.append(refined)
+    return sorted(out, key=lambda r: -r[0])
+
+
+def detect(image: Image.Image, keys: list[bytes] | tuple[bytes, ...] = (DEMO_KEY,)) -> Detection:
+    """Look for a mark made with any of ``keys``; the result names the key that verified (by fingerprint)."""
+    yb, lattices = _prepare(image)
+    best: Detection | None = None
+    for key in keys:
+        for z, flipped, soft in _candidates(yb, lattices, _basis(bytes(key))):
+            ok, data, bits, conf, corrected = _decode_soft(soft)
+            found = ok and z >= Z_MIN and soft[0] > 0
+            det = Detection(found, data if found else b"", key_id(key) if found else None, z, conf,
+                            flipped, corrected, bits.tolist())
+            if found:
+                return det
+            if best is None or det.z > best.z:
+                best = det
+    assert best is not None
+    return best
+
+
+def bit_accuracy(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY) -> float:
+    """Fraction of the 64 embedded bits read back right (no correction), at the best sync hypothesis."""
     want = _bits(payload_bytes(payload))
-    basis = _basis(key)
-    if max(image.size) > DECODE_MAX_SIDE:
-        scale = DECODE_MAX_SIDE / max(image.size)
-        image = image.convert("RGB").resize((round(image.width * scale), round(image.height * scale)),
-                                            Image.Resampling.BOX)
-    s = _projections(_luma(np.asarray(image.convert("RGB"), dtype=np.float64)), basis)
-    frac = np.mod((s - basis.dither) / DELTA, 1.0)
-    got = ((frac > 0.25) & (frac < 0.75)).astype(np.int64)
-    return float((want == got).mean())
+    yb, lattices = _prepare(image)
+    return max(float((want == (soft[1:] > 0)).mean()) for _, _, soft in _candidates(yb, lattices, _basis(bytes(key))))
+
+
+# ---- embedding -----------------------------------------------------------------------------------------------
+
+def _measure(y: np.ndarray, basis: _Basis) -> np.ndarray:
+    """The detector's projections at the embedding geometry (no flip, no shift)."""
+    tile = _fold(_bandpass(_resize_f(y, (G, G))), np.eye(2))
+    return basis.directions.T @ _to_vec(tile - tile.mean())
+
+
+def embed(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY, min_side: int = MIN_SIDE,
+          rms: float = RMS) -> Image.Image:
+    """Return a copy of ``image`` (RGB or RGBA) carrying ``payload`` under ``key``."""
+    if min(image.size) < min_side:
+        raise WatermarkError(
+            f"image is {image.size[0]}x{image.size[1]}; the watermark needs at least {min_side} px on the "
+            "short side to survive JPEG, resizing and cropping")
+    signs = 2.0 * _bits(payload_bytes(payload)) - 1.0
+    basis = _basis(bytes(key))
+    alpha = image.getchannel("A") if image.mode in ("RGBA", "LA") else None
+    rgb = np.asarray(image.convert("RGB"), dtype=np.float64)
+    h, w = rgb.shape[:2]
+    y0 = _luma(rgb)
+    host = _measure(y0, basis)
+    # sync gets SYNC_SHARE of the energy. Each bit's projection must end at least ``amp`` on its side: where
+    # the picture already puts it there nothing is spent, elsewhere the picture's part is cancelled; ``amp``
+    # is the largest margin the rest of the energy buys (bisection)
+    energy = (rms * T) ** 2
+    sync_amp = np.sqrt(SYNC_SHARE * energy)
+    bit_energy = (1 - SYNC_SHARE) * energy
+    along = signs * host[1:]
+    lo, hi = 0.0, np.sqrt(bit_energy)
+    for _ in range(40):
+        amp = (lo + hi) / 2
+        lo, hi = (amp, hi) if float((np.maximum(amp - along, 0) ** 2).sum()) <= bit_energy else (lo, amp)
+    goal = np.concatenate([[sync_amp + host[0]], signs * np.maximum(lo, along)])
+    coef = goal - host
+    out = rgb
+    for _ in range(PASSES):
+        tile = _from_vec(basis.directions @ coef)
+        pattern = _resize_f(np.tile(tile, (K, K)), (w, h), Image.Resampling.BICUBIC)
+        out = np.clip(np.rint(rgb + pattern[..., None]), 0, 255)
+        got = _measure(_luma(out), basis)
+        coef = coef + (goal - got)
+    result = Image.fromarray(out.astype(np.uint8), "RGB")
+    if alpha is not None:
+        result.putalpha(alpha)
+    return result
+
+
+_SEARCHED = _searched()
