@@ -5,8 +5,8 @@ onto it, so a resize changes nothing). On that grid the mark is a ``T x T`` tile
 times. The tile is band-limited to spatial frequencies of ``R_MIN..R_MAX`` cycles per tile, i.e.
 ``K*R_MIN..K*R_MAX`` cycles per image: low enough to survive JPEG and a resize to 25 %, high enough that
 the picture itself (strong at the lowest frequencies) interferes little. In that band, a key-seeded
-random orthonormal basis gives one direction to a sync pattern and one to each of the 64 bits (48 payload
-bits + CRC-16).
+random orthonormal basis gives one direction to a sync pattern and one to each of the 80 bits (48 payload
+bits + CRC-32).
 
 Embedding is informed: the detector's own statistic is measured on the image and the mark is chosen so
 that each bit's projection lands at ``+A`` or ``-A`` whatever the picture contributes (the picture's
@@ -18,7 +18,8 @@ scale and rotation (a crop, a resize, a rotation of a few degrees, a screenshot 
 pixel is then folded into one tile, which averages the picture away and keeps the mark; a circular
 cross-correlation with the sync pattern (and with its mirror image, for a flipped copy) gives the shift
 and a z-score; the bits are projections of the aligned tile. A payload counts as found when the sync
-z-score clears ``Z_MIN`` and the CRC checks (after flipping at most one of the weakest bits).
+z-score clears ``Z_MIN`` and the CRC checks (after flipping at most 3 of the 14 weakest bits: at most
+470 tries against a 32-bit check).
 
 Keys are secrets (bytes). ``DEMO_KEY`` is public: a mark made with it proves nothing, anyone can forge or
 overwrite it. See ``pixelmill.labels.wmkeys`` for where the real key comes from.
@@ -27,6 +28,8 @@ overwrite it. See ``pixelmill.labels.wmkeys`` for where the real key comes from.
 from __future__ import annotations
 
 import hashlib
+import itertools
+import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -38,16 +41,18 @@ K = 4  # tiles per side
 T = G // K  # tile size on the grid
 R_MIN, R_MAX = 3, 12  # band of the tile, in cycles per tile (x K = cycles per image)
 PAYLOAD_BYTES = 6
-NBITS = PAYLOAD_BYTES * 8 + 16
-RMS = 2.5  # mark strength in grey levels (about 39-40 dB PSNR before the passes add corrections)
+NBITS = PAYLOAD_BYTES * 8 + 32  # payload + CRC-32
+RMS = 3.0  # mark strength in grey levels (about 38.6 dB PSNR; see PSNR_MIN)
 SYNC_SHARE = 0.40  # part of the energy given to the sync pattern
-Z_MIN = 5.0  # sync z-score a detection needs (the maximum over all shifts of an unmarked image is ~3-4)
+Z_MIN = 4.5  # sync z-score a detection needs (unmarked images reach ~4-5.5: the CRC-32 decides)
 MIN_SIDE = 128
-CHASE_BITS = 8
+CHASE_BITS = 14
+CHASE_FLIPS = 3  # Chase decoding tries flipping up to this many of the CHASE_BITS weakest bits
 DEMO_KEY = b"pixelmill public demo key"  # public: marks made with it are forgeable
 SCHEME = "pixelmill-wm2"
 PASSES = 4
-SCALES = (0.88, 0.91, 0.94, 0.97, 1.03, 1.06, 1.09, 1.12, 1.15)  # searched stretch of the tile grid
+PSNR_MIN = 38.3  # the change is scaled back when it would cost more than this (dB, RGB)
+SCALES = tuple(round(0.85 + 0.03 * i, 2) for i in range(11))  # searched stretch of each grid axis
 ANGLES = (-2.25, -1.5, -0.75, 0.75, 1.5, 2.25)  # searched rotations, degrees
 N_LATTICE = 2  # candidate lattice vectors per axis tried by the detector
 WHITEN = 1.0  # detector weight grows as radius**WHITEN across the band
@@ -68,26 +73,19 @@ def payload_bytes(payload: str | bytes) -> bytes:
     return raw.ljust(PAYLOAD_BYTES, b"\0")
 
 
-def crc16(data: bytes) -> int:
-    """CRC-16/CCITT-FALSE."""
-    crc = 0xFFFF
-    for byte in data:
-        crc ^= byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)
-            crc &= 0xFFFF
-    return crc
+def _crc(data: bytes) -> int:
+    return zlib.crc32(b"pixelmill-wm2" + data)
 
 
 def _bits(data: bytes) -> np.ndarray:
-    word = data + crc16(data).to_bytes(2, "big")
+    word = data + _crc(data).to_bytes(4, "big")
     return np.unpackbits(np.frombuffer(word, dtype=np.uint8)).astype(np.int64)
 
 
 def _check(bits: np.ndarray) -> tuple[bool, bytes]:
     raw = np.packbits(bits.astype(np.uint8)).tobytes()
     data, crc = raw[:PAYLOAD_BYTES], int.from_bytes(raw[PAYLOAD_BYTES:], "big")
-    return crc16(data) == crc, data
+    return _crc(data) == crc, data
 
 
 def key_id(key: bytes) -> str:
@@ -257,17 +255,28 @@ def _lattices(yb: np.ndarray, n: int = N_LATTICE) -> list[np.ndarray]:
 
 
 def _fold(yb: np.ndarray, lattice: np.ndarray) -> np.ndarray:
-    """Average every grid pixel into one tile, at the position the lattice gives it (nearest splat on a
-    twice finer tile, then 2x2 sums)."""
+    """Average every grid pixel into one tile, at the position the lattice gives it (bilinear splat)."""
     if np.allclose(lattice, np.eye(2)):
         return yb.reshape(K, T, K, T).mean(axis=(0, 2))
-    inv = np.linalg.inv(lattice) * 2.0
-    qy = (inv[0, 0] * _PY + inv[0, 1] * _PX + 0.5).astype(np.int64) % (2 * T)
-    qx = (inv[1, 0] * _PY + inv[1, 1] * _PX + 0.5).astype(np.int64) % (2 * T)
-    idx = (qy * (2 * T) + qx).ravel()
-    num = np.bincount(idx, yb.ravel(), 4 * T * T).reshape(T, 2, T, 2).sum(axis=(1, 3))
-    den = np.bincount(idx, None, 4 * T * T).reshape(T, 2, T, 2).sum(axis=(1, 3))
-    return num / np.maximum(den, 1e-9)
+    if lattice[0, 1] == 0 and lattice[1, 0] == 0:  # axis-aligned: separable, much cheaper
+        return _fold_rows(_fold_rows(yb, float(lattice[0, 0])).T, float(lattice[1, 1])).T
+    inv = np.linalg.inv(lattice)
+    qy = inv[0, 0] * _PY + inv[0, 1] * _PX
+    qx = inv[1, 0] * _PY + inv[1, 1] * _PX
+    y0, x0 = np.floor(qy), np.floor(qx)
+    fy, fx = (qy - y0).ravel(), (qx - x0).ravel()
+    y0 = y0.astype(np.int64).ravel() % T
+    x0 = x0.astype(np.int64).ravel() % T
+    y1, x1 = (y0 + 1) % T, (x0 + 1) % T
+    vals = yb.ravel()
+    num = np.zeros(T * T)
+    den = np.zeros(T * T)
+    for yy, xx, w in ((y0, x0, (1 - fy) * (1 - fx)), (y0, x1, (1 - fy) * fx), (y1, x0, fy * (1 - fx)),
+                      (y1, x1, fy * fx)):
+        idx = yy * T + xx
+        num += np.bincount(idx, w * vals, T * T)
+        den += np.bincount(idx, w, T * T)
+    return (num / np.maximum(den, 1e-9)).reshape(T, T)
 
 
 _PY, _PX = (a.astype(np.float64) for a in np.mgrid[0:G, 0:G])
@@ -279,13 +288,40 @@ def _geometry(sy: float, sx: float, degrees: float = 0.0) -> np.ndarray:
 
 
 def _searched() -> list[np.ndarray]:
-    """The geometries tried besides the autocorrelation's: a crop of one side (one axis stretched), a
-    rescale with a border (both axes), a small rotation. Steps are 3 % and 0.75 degrees: the fold still
-    keeps most of the mark half a step away, and the best one is refined afterwards."""
+    """Rotations tried besides the scale grid and the autocorrelation's guesses."""
+    return [_geometry(1.0, 1.0, d) for d in ANGLES]
+
+
+@lru_cache(maxsize=256)
+def _axis_fold(scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """How one grid axis stretched by ``scale`` folds into the tile: bins and linear weights per pixel,
+    and the total weight per bin."""
+    q = np.arange(G) / scale
+    lo = np.floor(q)
+    frac = q - lo
+    lo = lo.astype(int) % T
+    hi = (lo + 1) % T
+    total = np.bincount(lo, 1 - frac, T) + np.bincount(hi, frac, T)
+    return lo, hi, frac, total
+
+
+def _fold_rows(a: np.ndarray, scale: float) -> np.ndarray:
+    lo, hi, frac, total = _axis_fold(scale)
+    out = np.zeros((T, a.shape[1]))
+    np.add.at(out, lo, a * (1 - frac)[:, None])
+    np.add.at(out, hi, a * frac[:, None])
+    return out / np.maximum(total, 1e-9)[:, None]
+
+
+def _scale_grid(yb: np.ndarray, basis: _Basis) -> list[tuple[tuple[float, bool, np.ndarray], np.ndarray]]:
+    """Sync scores over every (row, column) stretch in SCALES: axis-aligned folds are separable, so each
+    costs two sparse sums (a crop stretches one or two axes, a border shrinks both)."""
     out = []
-    for s in SCALES:
-        out += [_geometry(1.0, s), _geometry(s, 1.0), _geometry(s, s)]
-    out += [_geometry(1.0, 1.0, d) for d in ANGLES]
+    for sy in SCALES:
+        rows = _fold_rows(yb, sy).T  # (G columns, T)
+        for sx in SCALES:
+            tile = _fold_rows(rows, sx).T
+            out.append((_sync(tile, basis), _geometry(sy, sx)))
     return out
 
 
@@ -301,6 +337,7 @@ class Detection:
     flipped: bool = False
     corrected: int = 0  # bits fixed by Chase decoding
     bits: list[int] = field(default_factory=list)
+    raw_bits: list[int] = field(default_factory=list)  # hard decisions before correction
 
     @property
     def crc_ok(self) -> bool:
@@ -311,25 +348,34 @@ class Detection:
         return self.payload.rstrip(b"\0").decode("utf-8", errors="replace")
 
 
-def _soft(tile: np.ndarray, basis: _Basis) -> tuple[float, bool, np.ndarray]:
-    """Sync z-score, flip and the 1 + NBITS projections of the aligned tile."""
-    best = (-np.inf, False, None)
+def _sync(tile: np.ndarray, basis: _Basis) -> tuple[float, bool, np.ndarray, float, float]:
+    """Sync z-score over all circular shifts of the tile and of its mirror image: (z, flipped, the tile's
+    spectrum, shift)."""
+    best = None
     for flipped in (False, True):
         t = tile[:, ::-1] if flipped else tile
         spec = np.fft.fft2(t - t.mean())
         corr = np.fft.ifft2(spec * basis.sync_spec).real
-        spread = 1.4826 * float(np.median(np.abs(corr - np.median(corr)))) + 1e-12
         i, j = np.unravel_index(int(np.argmax(corr)), corr.shape)
-        z = float((corr[i, j] - np.median(corr)) / spread)
-        if z > best[0]:
+        z = float((corr[i, j] - corr.mean()) / (corr.std() + 1e-12))
+        if best is None or z > best[0]:
             di = _parabola(corr[i - 1, j], corr[i, j], corr[(i + 1) % T, j])
             dj = _parabola(corr[i, j - 1], corr[i, j], corr[i, (j + 1) % T])
-            best = (z, flipped, (spec, i + di, j + dj))
-    z, flipped, (spec, sy, sx) = best
+            best = (z, flipped, spec, i + di, j + dj)
+    return best
+
+
+def _project(sync: tuple, basis: _Basis) -> tuple[float, bool, np.ndarray]:
+    """(z, flipped, the 1 + NBITS projections of the tile shifted into place)."""
+    z, flipped, spec, sy, sx = sync
     f = np.fft.fftfreq(T)
     ramp = np.exp(2j * np.pi * (f[:, None] * sy + f[None, :] * sx))
     aligned = np.fft.ifft2(spec * ramp).real
     return z, flipped, basis.directions.T @ _to_vec(aligned)
+
+
+def _soft(tile: np.ndarray, basis: _Basis) -> tuple[float, bool, np.ndarray]:
+    return _project(_sync(tile, basis), basis)
 
 
 def _decode_soft(soft: np.ndarray) -> tuple[bool, bytes, np.ndarray, float, int]:
@@ -341,7 +387,8 @@ def _decode_soft(soft: np.ndarray) -> tuple[bool, bytes, np.ndarray, float, int]
     corrected = 0
     if not ok:
         weakest = np.argsort(np.abs(values))[:CHASE_BITS]
-        for flips in [(i,) for i in weakest]:
+        tries = (c for n in range(1, CHASE_FLIPS + 1) for c in itertools.combinations(weakest, n))
+        for flips in tries:
             trial = bits.copy()
             trial[list(flips)] ^= 1
             ok, data = _check(trial)
@@ -359,29 +406,31 @@ def _prepare(image: Image.Image) -> tuple[np.ndarray, list[np.ndarray]]:
 
 
 def _candidates(yb: np.ndarray, lattices: list[np.ndarray], basis: _Basis) -> list[tuple[float, bool, np.ndarray]]:
-    """(z, flipped, projections) at the two geometries the sync likes best and at the best one refined by
+    """(z, flipped, projections) at the three geometries the sync likes best, at the original one and at the best one refined by
     a finer search around it, best z first. Several are kept because the embedding cancelled the picture's
     interference at the original geometry exactly: a neighbour with a marginally higher sync score can
     read worse bits."""
-    scored = sorted(((_soft(_fold(yb, lat), basis), lat) for lat in lattices), key=lambda r: -r[0][0])
+    scored = [(_sync(_fold(yb, lat), basis), lat) for lat in lattices] + _scale_grid(yb, basis)
+    identity = scored[0][0]  # the embedding's own geometry
+    scored.sort(key=lambda r: -r[0][0])
     best, lat = scored[0]
     refined = best
-    for step in (0.015, 0.0075):
-        rotated = not np.allclose(lat, np.diag(np.diag(lat)))
-        for dy in (-step, 0, step):
-            for dx in (-step, 0, step):
-                for da in ((-step * 25, 0, step * 25) if rotated else (0,)):
-                    cand = lat @ _geometry(1 + dy, 1 + dx, da)
-                    r = _soft(_fold(yb, cand), basis)
-                    if r[0] > refined[0]:
-                        refined, lat = r, cand
-    out = [r for r, _ in scored[:2]]
-    identity = next(r for r, g in scored if g is lattices[0])  # the embedding's own geometry
+    rotated = not (lat[0, 1] == 0 and lat[1, 0] == 0)
+    for step in (0.015, 0.0075, 0.00375):  # coordinate search: row stretch, column stretch, angle
+        moves = [(step, 0, 0), (-step, 0, 0), (0, step, 0), (0, -step, 0)]
+        if rotated:
+            moves += [(0, 0, step * 25), (0, 0, -step * 25)]
+        for dy, dx, da in moves:
+            cand = lat @ _geometry(1 + dy, 1 + dx, da) if rotated else np.diag(np.diag(lat) * (1 + np.array([dy, dx])))
+            r = _sync(_fold(yb, cand), basis)
+            if r[0] > refined[0]:
+                refined, lat = r, cand
+    out = [r for r, _ in scored[:3]]
     if all(identity is not r for r in out):
         out.append(identity)
     if refined is not best:
         out.append(refined)
-    return sorted(out, key=lambda r: -r[0])
+    return [_project(r, basis) for r in sorted(out, key=lambda r: -r[0])]
 
 
 def detect(image: Image.Image, keys: list[bytes] | tuple[bytes, ...] = (DEMO_KEY,)) -> Detection:
@@ -393,7 +442,7 @@ def detect(image: Image.Image, keys: list[bytes] | tuple[bytes, ...] = (DEMO_KEY
             ok, data, bits, conf, corrected = _decode_soft(soft)
             found = ok and z >= Z_MIN and soft[0] > 0
             det = Detection(found, data if found else b"", key_id(key) if found else None, z, conf,
-                            flipped, corrected, bits.tolist())
+                            flipped, corrected, bits.tolist(), (soft[1:] > 0).astype(int).tolist())
             if found:
                 return det
             if best is None or det.z > best.z:
@@ -451,6 +500,16 @@ def embed(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY, mi
         out = np.clip(np.rint(rgb + pattern[..., None]), 0, 255)
         got = _measure(_luma(out), basis)
         coef = coef + (goal - got)
+    # the corrections can overspend: scale the (unrounded) change back until the PSNR is PSNR_MIN
+    change = np.clip(rgb + pattern[..., None], 0, 255) - rgb
+    budget = 255.0**2 / 10 ** (PSNR_MIN / 10)
+    factor = 1.0
+    for _ in range(8):
+        mse = float(((out - rgb) ** 2).mean())
+        if mse <= budget:
+            break
+        factor *= np.sqrt(budget / mse) * 0.995
+        out = np.clip(np.rint(rgb + change * factor), 0, 255)
     result = Image.fromarray(out.astype(np.uint8), "RGB")
     if alpha is not None:
         result.putalpha(alpha)
