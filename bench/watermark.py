@@ -184,7 +184,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     attacks = {k: v for k, v in ATTACKS.items() if not args.attacks or k in args.attacks.split(",")}
     images = photos(args.photos) + synthetic(args.synthetic) + embedded_outputs(args.embedded)
-    print(f"watermark v2: {wm.NBITS} bits ({wm.PAYLOAD_BYTES * 8} payload + CRC-16), grid {wm.G}, "
+    print(f"watermark v2: {wm.NBITS} bits ({wm.PAYLOAD_BYTES * 8} payload + CRC-32), grid {wm.G}, "
           f"{wm.K}x{wm.K} tiles, band {wm.K * wm.R_MIN}-{wm.K * wm.R_MAX} cycles/image, z >= {wm.Z_MIN}")
     print(f"{len(images)} marked images ({sum(n.startswith(('synthetic', 'embedded')) is False for n, _ in images)} "
           f"photos), {len(attacks)} attacks")
