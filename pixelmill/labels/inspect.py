@@ -112,6 +112,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  xmp error:    {x['error']}")
     if x.get("badge"):
         lines.append(f"  badge:        {x['badge']!r} (recorded in XMP)")
+    for key, value in (x.get("ai") or {}).items():
+        lines.append(f"  iptc ai {key + ':':<19}{value}")
     params = report["parameters"]["xmp"]
     for key, value in params.items():
         lines.append(f"  param {key + ':':<19}{value}")
@@ -127,8 +129,10 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  watermark:    none found (keys tried: {', '.join(w['keys_tried'])}; sync z {w['z']})")
     c = report["c2pa"]
     if c.get("present"):
-        lines.append(f"  c2pa:         {c['validation_state']}, created as {c.get('source_type') or '-'}, "
+        lines.append(f"  c2pa:         {c['validation_state']}, source type {c.get('source_type') or '-'}, "
                      f"actions {', '.join(a for a in c.get('actions') or [] if a)}")
+        for ing in c.get("ingredients") or []:
+            lines.append(f"  c2pa ingredient: {ing.get('title')} ({ing.get('relationship')})")
         failures = [code for code in c.get("validation_codes") or [] if code.startswith("failure:")]
         if failures:
             lines.append(f"  c2pa issues:  {', '.join(failures)}")
