@@ -27,9 +27,9 @@ def inspect_cmd(file: Path, as_json: bool, trust: Path | None, watermark_key_fil
 
     Exit code: 0 labelled as AI-generated, 1 not labelled, 2 the file could not be read.
     """
-    from ..settings import Settings
     from ..labels import wmkeys
     from ..labels.inspect import InspectError, format_report, inspect_file
+    from ..settings import Settings
 
     try:
         extra = [wmkeys.NamedKey("file", wmkeys.read_key_file(watermark_key_file))] if watermark_key_file else []
