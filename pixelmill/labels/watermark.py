@@ -8,18 +8,20 @@ the picture itself (strong at the lowest frequencies) interferes little. In that
 random orthonormal basis gives one direction to a sync pattern and one to each of the 80 bits (48 payload
 bits + CRC-32).
 
-Embedding is informed: the detector's own statistic is measured on the image and the mark is chosen so
-that each bit's projection lands at ``+A`` or ``-A`` whatever the picture contributes (the picture's
-interference is cancelled, not just outweighed); a few passes absorb clipping and rounding.
+Embedding is informed: the detector's own statistic is measured on the picture, and energy goes only to
+bits the picture does not already push at least ``A`` to the right side (their projection is moved to
+``+A`` or ``-A``; ``A`` is the largest margin the energy buys). A few passes absorb clipping and rounding,
+and the change is scaled back when the PSNR would fall under ``PSNR_MIN``.
 
-Detection finds the geometry first. Repetition makes the mark's power spectrum a lattice, so the
-autocorrelation of the whitened band-passed image has peaks one tile apart: their positions give the
-scale and rotation (a crop, a resize, a rotation of a few degrees, a screenshot with a border). Every
-pixel is then folded into one tile, which averages the picture away and keeps the mark; a circular
-cross-correlation with the sync pattern (and with its mirror image, for a flipped copy) gives the shift
-and a z-score; the bits are projections of the aligned tile. A payload counts as found when the sync
-z-score clears ``Z_MIN`` and the CRC checks (after flipping at most 3 of the 14 weakest bits: at most
-470 tries against a 32-bit check).
+Detection searches the geometry. The band-passed grid is folded into one tile (which averages the
+picture away and keeps the mark) under every stretch of the two axes in ``SCALES`` (a crop stretches one
+or two axes, a screenshot border shrinks both; axis-aligned folds are separable and cheap), under small
+rotations (``ANGLES``) and under two guesses from the autocorrelation of the whitened spectrum (the
+repeated tile makes a lattice there). A circular cross-correlation of each folded tile with the sync
+pattern and with its mirror image (a flipped copy) gives a shift and a z-score; the best geometries are
+refined by a finer search, and the bits are projections of the tile shifted into place. A payload counts
+as found when the sync z-score clears ``Z_MIN`` and the CRC-32 checks (after flipping at most 3 of the 14
+weakest bits: at most 470 tries against a 32-bit check).
 
 Keys are secrets (bytes). ``DEMO_KEY`` is public: a mark made with it proves nothing, anyone can forge or
 overwrite it. See ``pixelmill.labels.wmkeys`` for where the real key comes from.
@@ -36,10 +38,25 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
-G = 256  # normalised analysis grid
-K = 4  # tiles per side
-T = G // K  # tile size on the grid
-R_MIN, R_MAX = 3, 12  # band of the tile, in cycles per tile (x K = cycles per image)
+from .wm_grid import (  # noqa: F401 (G: layout)
+    R_MAX,
+    R_MIN,
+    SCALES,
+    SEARCHED,
+    G,
+    K,
+    T,
+    _bandpass,
+    _fold,
+    _fold_rows,
+    _geometry,
+    _grid,
+    _lattices,
+    _luma,
+    _parabola,
+    _resize_f,
+)
+
 PAYLOAD_BYTES = 6
 NBITS = PAYLOAD_BYTES * 8 + 32  # payload + CRC-32
 RMS = 3.0  # mark strength in grey levels (about 38.6 dB PSNR; see PSNR_MIN)
@@ -52,10 +69,6 @@ DEMO_KEY = b"pixelmill public demo key"  # public: marks made with it are forgea
 SCHEME = "pixelmill-wm2"
 PASSES = 4
 PSNR_MIN = 38.3  # the change is scaled back when it would cost more than this (dB, RGB)
-SCALES = tuple(round(0.85 + 0.03 * i, 2) for i in range(11))  # searched stretch of each grid axis
-ANGLES = (-2.25, -1.5, -0.75, 0.75, 1.5, 2.25)  # searched rotations, degrees
-N_LATTICE = 2  # candidate lattice vectors per axis tried by the detector
-WHITEN = 1.0  # detector weight grows as radius**WHITEN across the band
 
 
 class WatermarkError(ValueError):
@@ -139,183 +152,7 @@ def _basis(key: bytes) -> _Basis:
     return _Basis(q, sync, np.conj(np.fft.fft2(sync)))
 
 
-# ---- analysis grid -----------------------------------------------------------------------------------------
-
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
-
-
-def _resize_f(arr: np.ndarray, size: tuple[int, int], resample=Image.Resampling.BILINEAR) -> np.ndarray:
-    return np.asarray(Image.fromarray(arr.astype(np.float32), "F").resize(size, resample), dtype=np.float64)
-
-
-@lru_cache(maxsize=1)
-def _band_mask() -> np.ndarray:
-    """Band-pass of the mirrored 2G grid: flat over the mark's band, cosine tapers outside it (cycles/image)."""
-    f = np.fft.fftfreq(2 * G, 1.0 / (2 * G)) / 2.0  # cycles per image
-    r = np.hypot(f[:, None], f[None, :])
-    lo0, lo1 = K * R_MIN * 0.55, K * R_MIN * 0.85
-    hi0, hi1 = K * R_MAX * 1.15, K * R_MAX * 1.45
-    mask = np.ones_like(r)
-    mask[r <= lo0] = 0
-    rise = (r > lo0) & (r < lo1)
-    mask[rise] = 0.5 - 0.5 * np.cos(np.pi * (r[rise] - lo0) / (lo1 - lo0))
-    mask[r >= hi1] = 0
-    fall = (r > hi0) & (r < hi1)
-    mask[fall] = 0.5 + 0.5 * np.cos(np.pi * (r[fall] - hi0) / (hi1 - hi0))
-    # whitening: pictures are strongest at the low end of the band, so weight frequencies by radius
-    return mask * (r / (K * (R_MIN + R_MAX) / 2.0)) ** WHITEN
-
-
-def _grid(image: Image.Image) -> np.ndarray:
-    rgb = np.asarray(image.convert("RGB"), dtype=np.float32)
-    return _resize_f(_luma(rgb), (G, G))
-
-
-def _bandpass(y: np.ndarray) -> np.ndarray:
-    """Band-passed grid (mirrored at the borders so edges add nothing), big outliers (edges of bars,
-    stickers, borders) clipped to 3 robust standard deviations."""
-    y = y - y.mean()
-    m = np.concatenate([y, y[::-1]], axis=0)
-    m = np.concatenate([m, m[:, ::-1]], axis=1)
-    out = np.fft.ifft2(np.fft.fft2(m) * _band_mask()).real[:G, :G]
-    limit = 3.0 * 1.4826 * float(np.median(np.abs(out))) + 1e-6
-    return np.clip(out, -limit, limit)
-
-
-# ---- geometry ------------------------------------------------------------------------------------------------
-
-def _box(a: np.ndarray, r: int) -> np.ndarray:
-    """Circular box mean of size 2r+1 along both axes."""
-    out = a.copy()
-    for s in range(1, r + 1):
-        out += np.roll(a, s, 0) + np.roll(a, -s, 0)
-    out2 = out.copy()
-    for s in range(1, r + 1):
-        out2 += np.roll(out, s, 1) + np.roll(out, -s, 1)
-    return out2 / (2 * r + 1) ** 2
-
-
-def _acf(yb: np.ndarray) -> np.ndarray:
-    """Autocorrelation of the spectrally whitened band: peaks at the tile period show the mark's lattice."""
-    power = np.abs(np.fft.fft2(yb)) ** 2
-    white = power / (_box(power, 3) + 1e-9)
-    f = np.fft.fftfreq(G, 1.0 / G)
-    r = np.hypot(f[:, None], f[None, :])
-    band = (r >= K * R_MIN * 0.7) & (r <= K * R_MAX * 1.3)
-    white = np.where(band, white - white[band].mean(), 0.0)
-    acf = np.fft.ifft2(white).real
-    return acf / (acf.std() + 1e-12)
-
-
-def _peaks(acf: np.ndarray, centre: tuple[float, float], span: tuple[int, int], n: int) -> list[np.ndarray]:
-    """The ``n`` best lattice-vector candidates in a window around ``centre`` (dy, dx), sub-pixel.
-
-    A candidate ``v`` scores ``acf(v) + acf(2v)``: the mark's repetition gives peaks at both, while a
-    picture's own structure rarely does."""
-    cy, cx = centre
-    sy, sx = span
-    ys = np.arange(int(cy - sy), int(cy + sy) + 1)
-    xs = np.arange(int(cx - sx), int(cx + sx) + 1)
-    yy, xx = np.meshgrid(ys, xs, indexing="ij")
-    score = acf[yy % G, xx % G] + acf[(2 * yy) % G, (2 * xx) % G]
-    found = []
-    for idx in np.argsort(score, axis=None)[::-1][:300]:
-        i, j = np.unravel_index(idx, score.shape)
-        if 0 < i < score.shape[0] - 1 and 0 < j < score.shape[1] - 1:
-            v = score[i, j]
-            if v < score[i - 1:i + 2, j - 1:j + 2].max():
-                continue
-            di = _parabola(score[i - 1, j], v, score[i + 1, j])
-            dj = _parabola(score[i, j - 1], v, score[i, j + 1])
-            found.append(np.array([ys[i] + di, xs[j] + dj]))
-            if len(found) == n:
-                break
-    return found
-
-
-def _parabola(a: float, b: float, c: float) -> float:
-    den = a - 2 * b + c
-    return 0.0 if abs(den) < 1e-12 else float(np.clip(0.5 * (a - c) / den, -0.5, 0.5))
-
-
-def _lattices(yb: np.ndarray, n: int = N_LATTICE) -> list[np.ndarray]:
-    """Candidate 2x2 maps from tile coordinates to grid coordinates (columns: row step, column step)."""
-    acf = _acf(yb)
-    span = (int(T * 0.12), int(T * 0.3))
-    rows = [p[::-1] for p in _peaks(acf.T, (0.0, T * 1.03), span, n)]  # lags along the rows
-    cols = _peaks(acf, (0.0, T * 1.03), span, n)
-    out = [np.eye(2)]
-    for r in rows:
-        for c in cols:
-            a = np.column_stack([r, c]) / T
-            if abs(np.linalg.det(a)) > 0.4:
-                out.append(a)
-    return out
-
-
-def _fold(yb: np.ndarray, lattice: np.ndarray) -> np.ndarray:
-    """Average every grid pixel into one tile, at the position the lattice gives it (bilinear splat)."""
-    if np.allclose(lattice, np.eye(2)):
-        return yb.reshape(K, T, K, T).mean(axis=(0, 2))
-    if lattice[0, 1] == 0 and lattice[1, 0] == 0:  # axis-aligned: separable, much cheaper
-        return _fold_rows(_fold_rows(yb, float(lattice[0, 0])).T, float(lattice[1, 1])).T
-    inv = np.linalg.inv(lattice)
-    qy = inv[0, 0] * _PY + inv[0, 1] * _PX
-    qx = inv[1, 0] * _PY + inv[1, 1] * _PX
-    y0, x0 = np.floor(qy), np.floor(qx)
-    fy, fx = (qy - y0).ravel(), (qx - x0).ravel()
-    y0 = y0.astype(np.int64).ravel() % T
-    x0 = x0.astype(np.int64).ravel() % T
-    y1, x1 = (y0 + 1) % T, (x0 + 1) % T
-    vals = yb.ravel()
-    num = np.zeros(T * T)
-    den = np.zeros(T * T)
-    for yy, xx, w in ((y0, x0, (1 - fy) * (1 - fx)), (y0, x1, (1 - fy) * fx), (y1, x0, fy * (1 - fx)),
-                      (y1, x1, fy * fx)):
-        idx = yy * T + xx
-        num += np.bincount(idx, w * vals, T * T)
-        den += np.bincount(idx, w, T * T)
-    return (num / np.maximum(den, 1e-9)).reshape(T, T)
-
-
-_PY, _PX = (a.astype(np.float64) for a in np.mgrid[0:G, 0:G])
-
-
-def _geometry(sy: float, sx: float, degrees: float = 0.0) -> np.ndarray:
-    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
-    return np.array([[c, -s], [s, c]]) @ np.diag([sy, sx])
-
-
-def _searched() -> list[np.ndarray]:
-    """Rotations tried besides the scale grid and the autocorrelation's guesses."""
-    return [_geometry(1.0, 1.0, d) for d in ANGLES]
-
-
-@lru_cache(maxsize=256)
-def _axis_fold(scale: float) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """How one grid axis stretched by ``scale`` folds into the tile: each pixel adds ``1 - frac`` of itself
-    to bin ``lo`` and ``frac`` to the next. Returned as a sort order of the 2G contributions by bin, the
-    segment starts, the bins present, the weights, and the total weight per bin."""
-    q = np.arange(G) / scale
-    lo = np.floor(q)
-    frac = q - lo
-    lo = lo.astype(int) % T
-    bins = np.concatenate([lo, (lo + 1) % T])
-    weights = np.concatenate([1 - frac, frac])
-    order = np.argsort(bins, kind="stable")
-    present, starts = np.unique(bins[order], return_index=True)
-    total = np.bincount(bins, weights, T)
-    return order, starts, present, weights, total
-
-
-def _fold_rows(a: np.ndarray, scale: float) -> np.ndarray:
-    order, starts, present, weights, total = _axis_fold(scale)
-    rows = np.concatenate([a, a])[order] * weights[order][:, None]
-    out = np.zeros((T, a.shape[1]))
-    out[present] = np.add.reduceat(rows, starts, axis=0)
-    return out / np.maximum(total, 1e-9)[:, None]
-
+# ---- detection -----------------------------------------------------------------------------------------------
 
 def _scale_grid(yb: np.ndarray, basis: _Basis) -> list[tuple[tuple[float, bool, np.ndarray], np.ndarray]]:
     """Sync scores over every (row, column) stretch in SCALES: axis-aligned folds are separable, so each
@@ -327,8 +164,6 @@ def _scale_grid(yb: np.ndarray, basis: _Basis) -> list[tuple[tuple[float, bool, 
         out += zip(_sync_many(tiles, basis), [_geometry(sy, sx) for sx in SCALES])
     return out
 
-
-# ---- detection -----------------------------------------------------------------------------------------------
 
 @dataclass
 class Detection:
@@ -413,7 +248,7 @@ def _prepare(image: Image.Image) -> tuple[np.ndarray, list[np.ndarray]]:
     if min(image.size) < 16:
         raise WatermarkError(f"image is {image.size[0]}x{image.size[1]}; too small to hold a watermark")
     yb = _bandpass(_grid(image))
-    return yb, _lattices(yb) + _SEARCHED
+    return yb, _lattices(yb) + SEARCHED
 
 
 def _candidates(yb: np.ndarray, lattices: list[np.ndarray], basis: _Basis) -> list[tuple[float, bool, np.ndarray]]:
@@ -527,4 +362,3 @@ def embed(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY, mi
     return result
 
 
-_SEARCHED = _searched()
