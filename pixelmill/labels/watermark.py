@@ -38,6 +38,7 @@ from functools import lru_cache
 import numpy as np
 from PIL import Image
 
+from . import wm_grid
 from .wm_grid import (  # noqa: F401 (G: layout)
     R_MAX,
     R_MIN,
@@ -61,7 +62,7 @@ PAYLOAD_BYTES = 6
 NBITS = PAYLOAD_BYTES * 8 + 32  # payload + CRC-32
 RMS = 3.0  # mark strength in grey levels (about 38.6 dB PSNR; see PSNR_MIN)
 SYNC_SHARE = 0.40  # part of the energy given to the sync pattern
-Z_MIN = 4.5  # sync z-score a detection needs (unmarked images reach ~4-5.5: the CRC-32 decides)
+Z_MIN = 4.0  # sync z-score a detection needs (unmarked images reach ~4-5.5: the CRC-32 decides)
 MIN_SIDE = 128
 CHASE_BITS = 14
 CHASE_FLIPS = 3  # Chase decoding tries flipping up to this many of the CHASE_BITS weakest bits
@@ -141,6 +142,7 @@ class _Basis:
     directions: np.ndarray  # (DIMS, 1 + NBITS): column 0 is the sync pattern
     sync_tile: np.ndarray
     sync_spec: np.ndarray
+    response: np.ndarray  # (1 + NBITS, 1 + NBITS): what the detector reads per unit of each coefficient
 
 
 @lru_cache(maxsize=16)
@@ -149,7 +151,10 @@ def _basis(key: bytes) -> _Basis:
     rng = np.random.default_rng(seed)
     q, _ = np.linalg.qr(rng.standard_normal((DIMS, 1 + NBITS)))
     sync = _from_vec(q[:, 0])
-    return _Basis(q, sync, np.conj(np.fft.fft2(sync)))
+    # the detector weights each frequency (band-pass and whitening), so coefficients and readings differ
+    r = np.hypot(np.where(_IY > T // 2, _IY - T, _IY), _IX) * K
+    gain = np.tile((r / (K * (R_MIN + R_MAX) / 2.0)) ** wm_grid.WHITEN, 2)
+    return _Basis(q, sync, np.conj(np.fft.fft2(sync)), q.T @ (gain[:, None] * q))
 
 
 # ---- detection -----------------------------------------------------------------------------------------------
@@ -326,26 +331,33 @@ def embed(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY, mi
     h, w = rgb.shape[:2]
     y0 = _luma(rgb)
     host = _measure(y0, basis)
-    # sync gets SYNC_SHARE of the energy. Each bit's projection must end at least ``amp`` on its side: where
+    # sync gets SYNC_SHARE of the energy. Each bit's reading must end at least ``amp`` on its side: where
     # the picture already puts it there nothing is spent, elsewhere the picture's part is cancelled; ``amp``
-    # is the largest margin the rest of the energy buys (bisection)
+    # is the largest margin the rest of the energy buys (bisection). Coefficients follow from the readings
+    # through the detector's response matrix.
     energy = (rms * T) ** 2
-    sync_amp = np.sqrt(SYNC_SHARE * energy)
+    sync_coef = np.sqrt(SYNC_SHARE * energy)
     bit_energy = (1 - SYNC_SHARE) * energy
+    resp_bb = basis.response[1:, 1:]
+    from_sync = basis.response[1:, 0] * sync_coef
     along = signs * host[1:]
-    lo, hi = 0.0, np.sqrt(bit_energy)
-    for _ in range(40):
+
+    def bit_coefs(amp: float) -> np.ndarray:
+        return np.linalg.solve(resp_bb, signs * np.maximum(amp, along) - host[1:] - from_sync)
+
+    lo, hi = 0.0, 4 * np.sqrt(bit_energy)
+    for _ in range(30):
         amp = (lo + hi) / 2
-        lo, hi = (amp, hi) if float((np.maximum(amp - along, 0) ** 2).sum()) <= bit_energy else (lo, amp)
-    goal = np.concatenate([[sync_amp + host[0]], signs * np.maximum(lo, along)])
-    coef = goal - host
+        lo, hi = (amp, hi) if float(bit_coefs(amp) @ bit_coefs(amp)) <= bit_energy else (lo, amp)
+    goal = signs * np.maximum(lo, along)
+    coef = np.concatenate([[sync_coef], bit_coefs(lo)])
     out = rgb
     for _ in range(PASSES):
         tile = _from_vec(basis.directions @ coef)
         pattern = _resize_f(np.tile(tile, (K, K)), (w, h), Image.Resampling.BICUBIC)
         out = np.clip(np.rint(rgb + pattern[..., None]), 0, 255)
         got = _measure(_luma(out), basis)
-        coef = coef + (goal - got)
+        coef[1:] += np.linalg.solve(resp_bb, goal - got[1:])
     # the corrections can overspend: scale the (unrounded) change back until the PSNR is PSNR_MIN
     change = np.clip(rgb + pattern[..., None], 0, 255) - rgb
     budget = 255.0**2 / 10 ** (PSNR_MIN / 10)
