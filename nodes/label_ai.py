@@ -224,7 +224,7 @@ class LabelAiNode(Node):
             params={k: v for k, v in params.items() if k in ("model", "seed", "steps", "run_id")},
             edit=edited, parent=parent is not None)
         parent_arg = None
-        if parent is not None:
+        if parent is not None and edited:
             with Image.open(parent) as p:
                 parent_mime = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}.get(p.format or "")
             if parent_mime is None:

@@ -56,6 +56,7 @@ from .wm_grid import (  # noqa: F401 (G: layout)
     _luma,
     _parabola,
     _resize_f,
+    _weights,
 )
 
 PAYLOAD_BYTES = 6
@@ -159,13 +160,13 @@ def _basis(key: bytes) -> _Basis:
 
 # ---- detection -----------------------------------------------------------------------------------------------
 
-def _scale_grid(yb: np.ndarray, basis: _Basis) -> list[tuple[tuple[float, bool, np.ndarray], np.ndarray]]:
+def _scale_grid(yw: np.ndarray, w: np.ndarray, basis: _Basis) -> list[tuple[tuple[float, bool, np.ndarray], np.ndarray]]:
     """Sync scores over every (row, column) stretch in SCALES: axis-aligned folds are separable, so each
     costs two sparse sums (a crop stretches one or two axes, a border shrinks both)."""
     out = []
     for sy in SCALES:
-        rows = _fold_rows(yb, sy).T  # (G columns, T)
-        tiles = np.stack([_fold_rows(rows, sx).T for sx in SCALES])
+        rows, wrows = _fold_rows(yw, sy).T, _fold_rows(w, sy).T  # (G columns, T)
+        tiles = np.stack([_fold_rows(rows, sx).T / np.maximum(_fold_rows(wrows, sx).T, 1e-12) for sx in SCALES])
         out += zip(_sync_many(tiles, basis), [_geometry(sy, sx) for sx in SCALES])
     return out
 
@@ -249,19 +250,26 @@ def _decode_soft(soft: np.ndarray) -> tuple[bool, bytes, np.ndarray, float, int]
     return ok, data, bits, float(reliability.mean()), corrected
 
 
-def _prepare(image: Image.Image) -> tuple[np.ndarray, list[np.ndarray]]:
+def _wfold(yw: np.ndarray, w: np.ndarray, lattice: np.ndarray) -> np.ndarray:
+    """Weighted fold: sum of weight x value over sum of weight, per tile position."""
+    return _fold(yw, lattice) / np.maximum(_fold(w, lattice), 1e-12)
+
+
+def _prepare(image: Image.Image) -> tuple[tuple[np.ndarray, np.ndarray], list[np.ndarray]]:
     if min(image.size) < 16:
         raise WatermarkError(f"image is {image.size[0]}x{image.size[1]}; too small to hold a watermark")
     yb = _bandpass(_grid(image))
-    return yb, _lattices(yb) + SEARCHED
+    w = _weights(yb)
+    return (yb * w, w), _lattices(yb) + SEARCHED
 
 
-def _candidates(yb: np.ndarray, lattices: list[np.ndarray], basis: _Basis) -> list[tuple[float, bool, np.ndarray]]:
+def _candidates(pair: tuple[np.ndarray, np.ndarray], lattices: list[np.ndarray], basis: _Basis) -> list[tuple[float, bool, np.ndarray]]:
     """(z, flipped, projections) at the three geometries the sync likes best, at the original one and at the best one refined by
     a finer search around it, best z first. Several are kept because the embedding cancelled the picture's
     interference at the original geometry exactly: a neighbour with a marginally higher sync score can
     read worse bits."""
-    scored = [(_sync(_fold(yb, lat), basis), lat) for lat in lattices] + _scale_grid(yb, basis)
+    yw, w = pair
+    scored = [(_sync(_wfold(yw, w, lat), basis), lat) for lat in lattices] + _scale_grid(yw, w, basis)
     identity = scored[0][0]  # the embedding's own geometry
     scored.sort(key=lambda r: -r[0][0])
     best, lat = scored[0]
@@ -273,7 +281,7 @@ def _candidates(yb: np.ndarray, lattices: list[np.ndarray], basis: _Basis) -> li
             moves += [(0, 0, step * 25), (0, 0, -step * 25)]
         for dy, dx, da in moves:
             cand = lat @ _geometry(1 + dy, 1 + dx, da) if rotated else np.diag(np.diag(lat) * (1 + np.array([dy, dx])))
-            r = _sync(_fold(yb, cand), basis)
+            r = _sync(_wfold(yw, w, cand), basis)
             if r[0] > refined[0]:
                 refined, lat = r, cand
     out = [r for r, _ in scored[:3]]
@@ -286,10 +294,10 @@ def _candidates(yb: np.ndarray, lattices: list[np.ndarray], basis: _Basis) -> li
 
 def detect(image: Image.Image, keys: list[bytes] | tuple[bytes, ...] = (DEMO_KEY,)) -> Detection:
     """Look for a mark made with any of ``keys``; the result names the key that verified (by fingerprint)."""
-    yb, lattices = _prepare(image)
+    pair, lattices = _prepare(image)
     best: Detection | None = None
     for key in keys:
-        for z, flipped, soft in _candidates(yb, lattices, _basis(bytes(key))):
+        for z, flipped, soft in _candidates(pair, lattices, _basis(bytes(key))):
             ok, data, bits, conf, corrected = _decode_soft(soft)
             found = ok and z >= Z_MIN and soft[0] > 0
             det = Detection(found, data if found else b"", key_id(key) if found else None, z, conf,
@@ -305,15 +313,17 @@ def detect(image: Image.Image, keys: list[bytes] | tuple[bytes, ...] = (DEMO_KEY
 def bit_accuracy(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY) -> float:
     """Fraction of the 64 embedded bits read back right (no correction), at the best sync hypothesis."""
     want = _bits(payload_bytes(payload))
-    yb, lattices = _prepare(image)
-    return max(float((want == (soft[1:] > 0)).mean()) for _, _, soft in _candidates(yb, lattices, _basis(bytes(key))))
+    pair, lattices = _prepare(image)
+    return max(float((want == (soft[1:] > 0)).mean()) for _, _, soft in _candidates(pair, lattices, _basis(bytes(key))))
 
 
 # ---- embedding -----------------------------------------------------------------------------------------------
 
 def _measure(y: np.ndarray, basis: _Basis) -> np.ndarray:
     """The detector's projections at the embedding geometry (no flip, no shift)."""
-    tile = _fold(_bandpass(_resize_f(y, (G, G))), np.eye(2))
+    yb = _bandpass(_resize_f(y, (G, G)))
+    w = _weights(yb)
+    tile = _wfold(yb * w, w, np.eye(2))
     return basis.directions.T @ _to_vec(tile - tile.mean())
 
 

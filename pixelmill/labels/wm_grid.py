@@ -18,6 +18,7 @@ SCALES = tuple(round(0.85 + 0.03 * i, 2) for i in range(11))  # searched stretch
 ANGLES = (-2.25, -1.5, -0.75, 0.75, 1.5, 2.25)  # searched rotations, degrees
 N_LATTICE = 2  # candidate lattice vectors per axis tried by the detector
 WHITEN = 1.0  # detector weight grows as radius**WHITEN across the band
+WEIGHT_RADIUS = 4  # local-energy window of the fold weights (grid pixels each side)
 
 
 # ---- analysis grid -----------------------------------------------------------------------------------------
@@ -62,6 +63,13 @@ def _bandpass(y: np.ndarray) -> np.ndarray:
     out = np.fft.ifft2(np.fft.fft2(m) * _band_mask()).real[:G, :G]
     limit = 3.0 * 1.4826 * float(np.median(np.abs(out))) + 1e-6
     return np.clip(out, -limit, limit)
+
+
+def _weights(yb: np.ndarray) -> np.ndarray:
+    """Per-pixel weights for folding: the inverse of the local band energy, so busy texture, edges, bars and
+    stickers (where the picture drowns the mark) count less than calm areas (where the mark stands out)."""
+    energy = _box(yb * yb, WEIGHT_RADIUS)
+    return 1.0 / (energy + float(np.median(energy)) + 1e-9)
 
 
 # ---- geometry ------------------------------------------------------------------------------------------------
