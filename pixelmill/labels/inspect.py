@@ -10,7 +10,7 @@ from PIL import Image, UnidentifiedImageError
 from . import c2pa as c2pa_mod
 from . import watermark as wm
 from . import watermark_v1 as wm1
-from .wmkeys import NamedKey
+from .wmkeys import NamedKey, home_from_env, verification_keys
 from .xmp import AI_SOURCE_TYPES, parse_xmp, raw_xmp
 
 MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg", "WEBP": "image/webp"}
@@ -49,9 +49,10 @@ def inspect_file(path: str | Path, *, watermark_keys: list[NamedKey] | None = No
                  trust_anchors_pem: bytes | None = None, check_c2pa: bool = True) -> dict[str, Any]:
     """A JSON-ready report. ``labelled_ai`` is True when any machine-readable signal says AI made it:
     an AI digital source type in XMP, a C2PA manifest whose created action says so (and whose signature is
-    not invalid), or a watermark whose CRC checks. ``watermark_keys``: keys to try (default: the demo key);
-    the report names the one that verified and calls a demo-key or version 1 mark "unkeyed, forgeable"."""
-    keys = watermark_keys or [NamedKey("demo", wm.DEMO_KEY)]
+    not invalid), or a watermark whose CRC checks. ``watermark_keys``: keys to try (default: those
+    ``pixelmill inspect`` tries: $PIXELMILL_WATERMARK_KEY, the key stored under PIXELMILL_HOME, the demo
+    key); the report names the one that verified and calls a demo-key or version 1 mark "unkeyed, forgeable"."""
+    keys = watermark_keys or verification_keys(home_from_env())
     path = Path(path)
     if not path.is_file():
         raise InspectError(f"{path}: no such file")

@@ -32,6 +32,15 @@ class NamedKey:
         return self.key == wm.DEMO_KEY
 
 
+def home_from_env(environ=None) -> Path:
+    """PIXELMILL_HOME as ``pixelmill.settings`` resolves it (this library stands alone, so it reads it here)."""
+    env = os.environ if environ is None else environ
+    if env.get("PIXELMILL_HOME"):
+        return Path(env["PIXELMILL_HOME"]).resolve()
+    base = env.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(base) / "pixelmill"
+
+
 def key_file(home: Path) -> Path:
     return Path(home) / FILE_NAME
 
