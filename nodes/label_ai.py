@@ -13,6 +13,7 @@ from pixelmill import __version__
 from pixelmill.labels import badge as badge_mod
 from pixelmill.labels import c2pa as c2pa_mod
 from pixelmill.labels import watermark as wm
+from pixelmill.labels import wmkeys
 from pixelmill.labels import xmp as xmp_mod
 from pixelmill.node import WORKFLOW_PATH, ArtifactRef, Model, Node, StepCheck
 
@@ -33,13 +34,22 @@ class LabelConfig(Model):
     badge_text: str = Field("AI-generated", min_length=1, max_length=64)
     badge_corner: Literal["bottom-right", "bottom-left", "top-right", "top-left"] = "bottom-right"
     badge_size: float = Field(0.06, gt=0, le=0.5, description="badge height as a fraction of the short side")
-    edited: bool = Field(False, description="the image is an AI edit of a real one (compositeWith... source type)")
+    edited: bool = Field(False, description=(
+        "the image is an AI edit of a real one (compositeWith... source type; C2PA c2pa.edited). Also set by "
+        "a `parent` input or an input artifact whose `edited_from` names its parent"))
     format: Literal["same", "png", "jpeg"] = Field("same", description="output format; 'same' keeps JPEG, else PNG")
     jpeg_quality: int = Field(92, ge=50, le=100)
     parameters: bool = Field(True, description="record generation parameters (PNG text chunk and XMP)")
+    record_prompt: bool = Field(True, description=(
+        "write the prompt into the file (IPTC AI Prompt Information, XMP, PNG parameters); false leaves it out"))
+    ai_system: str | None = Field(None, description="IPTC AI System Used (default: the model input)")
+    ai_system_version: str | None = Field(None, description="IPTC AI System Version Used")
+    prompt_writer: str | None = Field(None, description="IPTC AI Prompt Writer Name")
     watermark: bool = Field(True, description="embed the invisible watermark")
     watermark_payload: str = Field("AI-GEN", description=f"up to {wm.PAYLOAD_BYTES} bytes of UTF-8")
-    watermark_key: int = Field(wm.DEFAULT_KEY, ge=0, description="seed of the watermark pattern")
+    watermark_key: Literal["secret", "demo"] = Field("secret", description=(
+        f"secret: ${wmkeys.ENV}, else a random key created once under PIXELMILL_HOME; demo: the public demo "
+        "key (anyone can forge or overwrite such a mark; for demos and tests only)"))
     c2pa: C2paConfig | None = Field(None, description="sign a C2PA manifest (needs c2pa-python)")
     min_side: int | None = Field(None, ge=16, le=4096, description=(
         "upscale an image whose short side is smaller than this first (nearest neighbour, so pixels stay "
@@ -61,6 +71,9 @@ class LabelInputs(Model):
     steps: int | None = None
     guidance: float | None = None
     edited: bool | None = Field(None, description="overrides config.edited for this image")
+    parent: ArtifactRef | None = Field(None, description=(
+        "the image this one was edited from: recorded as the C2PA parent ingredient (c2pa.opened + "
+        "c2pa.edited) and the source type becomes compositeWithTrainedAlgorithmicMedia"))
 
 
 class LabelOutputs(Model):
@@ -69,6 +82,7 @@ class LabelOutputs(Model):
     skipped: dict[str, str] = Field(default_factory=dict, description="label -> why it was not written")
     source_type: str
     watermark_payload: str | None = None
+    watermark_key_id: str | None = Field(None, description="public fingerprint of the watermark key used")
 
 
 class LabelAiNode(Node):
@@ -108,12 +122,20 @@ class LabelAiNode(Node):
             with Image.open(src) as opened:
                 opened.load()
                 in_format = opened.format
+                icc_profile = opened.info.get("icc_profile")
                 image = opened.copy()
         except (UnidentifiedImageError, OSError) as exc:
             raise ValueError(f"label_ai: {inputs.image.name!r} is not a readable image: {exc}") from None
 
         fmt = cfg.format if cfg.format != "same" else ("jpeg" if in_format == "JPEG" else "png")
-        edited = cfg.edited if inputs.edited is None else inputs.edited
+        parent = inputs.parent or getattr(inputs.image, "edited_from", None)  # contract for editing nodes
+        parent_path = None
+        if parent is not None:
+            parent_path = ctx.artifact_path(parent)
+            if not parent_path.is_file():
+                raise ValueError(f"label_ai: parent image artifact {parent.name!r} of run {parent.run_id} does "
+                                 f"not exist ({parent_path})")
+        edited = (cfg.edited or parent is not None) if inputs.edited is None else inputs.edited
         source_type = xmp_mod.COMPOSITE if edited else xmp_mod.TRAINED
         keep_alpha = fmt == "png" and (image.mode in ("RGBA", "LA", "PA") or
                                        (image.mode == "P" and "transparency" in image.info))
@@ -135,33 +157,46 @@ class LabelAiNode(Node):
                 ctx.logger.warning("label_ai: badge skipped: %s", exc)
         ctx.check_cancelled()
 
-        payload = None
+        payload = key_id = None
         if cfg.watermark:
             try:
-                image = wm.embed(image, cfg.watermark_payload, key=cfg.watermark_key)
-                payload = cfg.watermark_payload
+                if cfg.watermark_key == "demo":
+                    key = wmkeys.NamedKey("demo", wm.DEMO_KEY)
+                else:
+                    env = ctx.secrets.get(wmkeys.ENV) if wmkeys.ENV in ctx.secrets else None
+                    key = wmkeys.signing_key(ctx.artifacts_root.parent, env)  # artifacts live in HOME/runs
+                image = wm.embed(image, cfg.watermark_payload, key=key.key)
+                payload, key_id = cfg.watermark_payload, key.key_id
                 labels.append("watermark")
             except wm.WatermarkError as exc:
                 skipped["watermark"] = str(exc)
                 ctx.logger.warning("label_ai: watermark skipped: %s", exc)
         ctx.check_cancelled()
 
+        prompt = inputs.prompt if cfg.record_prompt else None
+        negative = inputs.negative_prompt if cfg.record_prompt else None
         params = {
-            "prompt": inputs.prompt, "negative_prompt": inputs.negative_prompt, "model": inputs.model,
+            "prompt": prompt, "negative_prompt": negative, "model": inputs.model,
             "seed": inputs.seed, "steps": inputs.steps, "guidance": inputs.guidance,
             "width": image.width, "height": image.height, "pixelmill_version": __version__,
             "run_id": ctx.run_id, "workflow": ctx.workflow, "step_id": ctx.step_id,
         } if cfg.parameters else {}
+        prompt_info = None
+        if prompt:
+            prompt_info = prompt + (f"\nNegative prompt: {negative}" if negative else "")
+        ai = {"system": cfg.ai_system or inputs.model, "system_version": cfg.ai_system_version,
+              "prompt_information": prompt_info, "prompt_writer": cfg.prompt_writer}
         packet = xmp_mod.build_xmp(source_type, params, badge=badge_text,
-                                   watermark=f"pixelmill-dct-qim-64:{payload}" if payload else None,
-                                   creator_tool=f"pixelmill {__version__}")
+                                   watermark=f"{wm.SCHEME}:{payload}" if payload else None,
+                                   creator_tool=f"pixelmill {__version__}", ai=ai)
         ext, media_type = ("png", "image/png") if fmt == "png" else ("jpg", "image/jpeg")
         ref, out_path = ctx.new_artifact(f"labelled.{ext}", media_type)
         tmp = out_path.with_name(out_path.name + ".tmp")
         if fmt == "png":
-            xmp_mod.save_png(image, tmp, packet, xmp_mod.a1111_parameters(params) if cfg.parameters else None)
+            xmp_mod.save_png(image, tmp, packet, xmp_mod.a1111_parameters(params) if cfg.parameters else None,
+                             icc_profile)
         else:
-            xmp_mod.save_jpeg(image, tmp, packet, cfg.jpeg_quality)
+            xmp_mod.save_jpeg(image, tmp, packet, cfg.jpeg_quality, icc_profile)
             if cfg.parameters:
                 skipped["parameters_text_chunk"] = "JPEG has no PNG text chunks; parameters are in XMP only"
         labels.append("xmp")
@@ -170,7 +205,8 @@ class LabelAiNode(Node):
 
         if cfg.c2pa is not None:
             try:
-                self._sign(cfg.c2pa, tmp, out_path, media_type, source_type, params, ctx)
+                self._sign(cfg.c2pa, tmp, out_path, media_type, source_type, params, ctx,
+                           edited=edited, parent=parent_path)
                 tmp.unlink()
                 labels.append("c2pa")
             except BaseException:
@@ -182,10 +218,11 @@ class LabelAiNode(Node):
             skipped["c2pa"] = "not configured (set config.c2pa with cert_chain and private_key)"
         ctx.logger.info("label_ai: wrote %s with %s", ref.name, ", ".join(labels))
         return LabelOutputs(image=ref, labels=labels, skipped=skipped, source_type=source_type,
-                            watermark_payload=payload)
+                            watermark_payload=payload, watermark_key_id=key_id)
 
     @staticmethod
-    def _sign(c: C2paConfig, src: Path, dst: Path, mime: str, source_type: str, params: dict, ctx) -> None:
+    def _sign(c: C2paConfig, src: Path, dst: Path, mime: str, source_type: str, params: dict, ctx, *,
+              edited: bool = False, parent: Path | None = None) -> None:
         chain_path = Path(c.cert_chain).expanduser()
         if not chain_path.is_file():
             raise ValueError(f"label_ai: config.c2pa.cert_chain {str(chain_path)!r} does not exist "
@@ -201,10 +238,19 @@ class LabelAiNode(Node):
             raise ValueError("label_ai: config.c2pa needs private_key (a PEM file) or private_key_secret")
         manifest = c2pa_mod.manifest_definition(
             source_type, title=dst.name, version=__version__,
-            params={k: v for k, v in params.items() if k in ("model", "seed", "steps", "run_id")})
+            params={k: v for k, v in params.items() if k in ("model", "seed", "steps", "run_id")},
+            edit=edited, parent=parent is not None)
+        parent_arg = None
+        if parent is not None and edited:
+            with Image.open(parent) as p:
+                parent_mime = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}.get(p.format or "")
+            if parent_mime is None:
+                raise ValueError(f"label_ai: parent image {parent.name} is not PNG, JPEG or WebP; C2PA cannot "
+                                 "add it as an ingredient")
+            parent_arg = (parent, parent_mime)
         try:
             c2pa_mod.sign_file(src, dst, mime, cert_chain_pem=chain_path.read_bytes(), key_pem=key,
-                               manifest=manifest, alg=c.alg, tsa_url=c.tsa_url)
+                               manifest=manifest, alg=c.alg, tsa_url=c.tsa_url, parent=parent_arg)
         except c2pa_mod.C2paUnavailable:
             raise
         except Exception as exc:  # c2pa errors name the problem (bad key, bad chain, missing EKU)

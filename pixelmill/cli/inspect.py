@@ -17,20 +17,26 @@ EXIT_LABELLED, EXIT_UNLABELLED, EXIT_ERROR = 0, 1, 2
 @click.option("--json", "as_json", is_flag=True, help="machine-readable report")
 @click.option("--trust", "trust", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="PEM file of root CAs to trust when validating C2PA (e.g. the dev-cert ca.pem)")
-@click.option("--watermark-key", type=int, default=None, help="the key the watermark was made with")
+@click.option("--watermark-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="a file holding a watermark key to try (besides $PIXELMILL_WATERMARK_KEY, the key stored "
+                   "under PIXELMILL_HOME and the public demo key)")
 @click.option("--no-c2pa", is_flag=True, help="skip reading C2PA")
-def inspect_cmd(file: Path, as_json: bool, trust: Path | None, watermark_key: int | None, no_c2pa: bool) -> None:
+def inspect_cmd(file: Path, as_json: bool, trust: Path | None, watermark_key_file: Path | None,
+                no_c2pa: bool) -> None:
     """Read every AI label of FILE: IPTC source type, generation parameters, invisible watermark, C2PA.
 
     Exit code: 0 labelled as AI-generated, 1 not labelled, 2 the file could not be read.
     """
-    from ..labels import watermark as wm
+    from ..labels import wmkeys
     from ..labels.inspect import InspectError, format_report, inspect_file
+    from ..settings import Settings
 
     try:
-        report = inspect_file(file, watermark_key=wm.DEFAULT_KEY if watermark_key is None else watermark_key,
+        extra = [wmkeys.NamedKey("file", wmkeys.read_key_file(watermark_key_file))] if watermark_key_file else []
+        keys = wmkeys.verification_keys(Settings.from_env().home, extra=extra)
+        report = inspect_file(file, watermark_keys=keys,
                               trust_anchors_pem=trust.read_bytes() if trust else None, check_c2pa=not no_c2pa)
-    except InspectError as exc:
+    except (InspectError, ValueError) as exc:
         if as_json:
             echo_json({"file": str(file), "error": str(exc), "labelled_ai": None})
         else:

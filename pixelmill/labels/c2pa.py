@@ -19,6 +19,9 @@ from typing import Any
 from .xmp import AI_SOURCE_TYPES
 
 CREATED = "c2pa.created"
+OPENED = "c2pa.opened"
+EDITED = "c2pa.edited"
+PARENT_LABEL = "parent"
 
 
 class C2paUnavailable(RuntimeError):
@@ -42,26 +45,41 @@ def available() -> bool:
 
 
 def manifest_definition(source_type: str, *, title: str, params: dict[str, Any] | None = None,
-                        generator: str = "pixelmill", version: str = "") -> dict[str, Any]:
-    action: dict[str, Any] = {"action": CREATED, "digitalSourceType": source_type,
-                              "softwareAgent": {"name": generator, "version": version} if version else generator}
+                        generator: str = "pixelmill", version: str = "", edit: bool = False,
+                        parent: bool = False) -> dict[str, Any]:
+    """A new image: one ``c2pa.created`` action. An edit (``edit``): ``c2pa.edited``, preceded, when the
+    parent image is at hand (``parent``), by ``c2pa.opened`` pointing at the parent ingredient that
+    ``sign_file`` adds. The action that made the pixels carries the digital source type."""
+    agent = {"name": generator, "version": version} if version else {"name": generator}
+    action: dict[str, Any] = {"action": EDITED if edit else CREATED, "digitalSourceType": source_type,
+                              "softwareAgent": agent}
     if params:
         action["parameters"] = {k: str(v) for k, v in params.items() if v is not None and v != ""}
+    actions = [action]
+    if edit and parent:
+        actions.insert(0, {"action": OPENED, "parameters": {"ingredientIds": [PARENT_LABEL]}})
     return {
         "claim_generator_info": [{"name": generator, **({"version": version} if version else {})}],
         "title": title,
-        "assertions": [{"label": "c2pa.actions", "data": {"actions": [action]}}],
+        "assertions": [{"label": "c2pa.actions", "data": {"actions": actions}}],
     }
 
 
 def sign_file(src: Path, dst: Path, mime: str, *, cert_chain_pem: bytes, key_pem: bytes,
-              manifest: dict[str, Any], alg: str = "es256", tsa_url: str | None = None) -> None:
-    """Embed a signed manifest: read ``src``, write ``dst`` (must differ)."""
+              manifest: dict[str, Any], alg: str = "es256", tsa_url: str | None = None,
+              parent: tuple[Path, str] | None = None) -> None:
+    """Embed a signed manifest: read ``src``, write ``dst`` (must differ). ``parent`` (path, mime): the image
+    this one was edited from, added as the ``parentOf`` ingredient the ``c2pa.opened`` action points at
+    (its own manifest, if any, is carried along). ``tsa_url``: a timestamp authority (needs network)."""
     c2pa = _lib()
     info = c2pa.C2paSignerInfo(alg.lower().encode(), cert_chain_pem, key_pem, tsa_url.encode() if tsa_url else None)
     signer = c2pa.Signer.from_info(info)
     try:
         builder = c2pa.Builder(json.dumps(manifest))
+        if parent is not None:
+            with open(parent[0], "rb") as fh:
+                builder.add_ingredient({"title": Path(parent[0]).name, "relationship": "parentOf",
+                                        "label": PARENT_LABEL}, parent[1], fh)
         with open(src, "rb") as source, open(dst, "w+b") as dest:
             builder.sign(signer, mime, source, dest)
     finally:
@@ -77,6 +95,7 @@ class C2paReport:
     validation_codes: list[str] | None = None
     claim_generator: str | None = None
     title: str | None = None
+    ingredients: list[dict[str, Any]] | None = None
     error: str | None = None
 
     @property
@@ -86,7 +105,8 @@ class C2paReport:
     def as_dict(self) -> dict[str, Any]:
         return {"present": self.present, "source_type": self.source_type, "actions": self.actions,
                 "validation_state": self.validation_state, "validation_codes": self.validation_codes,
-                "claim_generator": self.claim_generator, "title": self.title, "error": self.error}
+                "claim_generator": self.claim_generator, "title": self.title, "ingredients": self.ingredients,
+                "error": self.error}
 
 
 def read(path: Path, mime: str, *, trust_anchors_pem: bytes | None = None) -> C2paReport:
@@ -118,7 +138,7 @@ def read(path: Path, mime: str, *, trust_anchors_pem: bytes | None = None) -> C2
         if str(assertion.get("label", "")).startswith("c2pa.actions"):
             for action in assertion.get("data", {}).get("actions", []):
                 actions.append(action.get("action"))
-                if action.get("action") == CREATED and action.get("digitalSourceType"):
+                if action.get("action") in (CREATED, EDITED) and action.get("digitalSourceType"):
                     source_type = action["digitalSourceType"]
     codes = []
     results = store.get("validation_results") or {}
@@ -133,7 +153,9 @@ def read(path: Path, mime: str, *, trust_anchors_pem: bytes | None = None) -> C2
     return C2paReport(present=True, source_type=source_type, actions=actions, validation_state=state,
                       validation_codes=codes, claim_generator=(gen[0].get("name") if gen else
                                                                manifest.get("claim_generator")),
-                      title=manifest.get("title"))
+                      title=manifest.get("title"),
+                      ingredients=[{"title": i.get("title"), "relationship": i.get("relationship"),
+                                    "format": i.get("format")} for i in manifest.get("ingredients") or []])
 
 
 # ---- local test certificates -------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ from PIL import Image, UnidentifiedImageError
 
 from . import c2pa as c2pa_mod
 from . import watermark as wm
+from . import watermark_v1 as wm1
+from .wmkeys import NamedKey, home_from_env, verification_keys
 from .xmp import AI_SOURCE_TYPES, parse_xmp, raw_xmp
 
 MIMES = {"PNG": "image/png", "JPEG": "image/jpeg", "MPO": "image/jpeg", "WEBP": "image/webp"}
@@ -18,11 +20,39 @@ class InspectError(ValueError):
     """The file cannot be read as an image (the message names it)."""
 
 
-def inspect_file(path: str | Path, *, watermark_key: int = wm.DEFAULT_KEY,
+def _watermark(image: Image.Image, keys: list[NamedKey]) -> dict[str, Any]:
+    """Version 2 marks under each key, then a version 1 mark (public key)."""
+    try:
+        det = wm.detect(image, [k.key for k in keys])
+    except wm.WatermarkError as exc:
+        return {"checked": False, "reason": str(exc)}
+    if det.found:
+        named = next(k for k in keys if k.key_id == det.key_id)
+        return {"checked": True, "found": True, "version": 2, "payload": det.text, "key": named.source,
+                "key_id": named.key_id, "forgeable": named.forgeable,
+                "verified": "unkeyed, forgeable" if named.forgeable else f"keyed ({named.source} key {named.key_id})",
+                "z": round(det.z, 1), "flipped": det.flipped, "confidence": round(det.confidence, 3),
+                "keys_tried": [k.source for k in keys]}
+    try:
+        old = wm1.decode(image)
+    except wm1.WatermarkError:
+        old = None
+    if old is not None and old.crc_ok:
+        return {"checked": True, "found": True, "version": 1, "payload": old.text, "key": "v1 public",
+                "key_id": None, "forgeable": True, "verified": "unkeyed, forgeable (version 1 mark)",
+                "confidence": round(old.confidence, 3), "keys_tried": [k.source for k in keys] + ["v1 public"]}
+    return {"checked": True, "found": False, "payload": None, "z": round(det.z, 1),
+            "keys_tried": [k.source for k in keys] + ["v1 public"]}
+
+
+def inspect_file(path: str | Path, *, watermark_keys: list[NamedKey] | None = None,
                  trust_anchors_pem: bytes | None = None, check_c2pa: bool = True) -> dict[str, Any]:
     """A JSON-ready report. ``labelled_ai`` is True when any machine-readable signal says AI made it:
     an AI digital source type in XMP, a C2PA manifest whose created action says so (and whose signature is
-    not invalid), or a watermark whose CRC checks."""
+    not invalid), or a watermark whose CRC checks. ``watermark_keys``: keys to try (default: those
+    ``pixelmill inspect`` tries: $PIXELMILL_WATERMARK_KEY, the key stored under PIXELMILL_HOME, the demo
+    key); the report names the one that verified and calls a demo-key or version 1 mark "unkeyed, forgeable"."""
+    keys = watermark_keys or verification_keys(home_from_env())
     path = Path(path)
     if not path.is_file():
         raise InspectError(f"{path}: no such file")
@@ -34,12 +64,7 @@ def inspect_file(path: str | Path, *, watermark_key: int = wm.DEFAULT_KEY,
             xmp_packet = raw_xmp(image)
             text_chunks = {k: v for k, v in image.info.items()
                            if isinstance(v, str) and k != "XML:com.adobe.xmp"} if fmt == "PNG" else {}
-            detection = None
-            wm_error = None
-            try:
-                detection = wm.decode(image, key=watermark_key)
-            except wm.WatermarkError as exc:
-                wm_error = str(exc)
+            watermark = _watermark(image, keys)
     except (UnidentifiedImageError, OSError) as exc:
         raise InspectError(f"{path}: not a readable image ({exc})") from None
 
@@ -54,12 +79,7 @@ def inspect_file(path: str | Path, *, watermark_key: int = wm.DEFAULT_KEY,
     source_type = xmp_info.get("source_type")
     report["source_type"] = source_type
     report["parameters"] = {"text": text_chunks.get("parameters"), "xmp": xmp_info.get("params") or {}}
-    if detection is None:
-        report["watermark"] = {"checked": False, "reason": wm_error}
-    else:
-        report["watermark"] = {"checked": True, "found": detection.crc_ok,
-                               "payload": detection.text if detection.crc_ok else None,
-                               "confidence": round(detection.confidence, 3)}
+    report["watermark"] = watermark
     if check_c2pa:
         mime = MIMES.get(fmt or "")
         if mime is None:
@@ -93,6 +113,8 @@ def format_report(report: dict[str, Any]) -> str:
         lines.append(f"  xmp error:    {x['error']}")
     if x.get("badge"):
         lines.append(f"  badge:        {x['badge']!r} (recorded in XMP)")
+    for key, value in (x.get("ai") or {}).items():
+        lines.append(f"  iptc ai {key + ':':<19}{value}")
     params = report["parameters"]["xmp"]
     for key, value in params.items():
         lines.append(f"  param {key + ':':<19}{value}")
@@ -103,13 +125,15 @@ def format_report(report: dict[str, Any]) -> str:
     if not w["checked"]:
         lines.append(f"  watermark:    not checked ({w['reason']})")
     elif w["found"]:
-        lines.append(f"  watermark:    found, payload {w['payload']!r}, confidence {w['confidence']}")
+        lines.append(f"  watermark:    found (v{w['version']}), payload {w['payload']!r}, {w['verified']}")
     else:
-        lines.append(f"  watermark:    none found (confidence {w['confidence']}; ~0.5 means noise)")
+        lines.append(f"  watermark:    none found (keys tried: {', '.join(w['keys_tried'])}; sync z {w['z']})")
     c = report["c2pa"]
     if c.get("present"):
-        lines.append(f"  c2pa:         {c['validation_state']}, created as {c.get('source_type') or '-'}, "
+        lines.append(f"  c2pa:         {c['validation_state']}, source type {c.get('source_type') or '-'}, "
                      f"actions {', '.join(a for a in c.get('actions') or [] if a)}")
+        for ing in c.get("ingredients") or []:
+            lines.append(f"  c2pa ingredient: {ing.get('title')} ({ing.get('relationship')})")
         failures = [code for code in c.get("validation_codes") or [] if code.startswith("failure:")]
         if failures:
             lines.append(f"  c2pa issues:  {', '.join(failures)}")

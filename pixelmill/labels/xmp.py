@@ -45,12 +45,24 @@ def _clean(value: Any) -> str:
     return str(value).translate(_CONTROL)
 
 
+# IPTC Photo Metadata 2025.1 AI properties (Iptc4xmpExt namespace, simple text) -> our names
+AI_FIELDS = {"AISystemUsed": "system", "AISystemVersionUsed": "system_version",
+             "AIPromptInformation": "prompt_information", "AIPromptWriterName": "prompt_writer"}
+
+
 def build_xmp(source_type: str, params: dict[str, Any] | None = None, *, badge: str | None = None,
-              watermark: str | None = None, creator_tool: str = "pixelmill") -> bytes:
-    """An XMP packet with the digital source type and the generation parameters."""
+              watermark: str | None = None, creator_tool: str = "pixelmill",
+              ai: dict[str, Any] | None = None) -> bytes:
+    """An XMP packet with the digital source type, the IPTC 2025.1 AI fields (``ai``: ``system``,
+    ``system_version``, ``prompt_information``, ``prompt_writer``; empty ones are left out) and the
+    generation parameters."""
     params = {k: _clean(v) for k, v in (params or {}).items() if v is not None and v != ""}
     props = [f"   <Iptc4xmpExt:DigitalSourceType>{escape(source_type)}</Iptc4xmpExt:DigitalSourceType>",
              f"   <xmp:CreatorTool>{escape(creator_tool)}</xmp:CreatorTool>"]
+    ai = {k: _clean(v) for k, v in (ai or {}).items() if v is not None and v != ""}
+    for prop, name in AI_FIELDS.items():
+        if name in ai:
+            props.append(f"   <Iptc4xmpExt:{prop}>{escape(ai[name])}</Iptc4xmpExt:{prop}>")
     prompt = params.get("prompt")
     if prompt:
         props.append("   <dc:description><rdf:Alt><rdf:li xml:lang=\"x-default\">"
@@ -99,19 +111,21 @@ def a1111_parameters(params: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def save_png(image: Image.Image, path: Path, xmp: bytes, parameters: str | None) -> None:
+def save_png(image: Image.Image, path: Path, xmp: bytes, parameters: str | None,
+             icc_profile: bytes | None = None) -> None:
     info = PngImagePlugin.PngInfo()
     info.add_itxt("XML:com.adobe.xmp", xmp.decode("utf-8"), zip=False)
     if parameters is not None:
         info.add_text("parameters", parameters)  # tEXt when latin-1 fits, else Pillow writes iTXt
-    image.save(path, "PNG", pnginfo=info)
+    image.save(path, "PNG", pnginfo=info, **({"icc_profile": icc_profile} if icc_profile else {}))
 
 
-def save_jpeg(image: Image.Image, path: Path, xmp: bytes, quality: int = 92) -> None:
+def save_jpeg(image: Image.Image, path: Path, xmp: bytes, quality: int = 92, icc_profile: bytes | None = None) -> None:
     if len(xmp) > 65502:
         raise ValueError(f"XMP packet is {len(xmp)} bytes; a JPEG APP1 segment holds at most 65502 "
                          "(shorten the prompt)")
-    image.convert("RGB").save(path, "JPEG", quality=quality, xmp=xmp)
+    image.convert("RGB").save(path, "JPEG", quality=quality, xmp=xmp,
+                              **({"icc_profile": icc_profile} if icc_profile else {}))
 
 
 # ---- reading ---------------------------------------------------------------------------------------------
@@ -163,6 +177,8 @@ def parse_xmp(packet: bytes) -> dict[str, Any]:
 def _take(out: dict[str, Any], tag: str, value: str) -> None:
     if tag == f"{{{IPTC_EXT}}}DigitalSourceType":
         out["source_type"] = value
+    elif tag.startswith(f"{{{IPTC_EXT}}}") and tag[len(IPTC_EXT) + 2:] in AI_FIELDS:
+        out.setdefault("ai", {})[AI_FIELDS[tag[len(IPTC_EXT) + 2:]]] = value
     elif tag.startswith(f"{{{PIXELMILL_NS}}}"):
         local = tag[len(PIXELMILL_NS) + 2:]
         if local in _FROM_CAMEL:
