@@ -10,7 +10,7 @@ from .. import web
 from ..registry import Registry
 from ..runtime import Runtime
 from ..settings import Settings
-from . import api, http, metrics, webhooks
+from . import api, calendar_api, http, metrics, webhooks
 from .config import ServerConfig
 from .service import EXTENSION, Service
 
@@ -35,6 +35,7 @@ def create_app(config: ServerConfig | None = None, *, runtime: Runtime | None = 
     http.init_app(app)
     webhooks.init_app(app)
     api.init_app(app)
+    calendar_api.init_app(app)
     metrics.init_app(app)
     web.init_app(app)  # the dashboard at /
     if start:

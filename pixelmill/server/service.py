@@ -8,6 +8,7 @@ import threading
 
 from flask import current_app, request
 
+from ..calendar.service import CalendarService
 from ..events import Event, EventKind
 from .callbacks import CallbackDispatcher
 from .config import ServerConfig
@@ -42,6 +43,7 @@ class Service:
                                             backoff=config.callback_backoff, timeout=config.callback_timeout)
         self.scheduler = Scheduler(runtime, self.workflows, self.queue, misfire_grace=config.misfire_grace) \
             if config.scheduler else None
+        self.calendar = CalendarService(runtime, self.workflows, self.queue, misfire_grace=config.misfire_grace)
         self.metrics = Metrics(self)
         self._waiters: dict[str, threading.Event] = {}
         self._waiters_lock = threading.Lock()
@@ -57,6 +59,7 @@ class Service:
         self.callbacks.start()
         if self.scheduler is not None:
             self.scheduler.start()
+        self.calendar.start(ticking=self.scheduler is not None)  # PIXELMILL_SCHEDULER=0: no ticking here
         self.started = True
         log.info("serving %d workflow(s) with %d worker(s)", len(self.workflows.all()), self.queue.workers)
 
@@ -65,6 +68,7 @@ class Service:
         that are left as they are: the next start re-queues them (as after a crash) instead of cancelling."""
         if self.scheduler is not None:
             self.scheduler.stop()
+        self.calendar.stop()
         self.callbacks.stop()
         self.queue.stop(timeout=self.config.shutdown_grace)
         self._unsubscribe()
@@ -80,6 +84,7 @@ class Service:
         with self._reload_lock:
             result = self.workflows.load()
             result["schedules"] = self.scheduler.sync() if self.scheduler is not None else {}
+            result["calendar"] = self.calendar.sync()
         log.info("reloaded workflows: %s", {k: v for k, v in result.items() if k != "problems"})
         return result
 
