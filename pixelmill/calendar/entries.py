@@ -98,8 +98,8 @@ class _Reader:
 
     def entry(self, pos: Callable, raw: dict, tz_name: str, default_id: str) -> None:
         """``pos(key)`` gives (file, line, col) of a key's value (``None``: the row itself)."""
-        def err(key, message, hint="", level="error"):
-            file, line, col = pos(key)
+        def err(key, message, hint="", level="error", at_key=False):
+            file, line, col = pos(key, at_key)
             (self.warnings if level == "warning" else self.problems).append(
                 Problem(file, line, col, message, hint, level))
 
@@ -139,7 +139,7 @@ class _Reader:
             err(when_key, f"two calendar entries in one slot ({slot.isoformat()}; the other is at "
                           f"{self._slots[slot]})", "move one of them: each slot posts once")
             ok = False
-        if entry_id in self._ids:
+        elif entry_id in self._ids:
             err("id" if "id" in raw else when_key, f"duplicate calendar entry id '{entry_id}' (also at "
                                                     f"{self._ids[entry_id]})")
             ok = False
@@ -159,7 +159,7 @@ class _Reader:
         for name, value in given.items():
             if name not in self.specs:
                 err(("inputs", name), f"calendar entry: unknown input '{shorten(str(name))}'",
-                    "this workflow takes: " + (", ".join(sorted(self.specs)) or "no inputs"))
+                    "this workflow takes: " + (", ".join(sorted(self.specs)) or "no inputs"), at_key=True)
                 ok = False
                 continue
             try:
@@ -214,9 +214,9 @@ def read_calendar(located: Located, on, workflow_dir: Path, inputs, steps: set[s
         if not isinstance(raw, dict):
             continue  # reported by the whole-file check
 
-        def pos(key, path=path):
+        def pos(key, at_key=False, path=path):
             sub = path if key is None else path + (key if isinstance(key, tuple) else (key,))
-            line, col = located.where(sub)
+            line, col = located.where(sub, key=at_key)
             return located.file, line, col
         reader.entry(pos, raw, settings.timezone, "")
     if settings.file:
@@ -280,9 +280,9 @@ def _read_yaml(reader: _Reader, file: str, text: str, tz_name: str) -> None:
             reader.problems.append(doc.problem(path, "a calendar entry is a mapping with 'when'"))
             continue
 
-        def pos(key, path=path):
+        def pos(key, at_key=False, path=path):
             sub = path if key is None else path + (key if isinstance(key, tuple) else (key,))
-            line, col = doc.where(sub)
+            line, col = doc.where(sub, key=at_key)
             return file, line, col
         reader.entry(pos, row, tz_name, "")
 
@@ -325,7 +325,7 @@ def _read_csv(reader: _Reader, file: str, text: str, tz_name: str) -> None:
                 else:
                     raw["inputs"][name] = value
 
-            def pos(key, line=line, cols=cols):
+            def pos(key, _at_key=False, line=line, cols=cols):
                 if key is None:
                     return file, line, 1
                 name = key[1] if isinstance(key, tuple) else key
