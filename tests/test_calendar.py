@@ -313,3 +313,23 @@ def test_calendar_files_are_not_loaded_as_workflows(folder, registry):
     write(folder, "calendar.yaml", CAL)
     write(folder, "w.calendar.yaml", CAL)
     assert [p.name for p in workflow_files(folder)] == ["w.yaml"]
+
+
+def test_a_reload_follows_the_file_for_planned_rows(tmp_path, folder, registry):
+    write(folder, "f.yaml", workflow("f", calendar="    file: f.calendar.yaml\n"))
+    write(folder, "f.calendar.yaml", "- {when: '2030-01-01T09:00:00Z', id: a}\n- {when: '2030-01-01T10:00:00Z', id: b}\n"
+                                     "- {when: '2030-01-01T11:00:00Z', id: c}\n")
+    clock = Clock(utc(2030, 1, 1, 8, 0))
+    inst = start(tmp_path, folder, registry, clock)
+    try:
+        inst.calendar.move("f", "c", "2030-01-01T11:30:00Z")  # a person's change wins over the file
+        write(folder, "f.calendar.yaml", "- {when: '2030-01-01T09:15:00Z', id: a, inputs: {seed: 9}}\n"
+                                         "- {when: '2030-01-01T12:00:00Z', id: c}\n")
+        inst.workflows.load()  # any reload: the next tick re-reads the entries
+        inst.calendar.tick()
+        a, b, c = (inst.entry("f", k) for k in "abc")
+        assert (a["slot"], a["inputs"]["seed"]) == ("2030-01-01T09:15:00+00:00", 9)
+        assert b["status"] == "skipped" and b["note"] == "removed from the calendar file"
+        assert c["slot"] == "2030-01-01T11:30:00+00:00"
+    finally:
+        inst.close()

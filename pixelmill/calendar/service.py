@@ -62,6 +62,7 @@ class CalendarService:
         self.tick_s = tick_s if tick_s is not None else float(os.environ.get("PIXELMILL_CALENDAR_TICK", "5"))
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._synced = None  # the workflow catalog last synced (a reload, by any path, makes a new one)
         L.create_tables(runtime.store.engine)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -93,6 +94,7 @@ class CalendarService:
     def sync(self) -> dict:
         """Bring the ledger in line with the served workflows' entries; returns counts."""
         added = updated = removed = 0
+        self._synced = getattr(self.workflows, "catalog", None)
         now = L.utcnow_naive(self.now())
         store = self.runtime.store
         for loaded in self.workflows.all():
@@ -141,6 +143,8 @@ class CalendarService:
 
     def tick(self) -> dict:
         """Do everything due at ``now()``: reconcile finished post runs, draft, post, report missed entries."""
+        if getattr(self.workflows, "catalog", None) is not self._synced:
+            self.sync()  # the workflows were reloaded (SIGHUP, API, a file watcher): re-read their entries
         now = self.now()
         done = {"drafted": [], "posted": [], "missed": []}
         self._reconcile()
