@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 IDENT = r"^[A-Za-z_][A-Za-z0-9_]*$"
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
@@ -104,22 +104,22 @@ class CalendarSettings(Strict):
         None, description="a slot passed while the service was down: post once late, or skip and report "
                           "(default: like the workflow's schedules, else post_late)")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _file_only(cls, value):
-        return {"file": value} if isinstance(value, str) else value
-
 
 class Triggers(Strict):
     schedule: list[Schedule] = Field(default_factory=list)
     webhook: Webhook | None = None
     at: list[DatedEntry] = Field(default_factory=list, description="one-off dated posts")
-    calendar: CalendarSettings | None = None
+    calendar: CalendarSettings | str | None = Field(None, description="settings, or just the calendar file's name")
 
     @field_validator("schedule", "at", mode="before")
     @classmethod
     def _one_or_many(cls, value):
         return [value] if isinstance(value, dict) else value
+
+    @field_validator("calendar", mode="before")
+    @classmethod
+    def _file_only(cls, value):
+        return {"file": value} if isinstance(value, str) else value
 
 
 class Retry(Strict):

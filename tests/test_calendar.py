@@ -333,3 +333,24 @@ def test_a_reload_follows_the_file_for_planned_rows(tmp_path, folder, registry):
         assert c["slot"] == "2030-01-01T11:30:00+00:00"
     finally:
         inst.close()
+
+
+def test_the_json_schema_accepts_both_calendar_spellings(folder, registry):
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    from pixelmill.loader import load_file
+    from pixelmill.yamlsource import load
+
+    schema = json.loads((Path(__file__).resolve().parents[1] / "workflows" / "pixelmill.schema.json").read_text())
+    validator = jsonschema.Draft202012Validator(schema)
+    write(folder, "calendar.yaml", CAL)
+    for i, on in enumerate(["  calendar: calendar.yaml\n", "  calendar: {file: calendar.yaml, approval: false}\n"]):
+        text = workflow(f"s{i}").replace("steps:\n", "on:\n" + on + "steps:\n", 1)
+        assert not list(validator.iter_errors(load(text, "x.yaml").data))
+        path = write(folder, f"s{i}.yaml", text)
+        assert len(load_file(path, registry).calendar.entries) == 2
+    bad = workflow("b").replace("steps:\n", "on:\n  calendar: {file: c.yaml, lead: 2h, colour: red}\nsteps:\n", 1)
+    assert list(validator.iter_errors(load(bad, "x.yaml").data))

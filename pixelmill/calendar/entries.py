@@ -193,7 +193,8 @@ def read_calendar(located: Located, on, workflow_dir: Path, inputs, steps: set[s
     raw_settings = on.get("calendar")
     if raw_settings is not None:
         try:
-            cal.settings = CalendarSettings.model_validate(raw_settings)
+            cal.settings = CalendarSettings.model_validate(
+                {"file": raw_settings} if isinstance(raw_settings, str) else raw_settings)
         except ValidationError:
             return cal, [], []  # reported by the whole-file check
     settings = cal.settings
