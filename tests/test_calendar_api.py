@@ -107,3 +107,20 @@ def test_two_server_processes_on_one_database_post_each_entry_once(tmp_path):
     finally:
         a.stop()
         b.stop()
+
+
+def test_dashboard_calendar_actions_need_the_csrf_token(api):
+    import re
+
+    login = api.get("/login").get_data(as_text=True)
+    first = re.search(r'<meta name="csrf-token" content="([^"]+)"', login).group(1)
+    assert api.post("/login", data={"token": TOKEN, "csrf_token": first, "next": "/calendar"}).status_code == 302
+    page = api.get("/calendar?view=month&date=2030-01-01")
+    assert page.status_code == 200 and 'data-entry="plan/noon"' in page.get_data(as_text=True)
+    token = re.search(r'<meta name="csrf-token" content="([^"]+)"', page.get_data(as_text=True)).group(1)
+    refused = api.post("/calendar/plan/noon/approve", data={})
+    assert refused.status_code == 400 and api.get("/api/v1/calendar/plan/noon").get_json()["status"] == "planned"
+    done = api.post("/calendar/plan/noon/approve", data={"csrf_token": token, "back": "//evil.example/"})
+    assert done.status_code == 302 and done.headers["Location"].endswith("/calendar")
+    assert api.get("/api/v1/calendar/plan/noon").get_json()["status"] == "approved"
+    assert api.post("/calendar/plan/noon/launch", data={"csrf_token": token}).status_code == 404
