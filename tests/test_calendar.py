@@ -354,3 +354,40 @@ def test_the_json_schema_accepts_both_calendar_spellings(folder, registry):
         assert len(load_file(path, registry).calendar.entries) == 2
     bad = workflow("b").replace("steps:\n", "on:\n  calendar: {file: c.yaml, lead: 2h, colour: red}\nsteps:\n", 1)
     assert list(validator.iter_errors(load(bad, "x.yaml").data))
+
+
+def test_a_failed_post_retried_later_marks_the_entry_posted(tmp_path, folder, registry):
+    from pixelmill.rerun import create_retry
+
+    from .servernodes import FlakyNode
+
+    registry.register(FlakyNode)
+    ok = tmp_path / "ok"
+    write(folder, "fl.yaml", f"""
+name: fl
+on:
+  at: {{at: '2030-01-01T09:00:00Z', id: a}}
+steps:
+  - {{id: gate, node: test_flaky, with: {{ok_file: "{ok}", text: hello}}}}
+  - id: post
+    node: post_social
+    config: {{target: outbox}}
+    with: {{text: "${{{{ steps.gate.outputs.text }}}}"}}
+""")
+    clock = Clock(utc(2030, 1, 1, 9, 0, 1))
+    inst = start(tmp_path, folder, registry, clock)
+    try:
+        assert inst.calendar.tick()["posted"] == ["fl/a"]
+        inst.settle()
+        failed = inst.entry("fl", "a")
+        assert failed["status"] == "failed" and "does not exist yet" in failed["note"]
+        ok.write_text("")
+        store = inst.runtime.store
+        retry = create_retry(store, store.get_run(failed["post_run_id"]), inst.workflows.get("fl"))
+        inst.queue.enqueue(retry)
+        inst.settle()
+        entry = inst.entry("fl", "a")
+        assert entry["status"] == "posted" and retry in entry["note"]
+        assert posts(tmp_path / "home") == ["hello!"]
+    finally:
+        inst.close()

@@ -24,9 +24,10 @@ import threading
 import uuid
 from datetime import datetime, timedelta, timezone
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from ..db import RunRow
 from ..inputs import InputError, resolve_inputs
 from . import ledger as L
 from .entries import parse_when
@@ -249,20 +250,43 @@ class CalendarService:
         log.error("calendar %s/%s: %s", row.workflow, row.entry_id, why)
 
     def _reconcile(self) -> None:
-        """Entries whose post run finished take its outcome (read from the store: any process may have run it)."""
+        """Entries whose post run finished take its outcome (read from the store: any process may have run
+        it). A failed post retried later (``POST /api/v1/runs/{id}/retry``) takes the outcome of the latest
+        retry in its chain, for a week after the failure."""
+        since = L.utcnow_naive(self.now() - timedelta(days=7))
+        e = L.ENTRIES
         with self.runtime.store.engine.connect() as conn:
-            rows = list(conn.execute(select(L.ENTRIES).where(L.ENTRIES.c.status.in_(L.OPEN),
-                                                             L.ENTRIES.c.post_run_id.is_not(None))))
+            rows = list(conn.execute(select(e).where(e.c.post_run_id.is_not(None), or_(
+                e.c.status.in_(L.OPEN), and_(e.c.status == L.FAILED, e.c.updated_at >= since)))))
+            outcomes = {row.id: self._latest(conn, row.post_run_id) for row in rows}
         for row in rows:
-            run = self.runtime.store.get_run(row.post_run_id)
+            run = outcomes[row.id]
             status = FINAL_RUN.get(run["status"]) if run else L.FAILED
-            if status is None:
+            if status is None or status == row.status:
                 continue
             note = "" if status == L.POSTED else ((run or {}).get("error") or {}).get("message", "the run is gone")
+            if row.status == L.FAILED:
+                note = f"posted by retry run {run['id']}"
             with self.runtime.store.writing() as conn:
-                conn.execute(update(L.ENTRIES).where(L.ENTRIES.c.id == row.id, L.ENTRIES.c.version == row.version)
+                conn.execute(update(e).where(e.c.id == row.id, e.c.version == row.version)
                              .values(status=status, note=(row.note + " " + note).strip()[:2000],
                                      version=row.version + 1, updated_at=L.utcnow_naive(self.now())))
+
+    @staticmethod
+    def _latest(conn, run_id: str) -> dict | None:
+        """The last run in the retry chain that starts at ``run_id``."""
+        runs = RunRow.__table__
+        cols = (runs.c.id, runs.c.status, runs.c.error)
+        run = conn.execute(select(*cols).where(runs.c.id == run_id)).mappings().first()
+        for _ in range(100):
+            if run is None:
+                return None
+            nxt = conn.execute(select(*cols).where(runs.c.retry_of == run["id"])
+                               .order_by(runs.c.created_at.desc()).limit(1)).mappings().first()
+            if nxt is None:
+                return dict(run)
+            run = nxt
+        return dict(run)
 
     # -- what people do (API and dashboard) -----------------------------------------------------
 
