@@ -19,6 +19,7 @@ from pathlib import Path
 from pydantic import BaseModel, ValidationError
 
 from . import expressions as ex
+from .calendar.entries import Calendar, read_calendar
 from .model import InputSpec, Schedule, Step, Webhook, Workflow, value_fits
 from .node import TEMPLATE_FIELD, StepCheck, field_marked, resolve_paths
 from .problems import Problem, WorkflowInvalid, did_you_mean, shorten
@@ -48,6 +49,7 @@ class LoadedWorkflow:
     # step id -> the deps it only reads ``steps.X.status`` of: wait for them to finish, whatever the outcome
     status_deps: dict[str, set[str]] = field(default_factory=dict)
     warnings: list[Problem] = field(default_factory=list)  # it loads, but something will likely fail at run time
+    calendar: Calendar = field(default_factory=Calendar)  # dated entries (on.at, on.calendar)
 
     @property
     def name(self) -> str:
@@ -172,11 +174,12 @@ def _load_text(text: str, file: str, registry: Registry, environ) -> LoadedWorkf
 
     order = _order(check, steps, deps, step_index)
     _check_triggers(check, data.get("on"))
+    calendar = _check_calendar(check, data, workflow_dir, step_index, steps)
 
     if check.problems or workflow is None:
         raise WorkflowInvalid(check.problems, check.warnings)
     return LoadedWorkflow(workflow, file, nodes, configs, deps, order, text, located, status_deps,
-                          sorted(check.warnings))
+                          sorted(check.warnings), calendar)
 
 
 def load_file(path, registry: Registry, environ=None) -> LoadedWorkflow:
@@ -251,8 +254,15 @@ def _routes_clash(a: list[str], b: list[str]) -> bool:
 
 
 def workflow_files(folder) -> list[Path]:
+    """The workflow files of a folder: ``*.yaml``/``*.yml``, except calendar files (``calendar.yaml``,
+    ``*.calendar.yaml``: the rows of a workflow's ``on.calendar``, see docs/calendar.md)."""
     folder = Path(folder)
-    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+    return sorted(p for p in folder.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
+                  and not is_calendar_file(p))
+
+
+def is_calendar_file(path: Path) -> bool:
+    return path.stem == "calendar" or path.stem.endswith(".calendar")
 
 
 # ---------------------------------------------------------------------------
@@ -552,6 +562,20 @@ def _find_cycle(graph: dict[str, set[str]]) -> list[str]:
                 path.append(nxt)
                 iters.append(iter(sorted(graph[nxt])))
     return []
+
+
+def _check_calendar(check: _Check, data: dict, workflow_dir: Path, step_index: dict, steps) -> Calendar:
+    """Dated entries (pixelmill/calendar/entries.py). With approval, some step must read
+    ``trigger.calendar.phase`` in its ``if:`` (the posting step runs only in the 'post' phase)."""
+    calendar, errors, warnings = read_calendar(check.located, data.get("on"), workflow_dir, data.get("inputs"),
+                                               set(step_index))
+    check.problems.extend(errors)
+    check.warnings.extend(warnings)
+    if calendar.settings.approval and not any(isinstance(s.if_, str) and "trigger.calendar.phase" in s.if_
+                                              for _, s in steps):
+        check.add(("on", "calendar", "approval"), "calendar approval needs the posting step(s) to wait for the "
+                  "'post' phase", "add  if: ${{ trigger.calendar.phase == 'post' }}  to each posting step")
+    return calendar
 
 
 def _check_triggers(check: _Check, on) -> None:

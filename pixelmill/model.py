@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -88,14 +89,44 @@ class Webhook(Strict):
         return value
 
 
+class DatedEntry(Strict):
+    """A one-off post: run once at a date and time, with its own inputs (see docs/calendar.md)."""
+
+    at: str | datetime = Field(description="ISO date and time, e.g. '2026-12-01T09:00' or with an offset '+01:00'")
+    timezone: str | None = Field(None, description="IANA name for a time without offset (default: the calendar's)")
+    id: str | None = Field(None, pattern=SLUG, description="stable id of the entry (default: its slot)")
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    target: str | None = Field(None, description="posting step id this entry posts with (trigger.calendar.target)")
+    status: Literal["draft", "approved"] = "draft"
+
+
+class CalendarSettings(Strict):
+    """Dated entries: a file of posts beside the workflow, review before posting, and the misfire policy."""
+
+    file: str | None = Field(None, description="a .yaml or .csv file beside the workflow, one row per post")
+    timezone: str = "UTC"
+    approval: bool = Field(False, description="entries must be approved before they are posted")
+    lead: float | str = Field("2h", description="generate drafts this long before the slot (seconds or '2h')")
+    misfire: Literal["post_late", "skip"] | None = Field(
+        None, description="a slot passed while the service was down: post once late, or skip and report "
+                          "(default: like the workflow's schedules, else post_late)")
+
+
 class Triggers(Strict):
     schedule: list[Schedule] = Field(default_factory=list)
     webhook: Webhook | None = None
+    at: list[DatedEntry] = Field(default_factory=list, description="one-off dated posts")
+    calendar: CalendarSettings | str | None = Field(None, description="settings, or just the calendar file's name")
 
-    @field_validator("schedule", mode="before")
+    @field_validator("schedule", "at", mode="before")
     @classmethod
     def _one_or_many(cls, value):
         return [value] if isinstance(value, dict) else value
+
+    @field_validator("calendar", mode="before")
+    @classmethod
+    def _file_only(cls, value):
+        return {"file": value} if isinstance(value, str) else value
 
 
 class Retry(Strict):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from pixelmill.node import Model, Node
+from pixelmill.node import ArtifactRef, Model, Node
 
 
 class SleepInputs(Model):
@@ -81,4 +81,27 @@ class FlakyNode(Node):
         return FlakyOutputs(text=inputs.text + "!")
 
 
-NODES = [SleepNode, CountNode, FlakyNode]
+class SquareInputs(Model):
+    color: str = "red"
+
+
+class SquareOutputs(Model):
+    image: ArtifactRef
+
+
+class SquareNode(Node):
+    """Draw a flat colour square as PNG (the calendar page's thumbnails)."""
+
+    type = "test_square"
+    Inputs = SquareInputs
+    Outputs = SquareOutputs
+
+    def run(self, inputs, ctx):
+        from PIL import Image
+
+        ref, path = ctx.new_artifact("square.png", "image/png")
+        Image.new("RGB", (96, 96), inputs.color).save(path)
+        return SquareOutputs(image=ref)
+
+
+NODES = [SleepNode, CountNode, FlakyNode, SquareNode]

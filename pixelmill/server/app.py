@@ -10,7 +10,7 @@ from .. import web
 from ..registry import Registry
 from ..runtime import Runtime
 from ..settings import Settings
-from . import api, http, metrics, openapi, sse, webhooks
+from . import api, calendar_api, http, metrics, openapi, sse, webhooks
 from .config import ServerConfig
 from .context import EXTENSION
 from .service import Service
@@ -38,6 +38,7 @@ def create_app(config: ServerConfig | None = None, *, runtime: Runtime | None = 
     api.init_app(app)
     sse.init_app(app)
     openapi.init_app(app)
+    calendar_api.init_app(app)
     metrics.init_app(app)
     web.init_app(app)  # the dashboard at /
     if start:

@@ -9,6 +9,7 @@ import threading
 
 from flask import request
 
+from ..calendar.service import CalendarService
 from ..events import Event, EventKind
 from .callbacks import CallbackDispatcher
 from .config import ServerConfig
@@ -36,6 +37,7 @@ class Service:
                                             backoff=config.callback_backoff, timeout=config.callback_timeout)
         self.scheduler = Scheduler(runtime, self.workflows, self.queue, misfire_grace=config.misfire_grace) \
             if config.scheduler else None
+        self.calendar = CalendarService(runtime, self.workflows, self.queue, misfire_grace=config.misfire_grace)
         self.metrics = Metrics(self)
         self.runlog = RunLog(runtime.store)
         self.retention = Retention(runtime.store, days=config.retention_days, max_runs=config.retention_max_runs,
@@ -64,6 +66,7 @@ class Service:
         self.retention.start()
         if self.watcher is not None:
             self.watcher.start()
+        self.calendar.start(ticking=self.scheduler is not None)  # PIXELMILL_SCHEDULER=0: no ticking here
         self.started = True
         log.info("serving %d workflow(s) with %d worker(s)", len(self.workflows.all()), self.queue.workers)
 
@@ -76,6 +79,7 @@ class Service:
         self.retention.stop()
         if self.scheduler is not None:
             self.scheduler.stop()
+        self.calendar.stop()
         self.callbacks.stop()
         self.queue.stop(timeout=self.config.shutdown_grace)
         self._unsubscribe()
@@ -97,6 +101,7 @@ class Service:
             self.workflows.registry = registry
             result = self.workflows.load()
             result["schedules"] = self.scheduler.sync() if self.scheduler is not None else {}
+            result["calendar"] = self.calendar.sync()
         for key in ("added", "changed"):
             for name in result[key]:
                 log.info("reload: %s workflow '%s' from %s", key, name, self.workflows.get(name).file)

@@ -15,7 +15,7 @@ from .blueprint import bp
 
 
 def init_app(app: Flask) -> None:
-    from . import access, catalog, editor, runs, workflows  # noqa: F401 - their views register on bp
+    from . import access, calendar, catalog, editor, runs, workflows  # noqa: F401 - their views register on bp
 
     access.init_app(app)
     app.register_blueprint(bp)

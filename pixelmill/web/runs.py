@@ -15,7 +15,7 @@ from . import queries
 from .blueprint import PageError, bp, service
 
 PER_PAGE = 50
-TRIGGERS = ("api", "dashboard", "manual", "retry", "schedule", "webhook")
+TRIGGERS = ("api", "calendar", "dashboard", "manual", "retry", "schedule", "webhook")
 RETRYABLE = ("failed", "blocked", "cancelled", "interrupted")
 
 
