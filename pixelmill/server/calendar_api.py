@@ -15,8 +15,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from ..calendar.service import CalendarError
 from . import schemas as s
 from .auth import check_bearer
+from .context import current_service
 from .http import ApiError, endpoint, json_response, parse_body, parse_query
-from .service import current_service
 
 bp = Blueprint("calendar_api", __name__, url_prefix="/api/v1/calendar")
 ERRORS = {404: s.ErrorOut, 409: s.ErrorOut, 422: s.ErrorOut}
