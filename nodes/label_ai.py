@@ -123,12 +123,14 @@ class LabelAiNode(Node):
                 opened.load()
                 in_format = opened.format
                 icc_profile = opened.info.get("icc_profile")
+                edit_record = _edit_record(opened)
                 image = opened.copy()
         except (UnidentifiedImageError, OSError) as exc:
             raise ValueError(f"label_ai: {inputs.image.name!r} is not a readable image: {exc}") from None
 
         fmt = cfg.format if cfg.format != "same" else ("jpeg" if in_format == "JPEG" else "png")
-        parent = inputs.parent or getattr(inputs.image, "edited_from", None)  # contract for editing nodes
+        # contract for editing nodes: an explicit `parent`, or the `edited_from` that edit_image records in the PNG
+        parent = inputs.parent or getattr(inputs.image, "edited_from", None) or edit_record
         parent_path = None
         if parent is not None:
             parent_path = ctx.artifact_path(parent)
@@ -255,3 +257,15 @@ class LabelAiNode(Node):
             raise
         except Exception as exc:  # c2pa errors name the problem (bad key, bad chain, missing EKU)
             raise ValueError(f"label_ai: C2PA signing failed: {exc}") from None
+
+
+def _edit_record(image) -> ArtifactRef | None:
+    """The parent an editing node (edit_image) recorded in the PNG's ``pixelmill`` text chunk, if any."""
+    import json
+
+    raw = getattr(image, "text", {}).get("pixelmill") if hasattr(image, "text") else None
+    try:
+        src = json.loads(raw).get("edited_from") if raw else None
+        return ArtifactRef(run_id=str(src["run_id"]), name=str(src["name"])) if isinstance(src, dict) else None
+    except (ValueError, KeyError, TypeError):
+        return None
