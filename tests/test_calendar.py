@@ -216,7 +216,7 @@ def test_actions_refuse_what_they_cannot_do(tmp_path, folder, registry):
         assert exc.value.status == 409 and exc.value.code == "slot_taken"
         with pytest.raises(CalendarError) as exc:
             inst.calendar.add("acts", "2029-01-01T00:00Z")
-        assert exc.value.status == 422 and "past" in exc.value.message
+        assert exc.value.status == 409 and "past" in exc.value.message
         with pytest.raises(CalendarError) as exc:
             inst.calendar.add("acts", "2030-02-01T00:00Z", inputs={"nope": 1})
         assert exc.value.code == "invalid_inputs" and "nope" in exc.value.message

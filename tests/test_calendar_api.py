@@ -48,7 +48,9 @@ def test_calendar_api_lists_adds_moves_approves_skips_and_regenerates(api):
     assert r.get_json()["slot"] == "2030-01-02T08:00:00+00:00" and r.get_json()["inputs"]["subject"] == "added"
 
     bad = api.post("/api/v1/calendar/plan", json={"when": "someday"})
-    assert bad.status_code == 422 and bad.get_json()["error"] == "invalid" and "someday" in bad.get_json()["message"]
+    assert bad.status_code == 400 and "when" in bad.get_json()["message"]  # not an ISO date: the schema says so
+    impossible = api.post("/api/v1/calendar/plan", json={"when": "2030-02-31T09:00"})
+    assert impossible.status_code == 422 and impossible.get_json()["error"] == "invalid"
     taken = api.post("/api/v1/calendar/plan", json={"when": "2030-01-01T12:00:00Z"})
     assert taken.status_code == 409 and taken.get_json()["error"] == "slot_taken"
     assert api.post("/api/v1/calendar/nope", json={"when": "2030-01-02T09:00"}).status_code == 404

@@ -105,7 +105,7 @@ def test_nodes_type_describes_one_node():
     assert out.exit_code == 0, out.output
     text = out.stdout
     assert text.startswith("caption@1  [pixelmill]  gpu")
-    assert "Optional conditional `prefix`, greedy or beam search" in text  # the whole docstring
+    assert "greedy or beam search, several images in one batch" in text  # the whole docstring, to its end
     assert "device  auto | cpu | cuda | mps, default \"auto\"" in text
     assert "max_tokens  int, default 30" in text and "outputs (steps.<id>.outputs.<name>)" in text
     assert "Literal[" not in text and "<class" not in text
@@ -126,7 +126,7 @@ def test_validate_json(tmp_path, registry):
     assert data["valid"] is False and data["files"] == 2
     assert data["workflows"] == [{"file": str(good), "name": "good", "steps": 1, "valid": True}]
     assert data["problems"] == [{"file": str(bad), "line": 4, "col": 11, "message": "step 'a': unknown node 'promt'",
-                                 "hint": "did you mean 'prompt'?"}]
+                                 "hint": "did you mean 'prompt'?", "level": "error"}]
     ok = cli("validate", "--json", str(good))
     assert ok.exit_code == 0 and json.loads(ok.stdout)["valid"] is True
     load_text(good.read_text(), "good.yaml", registry)  # the same file loads in-process too

@@ -344,7 +344,8 @@ class CalendarService:
         except Exception as exc:  # noqa: BLE001 - bad text or timezone: the message says which
             raise CalendarError(422, "invalid", f"'when': {exc}") from None
         if slot <= self.now():
-            raise CalendarError(422, "invalid", f"'when' {slot.isoformat()} is in the past")
+            # a well-formed time that conflicts with the clock, not a malformed request: 409 like a taken slot
+            raise CalendarError(409, "slot_past", f"'when' {slot.isoformat()} is in the past")
         return slot
 
     def _inputs(self, loaded, inputs: dict) -> dict:

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from flask import Blueprint
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..calendar.service import CalendarError
 from . import schemas as s
@@ -60,14 +60,33 @@ class CalendarList(BaseModel):
     log: list[LogOut]
 
 
+ISO_DATETIME = (r"^[1-9][0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])[T ]([01][0-9]|2[0-3]):[0-5][0-9]"
+                r"(:[0-5][0-9](\.[0-9]{1,6})?)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])?$")
+
+
 class ListQuery(_In):
     workflow: str | None = Field(None, max_length=200)
     start: datetime | None = Field(None, description="entries at or after this time (ISO 8601)")
     end: datetime | None = Field(None, description="entries before this time (ISO 8601)")
 
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _iso_text_only(cls, value):
+        """ISO 8601 text only: pydantic would otherwise read a number such as 0.5 as a Unix time."""
+        if value is None or isinstance(value, datetime):
+            return value
+        try:
+            return datetime.fromisoformat(value) if isinstance(value, str) else _not_iso()
+        except ValueError:
+            _not_iso()
+
+
+def _not_iso():
+    raise ValueError("an ISO 8601 date and time is needed, like 2026-12-01T09:00")
+
 
 class AddIn(_In):
-    when: str = Field(max_length=100, description="ISO date and time, e.g. 2026-12-01T09:00")
+    when: str = Field(max_length=100, pattern=ISO_DATETIME, description="ISO date and time, e.g. 2026-12-01T09:00")
     timezone: str | None = Field(None, max_length=100, description="for a time without offset")
     inputs: dict[str, Any] = Field(default_factory=dict)
     target: str | None = Field(None, max_length=100)
@@ -76,7 +95,7 @@ class AddIn(_In):
 
 
 class MoveIn(_In):
-    when: str = Field(max_length=100)
+    when: str = Field(max_length=100, pattern=ISO_DATETIME)
     timezone: str | None = Field(None, max_length=100)
 
 

@@ -106,6 +106,9 @@ class CallbackDispatcher:
         body = self.result_body(run, row["base_url"])
         status, error = None, None
         try:
+            refused = refused_host(row["url"])
+            if refused:
+                raise ValueError(refused)
             resp = self._session.post(row["url"], json=body, timeout=self.timeout,
                                       headers={"Idempotency-Key": run_id, "X-Pixelmill-Run-Id": run_id,
                                                "User-Agent": "pixelmill-callback"})
@@ -147,3 +150,19 @@ class CallbackDispatcher:
 
 def iso_now() -> str:
     return datetime.now(timezone.utc).isoformat()
+
+
+def refused_host(url: str) -> str | None:
+    """Why a callback to ``url`` is not sent, when ``PIXELMILL_CALLBACK_HOSTS`` (comma-separated host names)
+    limits where callbacks may go; None when it may be sent. An egress allow-list for operators, and what
+    keeps fuzz tests from calling made-up hosts."""
+    import os
+    from urllib.parse import urlsplit
+
+    allowed = {h.strip().lower() for h in os.environ.get("PIXELMILL_CALLBACK_HOSTS", "").split(",") if h.strip()}
+    if not allowed:
+        return None
+    host = (urlsplit(url).hostname or "").lower()
+    if host in allowed:
+        return None
+    return f"callback host {host[:80]!r} is not in PIXELMILL_CALLBACK_HOSTS; not sent"
