@@ -107,7 +107,7 @@ def test_nodes_type_describes_one_node():
     assert text.startswith("caption@1  [pixelmill]  gpu")
     assert "greedy or beam search, several images in one batch" in text  # the whole docstring, to its end
     assert "device  str, default \"auto\"" in text and "cuda:N" in text
-    assert "max_tokens  int, default 30" in text and "outputs (steps.<id>.outputs.<name>)" in text
+    assert "max_tokens   int, default 30" in text and "outputs (steps.<id>.outputs.<name>)" in text
     assert "Literal[" not in text and "<class" not in text
     one = json.loads(cli("nodes", "caption@1", "--json").stdout)
     assert one["type"] == "caption" and "image" in one["inputs"]["properties"]
