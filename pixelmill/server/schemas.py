@@ -195,3 +195,23 @@ class HealthOut(BaseModel):
     workers: int
     workers_busy: int
     scheduler: bool
+
+
+class SubscriptionIn(Body):
+    url: str = Field(description="where run events are POSTed (an http(s) URL, e.g. an n8n trigger webhook)")
+    events: list[Literal["run.succeeded", "run.failed"]] = Field(
+        default_factory=lambda: ["run.succeeded", "run.failed"], min_length=1)
+    workflow: str | None = Field(None, description="only runs of this workflow (all when absent)")
+
+
+class SubscriptionOut(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    workflow: str | None = None
+    created_at: str
+    secret: str | None = Field(None, description="HMAC key of X-Pixelmill-Signature; returned once, on creation")
+
+
+class SubscriptionList(BaseModel):
+    items: list[SubscriptionOut]
