@@ -362,7 +362,10 @@ class Executor:
             key = _cache_key(info, run.loaded.configs[sid], inputs)
             cached = self.store.cache_get(key)
             if cached is not None and _artifacts_exist(cached, self.store.artifacts_root):
-                cached = _adopt_artifacts(cached, self.store.artifacts_root, run.run_id)
+                adopted = _adopt_artifacts(cached, self.store.artifacts_root, run.run_id)
+                if adopted != cached:  # the entry now names this run's copies: it outlives the first run
+                    self.store.cache_put(key, info.type, adopted, run.run_id)
+                cached = adopted
                 self._emit(run, EventKind.STEP_FINISHED, sid, status=StepStatus.CACHED.value, outputs=cached,
                            attempts=0, duration_s=0.0, node=info.type, version=info.version, inputs=stored_inputs)
                 return StepResult(StepStatus.CACHED, cached, None, 0, 0.0)

@@ -286,6 +286,9 @@ def test_cached_image_survives_deleting_the_run_that_made_it(srv):
     assert srv.delete(f"/api/v1/runs/{first['run_id']}").status_code == 204
     r = requests.get(second["outputs"]["image"]["url"], timeout=10)
     assert r.status_code == 200 and _png(r.content).getpixel((0, 0)) == (255, 255, 0)
+    third = hook(srv, "img", json={"color": "yellow"}).json()  # the cache entry moved to the second run's copy
+    assert srv.get(f"/api/v1/runs/{third['run_id']}").json()["steps"][0]["status"] == "cached"
+    assert requests.get(third["outputs"]["image"]["url"], timeout=10).status_code == 200
 
 
 # -- subscriptions --------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ import time
 from datetime import datetime, timezone
 
 import requests
-from sqlalchemy import Float, Integer, String, Text, inspect, insert, select, text, update
+from sqlalchemy import Float, Integer, String, Text, insert, inspect, select, text, update
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base

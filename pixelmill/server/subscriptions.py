@@ -8,8 +8,8 @@ and retried with backoff and jitter over the callback window. The n8n "Pixelmill
 from __future__ import annotations
 
 import hashlib
-import hmac
 import heapq
+import hmac
 import json
 import logging
 import threading
