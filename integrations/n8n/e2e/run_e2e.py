@@ -258,11 +258,37 @@ def main() -> int:
             got = sink.wait_for("trigger", 120, lambda p: p.get("event") == "run.succeeded")
             assert got["run"]["status"] == "succeeded", got
             say(f"  trigger subscribed ({len(subs)} subscription) and forwarded run {got['run']['run_id']}")
+            hook_url = next(s["url"] for s in subs if s["url"].startswith(n8n_url))
+            forged = requests.post(hook_url, json={"event": "run.succeeded", "run": {"run_id": "forged"}},
+                                   headers={"X-Pixelmill-Signature": "sha256=" + "0" * 64}, timeout=30)
+            assert forged.status_code == 401, f"a forged delivery got {forged.status_code}"
+            time.sleep(1)
+            assert not any(p.get("run", {}).get("run_id") == "forged" for p in sink.posts)
+            say("  a delivery with a wrong signature got 401 and started nothing")
+
+        def unsubscribe():
+            s = requests.Session()
+            r = s.post(n8n_url + "/rest/owner/setup", json={"email": "e2e@example.com", "firstName": "E",
+                                                            "lastName": "Two", "password": "E2e-password-1"},
+                       timeout=30)
+            assert r.status_code == 200, f"owner setup: {r.status_code} {r.text[:200]}"
+            r = s.post(n8n_url + "/rest/workflows/pxmTriggerFwd001/deactivate", json={}, timeout=60)
+            assert r.status_code == 200, f"deactivate: {r.status_code} {r.text[:300]}"
+            deadline = time.monotonic() + 20  # n8n tears the trigger down after answering
+            while True:
+                subs = requests.get(px_url + "/api/v1/subscriptions", timeout=10,
+                                    headers={"Authorization": f"Bearer {TOKEN}"}).json()["items"]
+                if not subs or time.monotonic() > deadline:
+                    break
+                time.sleep(0.3)
+            assert not subs, f"still subscribed 20 s after deactivation: {subs}"
+            say("  deactivating the trigger workflow deleted its subscription")
 
         check("sync call responds with the image as binary", sync_image)
         check("async call: pixelmill callback resumes the Wait node", callback)
         check("schedule runs a pixelmill workflow and posts the result", schedule)
         check("Pixelmill Trigger subscribes and forwards finished runs", trigger)
+        check("Pixelmill Trigger unsubscribes on deactivation", unsubscribe)
     except Exception as exc:  # noqa: BLE001
         failures.append(f"setup: {exc}")
         say(f"FAIL setup: {exc}")
