@@ -134,8 +134,7 @@ def templates(px_url: str, sink_url: str, out: Path) -> list[Path]:
     files = []
     for src in sorted((PKG / "templates").glob("*.json")):
         text = src.read_text().replace("http://127.0.0.1:8080", px_url) \
-            .replace("http://127.0.0.1:9999/pixelmill-results", sink_url) \
-            .replace('"n8n-nodes-pixelmill.', '"CUSTOM.')
+            .replace("http://127.0.0.1:9999/pixelmill-results", sink_url)
         data = json.loads(text)
         for node in data["nodes"]:
             if node["type"] == "n8n-nodes-base.scheduleTrigger":  # hourly in the template; every 10 s here
@@ -179,17 +178,16 @@ def main() -> int:
                "GENERIC_TIMEZONE": "UTC", "N8N_ENCRYPTION_KEY": "e2e-encryption-key-0123456789",
                "N8N_SECURE_COOKIE": "false", "N8N_PERSONALIZATION_ENABLED": "false",
                "DB_SQLITE_POOL_SIZE": "2", "N8N_LOG_LEVEL": "info"}
-        # n8n loads an unpublished package from N8N_CUSTOM_EXTENSIONS; its node types are then
-        # CUSTOM.<name> (a package installed from the registry gets n8n-nodes-pixelmill.<name>)
-        custom = work / "custom"
-        custom.mkdir()
-        (custom / "package.json").write_text('{"name": "e2e-custom-nodes", "private": true}')
+        # installed as a community package: n8n scans <user folder>/.n8n/nodes/node_modules at start, and the
+        # node types are n8n-nodes-pixelmill.<name>, exactly as in the templates
+        nodes_dir = home / ".n8n" / "nodes"
+        nodes_dir.mkdir(parents=True)
+        (nodes_dir / "package.json").write_text('{"name": "installed-nodes", "private": true}')
         tgz = subprocess.run(["npm", "pack", "--ignore-scripts", "--pack-destination", str(work)], cwd=PKG,
                              check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
         subprocess.run(["npm", "install", "--prefer-offline", "--ignore-scripts", "--no-audit", "--no-fund",
-                        str(work / tgz)], cwd=custom, env=env, check=True, capture_output=True)
-        env["N8N_CUSTOM_EXTENSIONS"] = str(custom / "node_modules" / "n8n-nodes-pixelmill")
-        say(f"packed {tgz}; n8n loads it from {env['N8N_CUSTOM_EXTENSIONS']}")
+                        str(work / tgz)], cwd=nodes_dir, env=env, check=True, capture_output=True)
+        say(f"packed {tgz} and installed it into {nodes_dir}")
         creds = [{"id": "pixelmillapi0001", "name": "Pixelmill API", "type": "pixelmillApi",
                   "data": {"baseUrl": px_url, "token": TOKEN}}]
         (work / "creds.json").write_text(json.dumps(creds))
