@@ -247,7 +247,7 @@ def test_callback_gives_up_after_the_window(srv):
             if cb["state"] == "failed":
                 break
             time.sleep(0.2)
-        assert cb["state"] == "failed" and cb["attempts"] >= 5
+        assert cb["state"] == "failed" and cb["attempts"] >= 8  # capped delays fill the window
         span = rx.posts[-1]["at"] - rx.posts[0]["at"]
         assert 1.0 < span <= 3.5  # PIXELMILL_CALLBACK_WINDOW=3
     finally:

@@ -2,9 +2,10 @@
 
 Auth per workflow (header token, HMAC-SHA256 of the raw body as ``sha256=<hex>``, basic), compared in
 constant time; a bad credential gets 401 and creates no run. Respond modes: ``immediately`` (202 with the
-run id and URLs), ``when_done`` (200 with the declared outputs, an error body naming the failing step, or
-202 after ``respond_timeout``). A ``callback_url`` in the body (n8n: ``$execution.resumeUrl``) answers 202
-at once and POSTs the result there when the run ends.
+run id and URLs), ``when_done`` (200 with the declared outputs, or the image itself on ``Accept:
+image/png``; a failed run gets ``status`` plus ``error: {step_id, node, type, message}``; 202 ``status:
+running`` with the status URL after ``respond_timeout``). A ``callback_url`` in the body (n8n:
+``$execution.resumeUrl``) answers 202 at once and POSTs the result there when the run ends.
 """
 
 from __future__ import annotations
@@ -153,8 +154,7 @@ def still_running(run_id: str, workflow: str, base: str, actual: str, timeout: f
     body.update(run_status=actual, message=(
         f"the run is still {actual} after respond_timeout ({timeout:g} s); poll status_url until status is "
         "succeeded or failed, or send callback_url to be called back"))
-    out = json_response(body, 202, {"Location": body["status_url"], "Retry-After": "5"})
-    return out
+    return json_response(body, 202, {"Location": body["status_url"], "Retry-After": "5"})
 
 
 def final_reply(svc, run: dict, base: str):
