@@ -340,3 +340,24 @@ def test_subscriptions_persist_across_restart(srv):
         assert sub["id"] in [s["id"] for s in srv.get("/api/v1/subscriptions").json()["items"]]
     finally:
         srv.delete(f"/api/v1/subscriptions/{sub['id']}")
+
+
+def test_a_sealed_callback_url_under_another_key_fails_cleanly(tmp_path):
+    """A pending callback sealed with an older signing key is marked failed, not retried forever."""
+    from pixelmill.runtime import Runtime
+    from pixelmill.server.callbacks import CallbackDispatcher
+    from pixelmill.server.signing import Sealer
+    from pixelmill.settings import Settings
+
+    runtime = Runtime.create(Settings.from_env(environ={}, home=tmp_path))
+    try:
+        run_id = runtime.store.create_run("wf", inputs={})
+        old = CallbackDispatcher(runtime, lambda run, base: {}, sealer=Sealer(b"old-key"))
+        old.register(run_id, f"http://127.0.0.1:9/resume?signature={RESUME_SIG}", "")
+        new = CallbackDispatcher(runtime, lambda run, base: {}, sealer=Sealer(b"new-key"))
+        new._deliver(run_id)
+        status = new.status(run_id)
+        assert status["state"] == "failed" and "SIGNING_KEY" in status["last_error"]
+        assert RESUME_SIG not in status["url"]
+    finally:
+        runtime.close()

@@ -135,7 +135,18 @@ class CallbackDispatcher:
             return
         attempt = row["attempts"] + 1
         body = self.result_body(run, row["base_url"])
-        url = self.sealer.open(row["sealed"]) if row["sealed"] and self.sealer is not None else row["url"]
+        try:
+            url = self.sealer.open(row["sealed"]) if row["sealed"] and self.sealer is not None else row["url"]
+        except Exception:  # noqa: BLE001 - cryptography's InvalidToken: the signing key changed since
+            url = None
+        if url is None:
+            with self.runtime.store.writing() as conn:
+                conn.execute(update(t).where(t.c.run_id == run_id).values(
+                    state="failed", last_error="the stored callback URL cannot be unsealed: PIXELMILL_SIGNING_KEY "
+                                               "changed since the run started"))
+            self._pending.discard(run_id)
+            log.error("callback for run %s dropped: its sealed URL needs the previous signing key", run_id)
+            return
         status, error = None, None
         try:
             resp = self._session.post(url, json=body, timeout=self.timeout,
