@@ -132,7 +132,7 @@ def wait_http(url: str, timeout: float, ok=lambda r: r.status_code == 200, what:
 
 def templates(px_url: str, sink_url: str, out: Path) -> list[Path]:
     files = []
-    for src in sorted((PKG / "templates").glob("*.json")):
+    for src in [*sorted((PKG / "templates").glob("*.json")), HERE / "ops-workflow.json"]:
         text = src.read_text().replace("http://127.0.0.1:8080", px_url) \
             .replace("http://127.0.0.1:9999/pixelmill-results", sink_url)
         data = json.loads(text)
@@ -244,6 +244,15 @@ def main() -> int:
             assert img.status_code == 200 and img.content[:8] == b"\x89PNG\r\n\x1a\n", img.status_code
             say(f"  callback resumed the n8n execution; run {result['run_id']}, image via signed URL")
 
+        def operations():
+            r = requests.post(n8n_url + "/webhook/pixelmill-ops", json={"yaml": SHAPES}, timeout=300)
+            assert r.status_code == 200, f"{r.status_code} {r.text[:300]}"
+            assert r.content[:8] == b"\x89PNG\r\n\x1a\n", r.headers
+            say(f"  validate -> run (seed 5) -> get -> cancel -> download answered a {len(r.content)}-byte PNG")
+            bad = requests.post(n8n_url + "/webhook/pixelmill-ops", json={"yaml": "name: [broken"}, timeout=300)
+            assert bad.status_code >= 400 or bad.content[:8] != b"\x89PNG\r\n\x1a\n", bad.status_code
+            say(f"  invalid YAML stopped the chain (n8n answered {bad.status_code})")
+
         def schedule():
             got = sink.wait_for("schedule", 120)
             assert got["status"] == "succeeded", got
@@ -285,6 +294,7 @@ def main() -> int:
         check("sync call responds with the image as binary", sync_image)
         check("async call: pixelmill callback resumes the Wait node", callback)
         check("schedule runs a pixelmill workflow and posts the result", schedule)
+        check("Pixelmill node operations: validate, run, get, cancel, download", operations)
         check("Pixelmill Trigger subscribes and forwards finished runs", trigger)
         check("Pixelmill Trigger unsubscribes on deactivation", unsubscribe)
     except Exception as exc:  # noqa: BLE001
