@@ -11,7 +11,7 @@ TORCH_PIN ?= torch==2.13.0
 export TRANSFORMERS_VERBOSITY ?= error
 export DIFFUSERS_VERBOSITY ?= error
 
-.PHONY: setup run test lint bench bench-webhook schemathesis clean schema exiftool chromium
+.PHONY: setup run test lint bench bench-webhook schemathesis clean schema exiftool chromium n8n-node n8n-node-test e2e-n8n
 
 setup: $(STAMP)
 
@@ -28,8 +28,25 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/python -m pixelmill.demo
 
-test: setup exiftool chromium
+test: setup exiftool chromium n8n-node-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# The n8n community node package (integrations/n8n): npm ci (from the npm cache when warm) + tsc build.
+N8N_PKG := integrations/n8n
+n8n-node:
+	cd $(N8N_PKG) && npm ci --prefer-offline --no-audit --no-fund && npm run build
+
+# Its build and unit tests (node --test) are part of `make test`: about 45 s with a warm npm cache. Skipped
+# with a warning where npm is missing.
+n8n-node-test:
+	@if command -v npm >/dev/null 2>&1; then $(MAKE) --no-print-directory n8n-node && cd $(N8N_PKG) && npm test; \
+	else echo "warning: npm missing; the n8n node package's build and tests are skipped"; fi
+
+# End to end in a real n8n 2.41.1 (installed from npm into ~/.cache/pixelmill-e2e-n8n, about 3 GB): loads the
+# built node, imports and activates the templates, drives them over HTTP. Not part of `make test`.
+e2e-n8n: setup n8n-node
+	$(N8N_PKG)/e2e/install-n8n.sh
+	$(BIN)/python $(N8N_PKG)/e2e/run_e2e.py
 
 # exiftool is the independent reader the label tests check XMP with (Debian: libimage-exiftool-perl).
 # Installed when apt-get is there and we may use it; the tests skip only that assertion when it is missing.

@@ -8,6 +8,8 @@ import datetime as dt
 import hashlib
 import json
 import logging
+import os
+import shutil
 import threading
 import time
 import traceback
@@ -449,6 +451,10 @@ class Executor:
             key = _cache_key(info, run.loaded.configs[step.id], inputs)
             cached = self.store.cache_get(key)
             if cached is not None and _artifacts_exist(cached, self.store.artifacts_root):
+                adopted = _adopt_artifacts(cached, self.store.artifacts_root, run.run_id)
+                if adopted != cached:  # the entry now names this run's copies: it outlives the first run
+                    self.store.cache_put(key, info.type, adopted, run.run_id)
+                cached = adopted
                 self._emit(run, EventKind.STEP_FINISHED, sid, status=StepStatus.CACHED.value, outputs=cached,
                            attempts=0, duration_s=0.0, node=info.type, version=info.version, inputs=stored_inputs,
                            **extra)
@@ -637,3 +643,25 @@ def _artifacts_exist(outputs, root: Path) -> bool:
     if isinstance(outputs, list):
         return all(_artifacts_exist(v, root) for v in outputs)
     return True
+
+
+def _adopt_artifacts(outputs, root: Path, run_id: str):
+    """Cached outputs with their artifacts hard-linked (copied across file systems) into ``run_id``'s
+    folder, so the new run owns its files and keeps them when the run that made them is deleted."""
+    if isinstance(outputs, dict):
+        if outputs.get("kind") == "artifact" and "run_id" in outputs and "name" in outputs:
+            if outputs["run_id"] == run_id:
+                return outputs
+            src = root / outputs["run_id"] / outputs["name"]
+            dest = root / run_id / outputs["name"]
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            if not dest.exists():
+                try:
+                    os.link(src, dest)
+                except OSError:
+                    shutil.copy2(src, dest)
+            return {**outputs, "run_id": run_id}
+        return {k: _adopt_artifacts(v, root, run_id) for k, v in outputs.items()}
+    if isinstance(outputs, list):
+        return [_adopt_artifacts(v, root, run_id) for v in outputs]
+    return outputs

@@ -104,4 +104,29 @@ class SquareNode(Node):
         return SquareOutputs(image=ref)
 
 
-NODES = [SleepNode, CountNode, FlakyNode, SquareNode]
+class ImageInputs(Model):
+    color: str = "red"
+    size: int = 8
+
+
+class ImageOutputs(Model):
+    image: ArtifactRef
+
+
+class ImageNode(Node):
+    """Write a small solid PNG (test node; deterministic, so its output is cached)."""
+
+    type = "test_image"
+    deterministic = True
+    Inputs = ImageInputs
+    Outputs = ImageOutputs
+
+    def run(self, inputs, ctx):
+        from PIL import Image
+
+        ref, path = ctx.new_artifact("image.png", "image/png")
+        Image.new("RGB", (inputs.size, inputs.size), inputs.color).save(path, format="PNG")
+        return ImageOutputs(image=ref)
+
+
+NODES = [SleepNode, CountNode, FlakyNode, SquareNode, ImageNode]

@@ -17,19 +17,21 @@ from ..inputs import InputError
 from ..loader import load_text
 from ..problems import WorkflowInvalid
 from . import schemas as s
-from .auth import require_bearer, webhook_auth_guard
+from .auth import check_bearer, require_bearer, webhook_auth_guard
 from .context import NOT_FOUND, current_service, public_error
 from .context import run_or_404 as _run_or_404
 from .context import workflow_or_404 as _workflow_or_404
 from .http import ApiError, accepted, callback_url, endpoint, json_response, parse_body, parse_query
+from .inline import add_base64, image_reply, wants_base64, wants_image
 from .queue import QueueFull
+from .signing import redact_value
 from .typed_inputs import check_json_inputs
 from .uploads import upload_summary, uploads
 
 log = logging.getLogger(__name__)
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 root = Blueprint("root", __name__)
-require_bearer(bp)
+require_bearer(bp, exempt=("api.get_artifact",))  # a signed artifact URL needs no token (checked in the view)
 
 MAX_NAME = 255  # bytes in a file name on common file systems; longer artifact names cannot exist
 
@@ -120,7 +122,7 @@ def show_workflow(name: str):
     loaded = _workflow_or_404(svc, name)
     wf = loaded.workflow
     body = _summary(svc, loaded, svc.base_url())
-    body.update(inputs={k: v.model_dump(mode="json") for k, v in wf.inputs.items()}, outputs=wf.outputs,
+    body.update(inputs={k: {**v.model_dump(mode="json"), "required": v.required} for k, v in wf.inputs.items()}, outputs=wf.outputs,
                 step_list=[st.model_dump(mode="json", by_alias=True, exclude_defaults=True) for st in wf.steps],
                 source=loaded.source)
     return json_response(body)
@@ -165,7 +167,8 @@ def trigger_workflow(name: str):
         stored = {**req.model_dump(), "inputs": for_trigger(loaded.workflow.inputs, req.inputs)}
     callback = callback_url({"callback_url": req.callback_url}, {}) if req.callback_url is not None else None
     try:
-        run_id = svc.queue.create(loaded, req.inputs, trigger={"kind": "api", "body": stored}, trigger_kind="api")
+        run_id = svc.queue.create(loaded, req.inputs, trigger=redact_value({"kind": "api", "body": stored}),
+                                  trigger_kind="api")
     except InputError as exc:
         raise ApiError(exc.status, "invalid_inputs", f"workflow '{name}': " + "; ".join(exc.problems), exc.problems) from None
     except QueueFull as exc:
@@ -196,13 +199,19 @@ def list_runs():
 @endpoint(bp, "/runs/<run_id>", "GET", summary="Show a run with its steps, timings, outputs and errors",
           tag="runs", responses={200: s.RunDetail, **NOT_FOUND})
 def show_run(run_id: str):
+    """``Accept: image/png`` on a succeeded run: its first image; ``?inline=base64``: artifact data inline."""
     svc = current_service()
     run = _run_or_404(svc, run_id)
+    root = svc.runtime.store.artifacts_root
+    if run["status"] == "succeeded" and wants_image():
+        return image_reply(run.get("outputs") or {}, root, run_id)
     base = svc.base_url()
     body = _run_out(svc, run, base)
+    if wants_base64() and body["outputs"] is not None:
+        body["outputs"] = add_base64(body["outputs"], root, svc.config.max_body)
     body.update(trigger=run.get("trigger"), steps=[_step_out(svc, st, base) for st in run["steps"]],
                 events_url=f"{base}/api/v1/runs/{run_id}/events", artifacts_url=f"{base}/api/v1/runs/{run_id}/artifacts",
-                callback=svc.callbacks.status(run_id))
+                callback=svc.callbacks.status(run_id), deliveries=svc.subscriptions.deliveries(run_id))
     return json_response(body)
 
 
@@ -285,7 +294,16 @@ def list_artifacts(run_id: str):
 @endpoint(bp, "/runs/<run_id>/artifacts/<name>", "GET", summary="Download an artifact", tag="artifacts",
           responses={200: ARTIFACT_TYPES, **NOT_FOUND})
 def get_artifact(run_id: str, name: str):
+    """With ``expires`` and ``sig`` from a signed URL (the ``url`` of an artifact in outputs) no token is
+    needed; a wrong or expired signature gets 403, never a fallback to open access."""
     svc = current_service()
+    if "sig" in request.args or "expires" in request.args:
+        why = svc.signer.check(run_id, name, request.args.get("expires"), request.args.get("sig"))
+        if why:
+            raise ApiError(403, "bad_signature", f"this artifact URL's signature is {why}; get a fresh URL "
+                                                 f"from GET /api/v1/runs/{run_id[:64]}")
+    else:
+        check_bearer(svc.config.api_token)
     folder = _run_dir(svc, run_id).resolve()
     bad = (not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name
            or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME or name != Path(name).name)

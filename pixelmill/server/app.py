@@ -10,7 +10,7 @@ from .. import web
 from ..registry import Registry
 from ..runtime import Runtime
 from ..settings import Settings
-from . import api, calendar_api, http, metrics, openapi, sse, webhooks
+from . import api, calendar_api, http, metrics, openapi, sse, subscriptions, webhooks
 from .config import ServerConfig
 from .context import EXTENSION
 from .service import Service
@@ -36,6 +36,7 @@ def create_app(config: ServerConfig | None = None, *, runtime: Runtime | None = 
     http.init_app(app)
     webhooks.init_app(app)
     api.init_app(app)
+    subscriptions.init_app(app)
     sse.init_app(app)
     openapi.init_app(app)
     calendar_api.init_app(app)

@@ -57,8 +57,11 @@ class ServerConfig:
     max_queue: int = 10_000                    # PIXELMILL_MAX_QUEUE (queued runs before webhooks answer 503)
     http_threads: int = 16                     # PIXELMILL_HTTP_THREADS (waitress threads)
     public_url: str | None = None              # PIXELMILL_PUBLIC_URL (base of URLs in callbacks)
-    callback_attempts: int = 6                 # PIXELMILL_CALLBACK_ATTEMPTS
-    callback_backoff: float = 1.0              # PIXELMILL_CALLBACK_BACKOFF (seconds, doubled per attempt)
+    callback_attempts: int = 0                 # PIXELMILL_CALLBACK_ATTEMPTS (0 = no limit but the window)
+    callback_backoff: float = 1.0              # PIXELMILL_CALLBACK_BACKOFF (seconds, doubled per attempt, jittered)
+    callback_window: float = 3600.0            # PIXELMILL_CALLBACK_WINDOW (seconds after the first failure to retry)
+    callback_max_delay: float = 300.0          # PIXELMILL_CALLBACK_MAX_DELAY (cap of one backoff, seconds)
+    signed_url_ttl: float = 86400.0            # PIXELMILL_SIGNED_URL_TTL (seconds a signed artifact URL works)
     callback_timeout: float = 10.0             # PIXELMILL_CALLBACK_TIMEOUT (seconds per POST)
     sse_heartbeat: float = 15.0                # PIXELMILL_SSE_HEARTBEAT (seconds)
     scheduler: bool = True                     # PIXELMILL_SCHEDULER (0 disables schedules in this process)
@@ -83,8 +86,11 @@ class ServerConfig:
             max_queue=_int(env, "PIXELMILL_MAX_QUEUE", 10_000, 1),
             http_threads=_int(env, "PIXELMILL_HTTP_THREADS", 16, 1),
             public_url=(env.get("PIXELMILL_PUBLIC_URL") or "").rstrip("/") or None,
-            callback_attempts=_int(env, "PIXELMILL_CALLBACK_ATTEMPTS", 6, 1),
+            callback_attempts=_int(env, "PIXELMILL_CALLBACK_ATTEMPTS", 0, 0),
             callback_backoff=_float(env, "PIXELMILL_CALLBACK_BACKOFF", 1.0),
+            callback_window=_float(env, "PIXELMILL_CALLBACK_WINDOW", 3600.0, 0.0),
+            callback_max_delay=_float(env, "PIXELMILL_CALLBACK_MAX_DELAY", 300.0, 0.01),
+            signed_url_ttl=_float(env, "PIXELMILL_SIGNED_URL_TTL", 86400.0, 1.0),
             callback_timeout=_float(env, "PIXELMILL_CALLBACK_TIMEOUT", 10.0, 0.1),
             sse_heartbeat=_float(env, "PIXELMILL_SSE_HEARTBEAT", 15.0, 0.05),
             scheduler=_bool(env, "PIXELMILL_SCHEDULER", True),

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from .http import CALLBACK_PATTERN
+
 LAST_EVENT_ID = {"type": "string", "pattern": "^[0-9]{1,18}$"}  # the SSE resume header
 
 
@@ -195,3 +197,25 @@ class HealthOut(BaseModel):
     workers: int
     workers_busy: int
     scheduler: bool
+
+
+class SubscriptionIn(Body):
+    # the pattern is documented for clients and checked in the view with Python's regex engine
+    url: str = Field(description="where run events are POSTed (an http(s) URL, e.g. an n8n trigger webhook)",
+                     json_schema_extra={"pattern": CALLBACK_PATTERN.pattern, "maxLength": 2000})
+    events: list[Literal["run.succeeded", "run.failed"]] = Field(
+        default_factory=lambda: ["run.succeeded", "run.failed"], min_length=1)
+    workflow: str | None = Field(None, description="only runs of this workflow (all when absent)")
+
+
+class SubscriptionOut(BaseModel):
+    id: str
+    url: str
+    events: list[str]
+    workflow: str | None = None
+    created_at: str
+    secret: str | None = Field(None, description="HMAC key of X-Pixelmill-Signature; returned once, on creation")
+
+
+class SubscriptionList(BaseModel):
+    items: list[SubscriptionOut]

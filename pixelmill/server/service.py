@@ -20,6 +20,8 @@ from .queue import RunQueue
 from .retention import Retention
 from .runlog import RunLog
 from .scheduler import Scheduler
+from .signing import Sealer, UrlSigner, load_key
+from .subscriptions import Subscriptions
 from .watcher import FolderWatcher
 from .workflows import WorkflowSet
 
@@ -33,8 +35,16 @@ class Service:
         self.workflows = WorkflowSet(config.workflows_dir, runtime.registry)
         self.queue = RunQueue(runtime, self.workflows, workers=config.workers, max_queue=config.max_queue,
                               sweep_interval=config.sweep_interval)
+        key = load_key(runtime.settings.home)
+        self.signer = UrlSigner(key, ttl=config.signed_url_ttl)
+        self._last_base = ""
         self.callbacks = CallbackDispatcher(runtime, self.result_body, attempts=config.callback_attempts,
-                                            backoff=config.callback_backoff, timeout=config.callback_timeout)
+                                            backoff=config.callback_backoff, timeout=config.callback_timeout,
+                                            window=config.callback_window, max_delay=config.callback_max_delay,
+                                            sealer=Sealer(key))
+        self.subscriptions = Subscriptions(runtime, self.result_body, key, self.base_url,
+                                           backoff=config.callback_backoff, window=config.callback_window,
+                                           max_delay=config.callback_max_delay, timeout=config.callback_timeout)
         self.scheduler = Scheduler(runtime, self.workflows, self.queue, misfire_grace=config.misfire_grace) \
             if config.scheduler else None
         self.calendar = CalendarService(runtime, self.workflows, self.queue, misfire_grace=config.misfire_grace)
@@ -61,6 +71,7 @@ class Service:
             log.info("loaded workflow '%s' from %s", name, self.workflows.get(name).file)
         self.queue.start()
         self.callbacks.start()
+        self.subscriptions.start()
         if self.scheduler is not None:
             self.scheduler.start()
         self.retention.start()
@@ -81,6 +92,7 @@ class Service:
             self.scheduler.stop()
         self.calendar.stop()
         self.callbacks.stop()
+        self.subscriptions.stop()
         self.queue.stop(timeout=self.config.shutdown_grace)
         self._unsubscribe()
         still = self.runtime.executor.active_runs()
@@ -128,6 +140,7 @@ class Service:
             if waiter is not None:
                 waiter.set()
             self.callbacks.on_finished(event.run_id)
+            self.subscriptions.on_finished(event.run_id)
 
     def waiter(self, run_id: str) -> threading.Event:
         ev = threading.Event()
@@ -161,23 +174,27 @@ class Service:
         if self.config.public_url:
             return self.config.public_url
         try:
-            return request.host_url.rstrip("/")
-        except RuntimeError:  # outside a request
-            return ""
+            self._last_base = request.host_url.rstrip("/")
+        except RuntimeError:  # outside a request: the base the last request came in on
+            pass
+        return self._last_base
 
     def with_urls(self, value, base: str):
-        """Artifact references in outputs gain a download URL."""
+        """Artifact references in outputs gain a download URL, signed for ``signed_url_ttl`` seconds, so a
+        client can fetch it without the API token."""
         if isinstance(value, dict):
             out = {k: self.with_urls(v, base) for k, v in value.items()}
             if value.get("kind") == "artifact" and "run_id" in value and "name" in value:
-                out["url"] = f"{base}/api/v1/runs/{value['run_id']}/artifacts/{value['name']}"
+                out["url"] = self.signer.artifact_url(base, value["run_id"], value["name"])
             return out
         if isinstance(value, list):
             return [self.with_urls(v, base) for v in value]
         return value
 
     def result_body(self, run: dict, base: str) -> dict:
-        error = public_error(run.get("error"))
+        """The one body of sync replies, callbacks and subscription deliveries: ``status`` plus, when the
+        run did not succeed, ``error: {step_id, node, type, message}``."""
+        error = error_shape(run)
         return {
             "run_id": run["id"], "workflow": run["workflow"], "status": run["status"],
             "outputs": self.with_urls(run.get("outputs") or {}, base),
@@ -185,3 +202,16 @@ class Service:
             "run_url": f"{base}/api/v1/runs/{run['id']}",
             "events_url": f"{base}/api/v1/runs/{run['id']}/events",
         }
+
+
+def error_shape(run: dict) -> dict | None:
+    """``{step_id, node, type, message}`` of a run that did not succeed (extra keys such as a moderation
+    ``rule`` are kept after these four)."""
+    if run["status"] in ("succeeded", "queued", "running"):
+        return None
+    error = public_error(run.get("error")) or {}
+    out = {"step_id": error.get("step_id"), "node": error.get("node"),
+           "type": error.get("type") or f"run_{run['status']}",
+           "message": error.get("message") or f"the run ended with status {run['status']}"}
+    out.update({k: v for k, v in error.items() if k not in out})
+    return out

@@ -2,9 +2,10 @@
 
 Auth per workflow (header token, HMAC-SHA256 of the raw body as ``sha256=<hex>``, basic), compared in
 constant time; a bad credential gets 401 and creates no run. Respond modes: ``immediately`` (202 with the
-run id and URLs), ``when_done`` (200 with the declared outputs, an error body naming the failing step, or
-202 after ``respond_timeout``). A ``callback_url`` in the body (n8n: ``$execution.resumeUrl``) answers 202
-at once and POSTs the result there when the run ends.
+run id and URLs), ``when_done`` (200 with the declared outputs, or the image itself on ``Accept:
+image/png``; a failed run gets ``status`` plus ``error: {step_id, node, type, message}``; 202 ``status:
+running`` with the status URL after ``respond_timeout``). A ``callback_url`` in the body (n8n:
+``$execution.resumeUrl``) answers 202 at once and POSTs the result there when the run ends.
 """
 
 from __future__ import annotations
@@ -17,9 +18,11 @@ from ..fileinputs import for_trigger
 from ..inputs import InputError
 from ..problems import did_you_mean
 from .auth import check_auth
-from .context import current_service, public_error
+from .context import current_service
 from .http import ApiError, accepted, callback_url, error_response, json_response, read_json
+from .inline import add_base64, image_reply, wants_base64, wants_image
 from .queue import QueueFull
+from .signing import redact_value
 from .uploads import is_multipart, upload_summary, uploads
 
 log = logging.getLogger(__name__)
@@ -119,8 +122,9 @@ def _handle(svc, subpath: str):
     callback = callback_url(body, query)
     headers = {k.lower(): v for k, v in request.headers.items() if k.lower() not in dropped}
     stored = for_trigger(loaded.workflow.inputs, body) if isinstance(body, dict) else body  # no data: URLs
-    trigger = {"kind": "webhook", "path": subpath, "method": request.method, "params": params, "query": query,
-               "headers": headers, "body": stored}
+    # the stored trigger holds the callback URL with its signature (n8n's resumeUrl) redacted
+    trigger = redact_value({"kind": "webhook", "path": subpath, "method": request.method, "params": params,
+                            "query": query, "headers": headers, "body": stored})
     try:
         run_id = svc.queue.create(loaded, _inputs(loaded, body, query), trigger=trigger, trigger_kind="webhook")
     except InputError as exc:
@@ -144,15 +148,32 @@ def _handle(svc, subpath: str):
     if run is None:  # deleted through the API while we waited
         raise ApiError(410, "run_deleted", f"run {run_id} was deleted before it could be reported")
     if run["status"] in ("queued", "running"):  # respond_timeout passed, or the service is stopping
-        return accepted(run_id, loaded.name, base, status=run["status"])
+        return still_running(run_id, loaded.name, base, run["status"], hook.respond_timeout)
+    return final_reply(svc, run, base)
+
+
+def still_running(run_id: str, workflow: str, base: str, actual: str, timeout: float):
+    """202 ``status: running`` with the status URL: never a reply n8n could take for the result."""
+    resp = accepted(run_id, workflow, base, status="running")
+    body = resp.get_json()
+    body.update(run_status=actual, message=(
+        f"the run is still {actual} after respond_timeout ({timeout:g} s); poll status_url until status is "
+        "succeeded or failed, or send callback_url to be called back"))
+    return json_response(body, 202, {"Location": body["status_url"], "Retry-After": "5"})
+
+
+def final_reply(svc, run: dict, base: str):
+    """A finished run: the image bytes (``Accept: image/png``), else the result body, with base64 artifact
+    data on ``?inline=base64``; a run that did not succeed gets its error code and the same body."""
+    root = svc.runtime.store.artifacts_root
+    if run["status"] == "succeeded" and wants_image():
+        return image_reply(run.get("outputs") or {}, root, run["id"])
     result = svc.result_body(run, base)
+    if wants_base64():
+        result["outputs"] = add_base64(result["outputs"], root, svc.config.max_body)
     if run["status"] == "succeeded":
         return json_response(result, 200)
-    error = public_error(run.get("error")) or {}
-    step = error.get("step_id")
-    message = error.get("message") or f"the run ended with status {run['status']}"
-    result.update(error=f"run_{run['status']}", message=message, step_id=step)
-    result["details"] = error
+    result["message"] = result["error"]["message"]
     return json_response(result, FAILED_CODE.get(run["status"], 500))
 
 
