@@ -10,7 +10,7 @@ export PIXELMILL_HOME ?= $(CURDIR)/.pixelmill
 export TRANSFORMERS_VERBOSITY ?= error
 export DIFFUSERS_VERBOSITY ?= error
 
-.PHONY: setup run test lint bench bench-webhook schemathesis clean schema exiftool chromium
+.PHONY: setup run test lint bench bench-webhook schemathesis clean schema exiftool chromium postgresql redis
 
 setup: $(STAMP)
 
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/python -m pixelmill.demo
 
-test: setup exiftool chromium
+test: setup exiftool chromium postgresql redis
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # exiftool is the independent reader the label tests check XMP with (Debian: libimage-exiftool-perl).
@@ -47,6 +47,23 @@ chromium:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	      || echo "warning: could not install chromium; the dashboard's browser tests will be skipped"; \
 	  else echo "warning: chromium missing and apt-get unavailable; the dashboard's browser tests will be skipped"; fi; }
+
+# PostgreSQL (Debian `postgresql`: initdb and pg_ctl under /usr/lib/postgresql/*/bin) for the run-store tests on
+# PostgreSQL, and `redis-server` for the Celery tests; each test starts its own throwaway server on a free
+# loopback port. Installed when apt-get is there and we may use it; otherwise those tests are skipped, saying why.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	      || echo "warning: could not install postgresql; the PostgreSQL store tests will be skipped"; \
+	  else echo "warning: postgresql missing and apt-get unavailable; the PostgreSQL store tests will be skipped"; fi; }
+
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+	      || echo "warning: could not install redis-server; the Celery tests will be skipped"; \
+	  else echo "warning: redis-server missing and apt-get unavailable; the Celery tests will be skipped"; fi; }
 
 lint: setup
 	$(BIN)/ruff check .

@@ -29,6 +29,11 @@ _INSERT_EVENT = insert(_EVENTS)
 _INSERT_STEP = insert(_STEPS)
 _UPDATE_RUN = update(_RUNS).where(_RUNS.c.id == bindparam("b_id"))
 _CLAIM = update(_RUNS).where(_RUNS.c.id == bindparam("b_id"), _RUNS.c.status == RunStatus.QUEUED.value)
+# Taken before an event of a run is written (PostgreSQL): event ids come from a sequence at insert time but
+# become visible at commit, so two transactions of one run could commit out of id order and a reader asking
+# for ``id > N`` would skip the one committed late. Holding the run's row lock from before the id is drawn
+# until commit makes a run's events commit in id order (SQLite has one writer at a time: already ordered).
+_LOCK_RUN = select(_RUNS.c.id).where(_RUNS.c.id == bindparam("b_id")).with_for_update()
 _UPDATE_STEP = update(_STEPS).where(_STEPS.c.run_id == bindparam("b_run"), _STEPS.c.step_id == bindparam("b_step"))
 
 
@@ -98,6 +103,7 @@ class RunStore:
         # SQLite has one writer at a time; queueing writers of this process on a lock keeps them out of
         # SQLite's busy handler, which sleeps 1 to 100 ms per retry (the tail latency under load).
         self._write_lock = threading.Lock() if url.startswith("sqlite") else nullcontext()
+        self._row_locks = not url.startswith("sqlite")
 
     @contextmanager
     def writing(self):
@@ -292,13 +298,19 @@ class RunStore:
 
     # -- events: the executor records each one here before anyone else sees it --
 
-    def record(self, ev: Event) -> int:
+    def record(self, ev: Event, conn=None) -> int:
+        """Write an event and apply it to the run and step rows, in one transaction (``conn`` joins a caller's);
+        a run's events become visible to readers in id order."""
+        if conn is None:
+            with self.writing() as conn:
+                return self.record(ev, conn)
         now = datetime.fromtimestamp(ev.ts, timezone.utc).replace(tzinfo=None)
-        with self.writing() as conn:
-            res = conn.execute(_INSERT_EVENT, dict(run_id=ev.run_id, kind=ev.kind.value, step_id=ev.step_id,
-                                                   data=ev.data, ts=ev.ts))
-            self._apply(conn, ev, now)
-            return res.inserted_primary_key[0]
+        if self._row_locks:
+            conn.execute(_LOCK_RUN, {"b_id": ev.run_id})
+        res = conn.execute(_INSERT_EVENT, dict(run_id=ev.run_id, kind=ev.kind.value, step_id=ev.step_id,
+                                               data=ev.data, ts=ev.ts))
+        self._apply(conn, ev, now)
+        return res.inserted_primary_key[0]
 
     def _apply(self, conn, ev: Event, now: datetime) -> None:
         d = ev.data
