@@ -190,22 +190,34 @@ class RunStore:
             row = conn.execute(select(RunRow.cancel_requested).where(RunRow.id == run_id)).first()
         return bool(row and row[0])
 
-    def recover_interrupted(self, requeue: bool = False) -> list[str]:
-        """Runs left ``running`` by a dead process on this host become ``interrupted`` (or ``queued`` again)."""
+    def recover_interrupted(self, requeue: bool = False, dead_owners: frozenset[str] | set[str] = frozenset(),
+                            run_id: str | None = None) -> list[str]:
+        """Runs left ``running`` by a dead process on this host, or by one of ``dead_owners`` (workers whose
+        heartbeat stopped, on any host), become ``interrupted`` (or ``queued`` again); ``run_id`` limits it
+        to one run."""
+        q = select(RunRow.id, RunRow.owner).where(RunRow.status == RunStatus.RUNNING.value)
+        if run_id is not None:
+            q = q.where(RunRow.id == run_id)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(RunRow.id, RunRow.owner).where(RunRow.status == RunStatus.RUNNING.value)).all()
-        dead = [rid for rid, owner in rows if not owner_alive(owner)]
+            rows = conn.execute(q).all()
+        dead = [(rid, owner) for rid, owner in rows if owner in dead_owners or not owner_alive(owner)]
         new = RunStatus.QUEUED if requeue else RunStatus.INTERRUPTED
+        done = []
         with self.writing() as conn:
-            for rid in dead:
-                conn.execute(update(RunRow).where(RunRow.id == rid, RunRow.status == RunStatus.RUNNING.value).values(
+            for rid, owner in dead:
+                res = conn.execute(update(RunRow).where(RunRow.id == rid, RunRow.status == RunStatus.RUNNING.value,
+                                                        RunRow.owner == owner if owner else RunRow.owner.is_(None))
+                                   .values(
                     status=new.value, owner=None,
                     finished_at=None if requeue else utcnow(),
                     error=None if requeue else {"message": "the process running this run died", "type": "Interrupted"},
                 ))
+                if not res.rowcount:
+                    continue  # claimed again meanwhile
                 conn.execute(update(StepRow).where(StepRow.run_id == rid, StepRow.status == StepStatus.RUNNING.value)
                              .values(status=StepStatus.INTERRUPTED.value, finished_at=utcnow()))
-        return dead
+                done.append(rid)
+        return done
 
     def finished_steps(self, run_id: str) -> dict[str, dict]:
         """Steps of this run that succeeded (or came from the cache) before it was interrupted, by step id."""

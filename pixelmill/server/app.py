@@ -10,7 +10,7 @@ from .. import web
 from ..registry import Registry
 from ..runtime import Runtime
 from ..settings import Settings
-from . import api, http, metrics, openapi, sse, webhooks
+from . import api, http, metrics, openapi, sse, webhooks, workers_api
 from .config import ServerConfig
 from .context import EXTENSION
 from .service import Service
@@ -37,6 +37,7 @@ def create_app(config: ServerConfig | None = None, *, runtime: Runtime | None = 
     webhooks.init_app(app)
     api.init_app(app)
     sse.init_app(app)
+    workers_api.init_app(app)
     openapi.init_app(app)
     metrics.init_app(app)
     web.init_app(app)  # the dashboard at /

@@ -11,7 +11,7 @@ from flask import request
 
 from ..events import Event, EventKind
 from .callbacks import CallbackDispatcher
-from .config import ServerConfig
+from .config import ConfigError, ServerConfig
 from .context import public_error
 from .metrics import Metrics
 from .plugins import NodeRefresher
@@ -30,8 +30,7 @@ class Service:
         self.config = config
         self.runtime = runtime
         self.workflows = WorkflowSet(config.workflows_dir, runtime.registry)
-        self.queue = RunQueue(runtime, self.workflows, workers=config.workers, max_queue=config.max_queue,
-                              sweep_interval=config.sweep_interval)
+        self.queue = _make_queue(config, runtime, self.workflows)
         self.callbacks = CallbackDispatcher(runtime, self.result_body, attempts=config.callback_attempts,
                                             backoff=config.callback_backoff, timeout=config.callback_timeout)
         self.scheduler = Scheduler(runtime, self.workflows, self.queue, misfire_grace=config.misfire_grace) \
@@ -180,3 +179,19 @@ class Service:
             "run_url": f"{base}/api/v1/runs/{run['id']}",
             "events_url": f"{base}/api/v1/runs/{run['id']}/events",
         }
+
+
+def _make_queue(config: ServerConfig, runtime, workflows) -> RunQueue:
+    """The local pool (default), or in celery mode a queue that only sends run ids to the broker."""
+    if config.executor == "celery":
+        from ..workers.app import CelerySettings
+        from .celery_queue import CeleryRunQueue
+
+        try:
+            settings = CelerySettings.from_env()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return CeleryRunQueue(runtime, workflows, settings, max_queue=config.max_queue,
+                              sweep_interval=config.sweep_interval, stale_after=config.worker_stale_after)
+    return RunQueue(runtime, workflows, workers=config.workers, max_queue=config.max_queue,
+                    sweep_interval=config.sweep_interval)
