@@ -15,7 +15,7 @@ from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import bindparam, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import bindparam, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.engine import Engine
 
 from .db import Base, CacheRow, EventRow, RunRow, StepRow
@@ -98,7 +98,13 @@ class RunStore:
         self.engine = make_engine(url)
         self.artifacts_root = Path(artifacts_root)
         self.artifacts_root.mkdir(parents=True, exist_ok=True)
-        Base.metadata.create_all(self.engine)
+        if url.startswith("postgresql"):
+            # processes starting together (an API and its workers) would race on CREATE TABLE: one at a time
+            with self.engine.begin() as conn:
+                conn.execute(text("SELECT pg_advisory_xact_lock(7342001)"))
+                Base.metadata.create_all(conn)
+        else:
+            Base.metadata.create_all(self.engine)
         self.owner = process_owner()
         # SQLite has one writer at a time; queueing writers of this process on a lock keeps them out of
         # SQLite's busy handler, which sleeps 1 to 100 ms per retry (the tail latency under load).

@@ -101,10 +101,10 @@ def test_webhook_run_executes_on_a_worker_and_returns_its_result(cluster):
     r = api.post("/webhook/nap", json={}, timeout=60)
     assert r.status_code == 200, r.text
     body = r.json()
-    assert body["slept"] == 0.2
-    run = api.get(f"/api/v1/runs/{body['run']}").json()
+    assert body["status"] == "succeeded" and body["outputs"]["slept"] == 0.2, body
+    run = api.get(f"/api/v1/runs/{body['run_id']}").json()
     assert run["status"] == "succeeded" and cluster.owner_pid(run) == worker.pid  # executed by the worker
-    events = api.get(f"/api/v1/runs/{body['run']}/events").text
+    events = api.get(f"/api/v1/runs/{body['run_id']}/events").text
     ids = [int(line[4:]) for line in events.splitlines() if line.startswith("id: ")]
     assert ids == sorted(ids) and "event: run.finished" in events
     workers = api.get("/api/v1/workers").json()["workers"]
