@@ -188,3 +188,85 @@ steps:
     run = api.wait_run(run_id, timeout=15)
     assert run["status"] == "cancelled"
     assert time.monotonic() - t0 < 5
+
+
+def _sse_ids(url: str) -> list[int]:
+    import requests
+
+    ids, cur = [], {}
+    with requests.get(url, stream=True, timeout=60) as resp:
+        for raw in resp.iter_lines(decode_unicode=True):
+            if raw == "":
+                if "id" in cur:
+                    ids.append(int(cur["id"]))
+                    if cur.get("event") == "run.finished":
+                        break
+                cur = {}
+            elif raw and not raw.startswith(":"):
+                key, _, value = raw.partition(":")
+                cur[key] = value.lstrip(" ")
+    return ids
+
+
+def test_sse_of_a_run_on_a_worker_arrives_live_without_gaps(cluster):
+    steps = "".join(f"  - {{id: s{i}, node: test_sleep, with: {{seconds: 0.6, steps: 12}}}}\n" for i in range(4))
+    write(cluster.wf, "par.yaml", "name: par\non: {webhook: {path: par, respond: immediately}}\nsteps:\n" + steps)
+    cluster.start_worker()
+    api = cluster.start_api()
+    run_id = api.post("/webhook/par", json={}).json()["run_id"]
+    t0 = time.monotonic()
+    live = _sse_ids(f"{api.url}/api/v1/runs/{run_id}/events")
+    assert time.monotonic() - t0 < 30
+    stored = [int(line[4:]) for line in api.get(f"/api/v1/runs/{run_id}/events").text.splitlines()
+              if line.startswith("id: ")]
+    assert live == stored and len(stored) >= 4 * 3 + 3
+
+
+BURST = """
+name: burst
+on: {{webhook: {{path: burst, respond: immediately}}}}
+steps:
+  - {{id: count, node: test_count, with: {{log: "{log}"}}}}
+"""
+
+
+def test_kill9_of_the_api_during_a_burst_every_accepted_run_finishes_once(cluster):
+    import threading
+
+    import requests
+
+    log = cluster.root / "burst.log"
+    write(cluster.wf, "burst.yaml", BURST.format(log=log))
+    cluster.start_worker()
+    cluster.start_worker()
+    api = cluster.start_api()
+    accepted: list[str] = []
+    lock = threading.Lock()
+
+    def fire(k):
+        s = requests.Session()
+        for _ in range(k):
+            try:
+                r = s.post(api.url + "/webhook/burst", json={}, timeout=10)
+            except requests.RequestException:
+                return  # the API is gone
+            if r.status_code == 202:
+                with lock:
+                    accepted.append(r.json()["run_id"])
+
+    threads = [threading.Thread(target=fire, args=(25,)) for _ in range(8)]
+    for t in threads:
+        t.start()
+    while len(accepted) < 60:
+        time.sleep(0.005)
+    api.kill9()
+    for t in threads:
+        t.join(30)
+    assert 60 <= len(accepted) < 200
+    api2 = cluster.start_api()
+    for rid in accepted:
+        assert api2.wait_run(rid, timeout=60)["status"] == "succeeded"
+    time.sleep(1.0)
+    executed = [line.split()[0] for line in log.read_text().splitlines()]
+    assert len(executed) == len(set(executed))  # nothing ran twice
+    assert set(accepted) <= set(executed)  # every accepted run ran
