@@ -10,7 +10,7 @@ export PIXELMILL_HOME ?= $(CURDIR)/.pixelmill
 export TRANSFORMERS_VERBOSITY ?= error
 export DIFFUSERS_VERBOSITY ?= error
 
-.PHONY: setup run test lint bench bench-webhook schemathesis clean schema exiftool chromium postgresql redis
+.PHONY: setup run test lint bench bench-webhook schemathesis clean schema exiftool chromium postgresql redis cluster
 
 setup: $(STAMP)
 
@@ -64,6 +64,11 @@ redis:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
 	      || echo "warning: could not install redis-server; the Celery tests will be skipped"; \
 	  else echo "warning: redis-server missing and apt-get unavailable; the Celery tests will be skipped"; fi; }
+
+# A local cluster on loopback: redis-server, PostgreSQL, one API in celery mode and two workers; runs the main
+# job through them and prints where to look (docs/cluster.md). Ctrl-C stops it.
+cluster: setup postgresql redis
+	$(BIN)/python scripts/cluster.py
 
 lint: setup
 	$(BIN)/ruff check .
