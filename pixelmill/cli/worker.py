@@ -51,7 +51,7 @@ def start_worker(reg, workflows_dir: Path | None, queues: str, device: str, name
         click.echo(f"error: workflow folder '{folder}' does not exist (use --workflows DIR)", err=True)
         sys.exit(2)
     qs = [q.strip() for q in queues.split(",") if q.strip()]
-    settings = Settings.from_env(max_workers=int(os.environ.get("PIXELMILL_MAX_WORKERS") or 4))
+    settings = Settings.from_env()
     runtime = Runtime.create(settings, registry=reg)
     beat = float(os.environ.get("PIXELMILL_HEARTBEAT_INTERVAL") or 2.0)
     worker = Worker(runtime, WorkflowSet(folder, reg), queues=qs, device=device, settings=celery_settings,
