@@ -321,7 +321,10 @@ class RunStore:
         a run's events become visible to readers in id order."""
         if conn is None:
             with self.writing() as conn:
-                return self.record(ev, conn)
+                return self._record(ev, conn)
+        return self._record(ev, conn)
+
+    def _record(self, ev: Event, conn) -> int:
         now = datetime.fromtimestamp(ev.ts, timezone.utc).replace(tzinfo=None)
         if self._row_locks:
             conn.execute(_LOCK_RUN, {"b_id": ev.run_id})
