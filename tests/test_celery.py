@@ -96,6 +96,7 @@ outputs: {slept: "${{ steps.nap.outputs.slept }}", run: "${{ steps.nap.outputs.r
 
 def test_webhook_run_executes_on_a_worker_and_returns_its_result(cluster):
     write(cluster.wf, "nap.yaml", SLEEP)
+    write(cluster.wf, "idle.yaml", QUEUED.format(name="idle", queue="idle"))
     worker = cluster.start_worker()
     api = cluster.start_api()
     r = api.post("/webhook/nap", json={}, timeout=60)
@@ -109,6 +110,12 @@ def test_webhook_run_executes_on_a_worker_and_returns_its_result(cluster):
     assert ids == sorted(ids) and "event: run.finished" in events
     workers = api.get("/api/v1/workers").json()["workers"]
     assert [(w["queues"], w["alive"]) for w in workers] == [(["default", "gpu"], True)]
+    metrics = api.get("/metrics").text
+    assert 'pixelmill_worker_processes{state="alive"} 1' in metrics
+    assert 'pixelmill_runs_finished_total{status="succeeded"} 1' in metrics  # relayed from the worker
+    for _ in range(2):  # a queue no worker listens to: the runs wait there
+        assert api.post("/webhook/idle", json={}).status_code == 202
+    assert 'pixelmill_queue_depth_by_queue{queue="idle"} 2' in api.get("/metrics").text
 
 
 CRASH = """

@@ -13,12 +13,13 @@ import logging
 import threading
 import time
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 
-from ..db import EventRow
+from ..db import EventRow, RunRow
 from ..events import Event, EventKind
+from ..status import RunStatus
 from ..workers.app import CelerySettings, make_celery, send_run
-from ..workers.heartbeat import stale_workers
+from ..workers.heartbeat import forget_workers, stale_workers
 from ..workers.routing import DEFAULT_QUEUE, check_visibility_timeout, queue_for
 from .queue import RunQueue, run_row
 
@@ -72,6 +73,19 @@ class CeleryRunQueue(RunQueue):
     def depth(self) -> int:
         return len(self.queued_ids())
 
+    def depth_by_queue(self) -> dict[str, int]:
+        """Queued runs in the store by the queue their workflow routes to (for /metrics)."""
+        t = RunRow.__table__
+        with self.runtime.store.engine.connect() as conn:
+            rows = conn.execute(select(t.c.workflow, func.count()).where(t.c.status == RunStatus.QUEUED.value)
+                                .group_by(t.c.workflow)).all()
+        out: dict[str, int] = {}
+        for workflow, n in rows:
+            loaded = self.workflows.get(workflow)
+            queue = queue_for(loaded) if loaded is not None else DEFAULT_QUEUE
+            out[queue] = out.get(queue, 0) + n
+        return out
+
     def _recover(self) -> list[str]:
         store = self.runtime.store
         recovered = store.recover_interrupted(requeue=True, dead_owners=stale_workers(store, self.stale_after))
@@ -84,6 +98,7 @@ class CeleryRunQueue(RunQueue):
             try:
                 for run_id in self._recover():
                     self.enqueue(run_id)
+                forget_workers(self.runtime.store, 20 * self.stale_after)  # long dead: off /api/v1/workers
                 now = time.monotonic()
                 for run_id in self.queued_ids(older_than=self.sweep_interval):
                     if now - self._sent.get(run_id, 0.0) > self.resend_after:

@@ -81,6 +81,13 @@ def stale_workers(store, stale_after: float) -> set[str]:
         return {r[0] for r in conn.execute(select(_T.c.id).where(_T.c.last_seen < cutoff))}
 
 
+def forget_workers(store, after: float) -> int:
+    """Delete the rows of workers not heard from for ``after`` seconds (their runs were taken back already)."""
+    cutoff = utcnow() - timedelta(seconds=after)
+    with store.writing() as conn:
+        return conn.execute(delete(_T).where(_T.c.last_seen < cutoff)).rowcount
+
+
 def list_workers(store, stale_after: float) -> list[dict]:
     """Every registered worker with ``alive`` (heard from within ``stale_after`` seconds)."""
     cutoff = utcnow() - timedelta(seconds=stale_after)
