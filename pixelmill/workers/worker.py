@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 
-from ..server.queue import execute_queued
+from ..server.queue import execute_queued, run_row
 from ..server.workflows import WorkflowSet
+from ..status import RunStatus
 from .app import CelerySettings, make_celery
 from .heartbeat import Heartbeat, stale_workers
 
@@ -26,10 +27,14 @@ class Worker:
         from its stored step results; a run that is finished, or running on a live worker, is left alone
         (Celery delivers at least once; the store's claim makes it execute once)."""
         store = self.runtime.store
-        store.recover_interrupted(requeue=True, dead_owners=stale_workers(store, self.stale_after), run_id=run_id)
+        row = run_row(store, run_id)
+        if row is not None and row["status"] == RunStatus.RUNNING.value:  # redelivered: is its worker dead?
+            if store.recover_interrupted(requeue=True, dead_owners=stale_workers(store, self.stale_after),
+                                         run_id=run_id):
+                row = run_row(store, run_id)
         self.heartbeat.current_run = run_id
         try:
-            return execute_queued(self.runtime, self.workflows, run_id)
+            return execute_queued(self.runtime, self.workflows, run_id, row)
         finally:
             self.heartbeat.current_run = None
 
