@@ -173,3 +173,43 @@ def test_runs_interrupted_by_kill9_resume_and_finish_once(db_url, tmp_path):
         assert not any("unexpected error" in line or "UniqueViolation" in line for line in srv2.log)
     finally:
         srv2.stop()
+
+
+def test_event_relay_publishes_an_event_committed_after_a_later_id(pg_cluster, tmp_path):
+    """Celery mode's relay (store -> this process's bus): ids of different runs may commit out of order; the
+    one committed late is still published, once."""
+    from types import SimpleNamespace
+
+    from pixelmill.events import EventBus
+    from pixelmill.server.celery_queue import EventRelay
+
+    store = RunStore(pg_cluster.create_database(), tmp_path / "runs")
+    bus = EventBus()
+    got: list[int] = []
+    bus.subscribe(lambda ev: got.append(ev.id))
+    relay = EventRelay(SimpleNamespace(store=store, bus=bus), interval=3600)
+    try:
+        a, b = store.create_run("x", inputs={}), store.create_run("x", inputs={})
+        relay.start()
+        drawn, release = threading.Event(), threading.Event()
+
+        def slow():
+            with store.writing() as conn:
+                store.record(Event(EventKind.STEP_PROGRESS, a, "s", {"value": 1}), conn)
+                drawn.set()
+                release.wait(10)
+
+        t = threading.Thread(target=slow)
+        t.start()
+        assert drawn.wait(10)
+        late_id = store.record(Event(EventKind.STEP_PROGRESS, b, "s", {"value": 1}))
+        relay.poll()
+        assert got == [late_id]
+        release.set()
+        t.join(10)
+        relay.poll()
+        relay.poll()
+        assert got == [late_id, late_id - 1]  # the earlier id, committed later, once
+    finally:
+        relay.stop()
+        store.close()

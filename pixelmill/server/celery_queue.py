@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 
 from ..db import EventRow, RunRow
 from ..events import Event, EventKind
@@ -112,21 +112,23 @@ class CeleryRunQueue(RunQueue):
 class EventRelay:
     """Publishes on this process's bus the events other processes write to the store.
 
-    Event ids of different runs may commit out of order, so the relay reads again a window below the
-    highest id it has seen and skips ids already published."""
+    Event ids come from one sequence and may commit out of order, so an id below the highest one read that
+    is not there yet is a gap: it is asked for again on each poll until it appears or ``grace`` seconds
+    pass (a rolled-back insert leaves a gap for good). Each poll reads only new rows and gaps."""
 
-    def __init__(self, runtime, *, interval: float = 0.05, window: int = 2000):
+    def __init__(self, runtime, *, interval: float = 0.05, grace: float = 10.0):
         self.store, self.bus = runtime.store, runtime.bus
-        self.interval, self.window = interval, window
+        self.interval, self.grace = interval, grace
+        self._gaps: dict[int, float] = {}
+        self._here: set[int] = set()
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="pixelmill-event-relay", daemon=True)
 
     def start(self) -> None:
         t = EventRow.__table__
         with self.store.engine.connect() as conn:
-            self._high = conn.execute(select(t.c.id).order_by(t.c.id.desc()).limit(1)).scalar() or 0
-            self._seen: set[int] = set(conn.execute(select(t.c.id).where(t.c.id > self._high - self.window))
-                                       .scalars())
+            self._high = conn.execute(select(func.max(t.c.id))).scalar() or 0
         self._unsubscribe = self.bus.subscribe(self._published_here)
         self._thread.start()
 
@@ -136,27 +138,37 @@ class EventRelay:
         self._unsubscribe()
 
     def _published_here(self, ev: Event) -> None:
-        if ev.id is not None:
-            self._seen.add(ev.id)  # published by this process (a cancelled queued run): not again
+        if ev.id is not None and threading.current_thread() is not self._thread:
+            with self._lock:
+                self._here.add(ev.id)  # published by this process (a cancelled queued run): not again
 
     def poll(self) -> int:
         t = EventRow.__table__
-        low = max(0, self._high - self.window)
+        now = time.monotonic()
+        self._gaps = {i: t0 for i, t0 in self._gaps.items() if now - t0 < self.grace}
+        cond = t.c.id > self._high
+        if self._gaps:
+            cond = or_(cond, t.c.id.in_(sorted(self._gaps)))
         with self.store.engine.connect() as conn:
-            rows = conn.execute(select(t).where(t.c.id > low).order_by(t.c.id)).mappings().all()
+            rows = conn.execute(select(t).where(cond).order_by(t.c.id)).mappings().all()
         n = 0
         for r in rows:
-            if r["id"] in self._seen or r["id"] <= low:
-                continue
-            self._seen.add(r["id"])
-            self._high = max(self._high, r["id"])
+            rid = r["id"]
+            if rid in self._gaps:
+                del self._gaps[rid]
+            elif rid > self._high:
+                if rid - self._high <= 10_000:
+                    for missing in range(self._high + 1, rid):
+                        self._gaps[missing] = now
+                self._high = rid
+            with self._lock:
+                if rid in self._here:
+                    self._here.discard(rid)
+                    continue
             if r["kind"] == EventKind.RUN_QUEUED.value:
                 continue  # written by an API process when it accepted the run
-            self.bus.publish(Event(EventKind(r["kind"]), r["run_id"], r["step_id"], r["data"] or {}, r["ts"], r["id"]))
+            self.bus.publish(Event(EventKind(r["kind"]), r["run_id"], r["step_id"], r["data"] or {}, r["ts"], rid))
             n += 1
-        floor = self._high - self.window
-        if len(self._seen) > 4 * self.window:
-            self._seen = {i for i in self._seen if i > floor}
         return n
 
     def _loop(self) -> None:
