@@ -11,7 +11,7 @@ TORCH_PIN ?= torch==2.13.0
 export TRANSFORMERS_VERBOSITY ?= error
 export DIFFUSERS_VERBOSITY ?= error
 
-.PHONY: setup run test lint bench bench-webhook schemathesis clean schema exiftool chromium n8n-node n8n-node-test e2e-n8n
+.PHONY: setup run test lint bench bench-webhook schemathesis clean schema exiftool chromium postgresql redis cluster n8n-node n8n-node-test e2e-n8n
 
 setup: $(STAMP)
 
@@ -28,7 +28,7 @@ $(STAMP): pyproject.toml
 run: setup
 	$(BIN)/python -m pixelmill.demo
 
-test: setup exiftool chromium n8n-node-test
+test: setup exiftool chromium postgresql redis n8n-node-test
 	$(BIN)/python -m pytest -q -p no:cacheprovider
 
 # The n8n community node package (integrations/n8n): npm ci (from the npm cache when warm) + tsc build.
@@ -66,6 +66,28 @@ chromium:
 	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
 	      || echo "warning: could not install chromium; the dashboard's browser tests will be skipped"; \
 	  else echo "warning: chromium missing and apt-get unavailable; the dashboard's browser tests will be skipped"; fi; }
+
+# PostgreSQL (Debian `postgresql`: initdb and pg_ctl under /usr/lib/postgresql/*/bin) for the run-store tests on
+# PostgreSQL, and `redis-server` for the Celery tests; each test starts its own throwaway server on a free
+# loopback port. Installed when apt-get is there and we may use it; otherwise those tests are skipped, saying why.
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null) \
+	      || echo "warning: could not install postgresql; the PostgreSQL store tests will be skipped"; \
+	  else echo "warning: postgresql missing and apt-get unavailable; the PostgreSQL store tests will be skipped"; fi; }
+
+redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null) \
+	      || echo "warning: could not install redis-server; the Celery tests will be skipped"; \
+	  else echo "warning: redis-server missing and apt-get unavailable; the Celery tests will be skipped"; fi; }
+
+# A local cluster on loopback: redis-server, PostgreSQL, one API in celery mode and two workers; runs the main
+# job through them and prints where to look (docs/cluster.md). Ctrl-C stops it.
+cluster: setup postgresql redis
+	$(BIN)/python scripts/cluster.py
 
 lint: setup
 	$(BIN)/ruff check .

@@ -78,3 +78,16 @@ class CacheRow(Base):
     outputs: Mapped[dict] = mapped_column(JSON)
     run_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(DateTime)
+
+
+class WorkerRow(Base):
+    """A ``pixelmill worker`` process: what it listens to and when it was last heard from (its heartbeat)."""
+    __tablename__ = "workers"
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # the store owner string: host:pid:start
+    hostname: Mapped[str] = mapped_column(String(200))
+    queues: Mapped[list] = mapped_column(JSON, default=list)
+    device: Mapped[str] = mapped_column(String(40), default="cpu")
+    models: Mapped[list] = mapped_column(JSON, default=list)
+    current_run: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    started_at: Mapped[datetime] = mapped_column(DateTime)
+    last_seen: Mapped[datetime] = mapped_column(DateTime, index=True)

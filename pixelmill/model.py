@@ -176,6 +176,8 @@ class Workflow(Strict):
     on: Triggers = Field(default_factory=Triggers)
     steps: list[Step] = Field(min_length=1)
     outputs: dict[str, Any] = Field(default_factory=dict, description="what a webhook caller gets back")
+    queue: str | None = Field(None, pattern=SLUG, description="the worker queue of this workflow's runs (celery "
+                              "executor); default: gpu when a step uses the GPU, else default")
 
     @field_validator("inputs")
     @classmethod

@@ -15,7 +15,7 @@ from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sqlalchemy import bindparam, create_engine, delete, event, func, insert, select, update
+from sqlalchemy import bindparam, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.engine import Engine
 
 from .db import Base, CacheRow, EventRow, RunRow, StepRow
@@ -29,6 +29,11 @@ _INSERT_EVENT = insert(_EVENTS)
 _INSERT_STEP = insert(_STEPS)
 _UPDATE_RUN = update(_RUNS).where(_RUNS.c.id == bindparam("b_id"))
 _CLAIM = update(_RUNS).where(_RUNS.c.id == bindparam("b_id"), _RUNS.c.status == RunStatus.QUEUED.value)
+# Taken before an event of a run is written (PostgreSQL): event ids come from a sequence at insert time but
+# become visible at commit, so two transactions of one run could commit out of id order and a reader asking
+# for ``id > N`` would skip the one committed late. Holding the run's row lock from before the id is drawn
+# until commit makes a run's events commit in id order (SQLite has one writer at a time: already ordered).
+_LOCK_RUN = select(_RUNS.c.id).where(_RUNS.c.id == bindparam("b_id")).with_for_update()
 _UPDATE_STEP = update(_STEPS).where(_STEPS.c.run_id == bindparam("b_run"), _STEPS.c.step_id == bindparam("b_step"))
 
 
@@ -93,11 +98,18 @@ class RunStore:
         self.engine = make_engine(url)
         self.artifacts_root = Path(artifacts_root)
         self.artifacts_root.mkdir(parents=True, exist_ok=True)
-        Base.metadata.create_all(self.engine)
+        if url.startswith("postgresql"):
+            # processes starting together (an API and its workers) would race on CREATE TABLE: one at a time
+            with self.engine.begin() as conn:
+                conn.execute(text("SELECT pg_advisory_xact_lock(7342001)"))
+                Base.metadata.create_all(conn)
+        else:
+            Base.metadata.create_all(self.engine)
         self.owner = process_owner()
         # SQLite has one writer at a time; queueing writers of this process on a lock keeps them out of
         # SQLite's busy handler, which sleeps 1 to 100 ms per retry (the tail latency under load).
         self._write_lock = threading.Lock() if url.startswith("sqlite") else nullcontext()
+        self._row_locks = not url.startswith("sqlite")
 
     @contextmanager
     def writing(self):
@@ -184,22 +196,34 @@ class RunStore:
             row = conn.execute(select(RunRow.cancel_requested).where(RunRow.id == run_id)).first()
         return bool(row and row[0])
 
-    def recover_interrupted(self, requeue: bool = False) -> list[str]:
-        """Runs left ``running`` by a dead process on this host become ``interrupted`` (or ``queued`` again)."""
+    def recover_interrupted(self, requeue: bool = False, dead_owners: frozenset[str] | set[str] = frozenset(),
+                            run_id: str | None = None) -> list[str]:
+        """Runs left ``running`` by a dead process on this host, or by one of ``dead_owners`` (workers whose
+        heartbeat stopped, on any host), become ``interrupted`` (or ``queued`` again); ``run_id`` limits it
+        to one run."""
+        q = select(RunRow.id, RunRow.owner).where(RunRow.status == RunStatus.RUNNING.value)
+        if run_id is not None:
+            q = q.where(RunRow.id == run_id)
         with self.engine.connect() as conn:
-            rows = conn.execute(select(RunRow.id, RunRow.owner).where(RunRow.status == RunStatus.RUNNING.value)).all()
-        dead = [rid for rid, owner in rows if not owner_alive(owner)]
+            rows = conn.execute(q).all()
+        dead = [(rid, owner) for rid, owner in rows if owner in dead_owners or not owner_alive(owner)]
         new = RunStatus.QUEUED if requeue else RunStatus.INTERRUPTED
+        done = []
         with self.writing() as conn:
-            for rid in dead:
-                conn.execute(update(RunRow).where(RunRow.id == rid, RunRow.status == RunStatus.RUNNING.value).values(
+            for rid, owner in dead:
+                res = conn.execute(update(RunRow).where(RunRow.id == rid, RunRow.status == RunStatus.RUNNING.value,
+                                                        RunRow.owner == owner if owner else RunRow.owner.is_(None))
+                                   .values(
                     status=new.value, owner=None,
                     finished_at=None if requeue else utcnow(),
                     error=None if requeue else {"message": "the process running this run died", "type": "Interrupted"},
                 ))
+                if not res.rowcount:
+                    continue  # claimed again meanwhile
                 conn.execute(update(StepRow).where(StepRow.run_id == rid, StepRow.status == StepStatus.RUNNING.value)
                              .values(status=StepStatus.INTERRUPTED.value, finished_at=utcnow()))
-        return dead
+                done.append(rid)
+        return done
 
     def finished_steps(self, run_id: str) -> dict[str, dict]:
         """Steps of this run that succeeded (or came from the cache) before it was interrupted, by step id."""
@@ -292,13 +316,22 @@ class RunStore:
 
     # -- events: the executor records each one here before anyone else sees it --
 
-    def record(self, ev: Event) -> int:
+    def record(self, ev: Event, conn=None) -> int:
+        """Write an event and apply it to the run and step rows, in one transaction (``conn`` joins a caller's);
+        a run's events become visible to readers in id order."""
+        if conn is None:
+            with self.writing() as conn:
+                return self._record(ev, conn)
+        return self._record(ev, conn)
+
+    def _record(self, ev: Event, conn) -> int:
         now = datetime.fromtimestamp(ev.ts, timezone.utc).replace(tzinfo=None)
-        with self.writing() as conn:
-            res = conn.execute(_INSERT_EVENT, dict(run_id=ev.run_id, kind=ev.kind.value, step_id=ev.step_id,
-                                                   data=ev.data, ts=ev.ts))
-            self._apply(conn, ev, now)
-            return res.inserted_primary_key[0]
+        if self._row_locks:
+            conn.execute(_LOCK_RUN, {"b_id": ev.run_id})
+        res = conn.execute(_INSERT_EVENT, dict(run_id=ev.run_id, kind=ev.kind.value, step_id=ev.step_id,
+                                               data=ev.data, ts=ev.ts))
+        self._apply(conn, ev, now)
+        return res.inserted_primary_key[0]
 
     def _apply(self, conn, ev: Event, now: datetime) -> None:
         d = ev.data

@@ -32,8 +32,9 @@ class Server:
             self.http.headers["Authorization"] = f"Bearer {token}"
 
     def start(self, timeout: float = 30.0) -> Server:
-        env = {**os.environ, "PIXELMILL_HOME": str(self.home), "PYTHONUNBUFFERED": "1", **self.env}
-        env.pop("PIXELMILL_DB_URL", None)
+        env = {**os.environ, "PIXELMILL_HOME": str(self.home), "PYTHONUNBUFFERED": "1"}
+        env.pop("PIXELMILL_DB_URL", None)  # SQLite in home unless the test names a database
+        env.update(self.env)
         if self.token:
             env["PIXELMILL_API_TOKEN"] = self.token
         self.proc = subprocess.Popen([sys.executable, str(ENTRY), str(self.workflows)], env=env,

@@ -15,6 +15,9 @@ from pixelmill.status import RunStatus, StepStatus
 from .conftest import dedent
 from .testnodes import CALLS
 
+# every test with a run store runs against SQLite and a throwaway PostgreSQL cluster
+STORE_BACKENDS = ("sqlite", "postgresql")
+
 
 @pytest.fixture(autouse=True)
 def _clear_calls():

@@ -25,9 +25,9 @@ def main(verbose: int) -> None:
 
 
 def _register() -> None:
-    from . import history, inspect, models, retry, serve, workflows
+    from . import history, inspect, models, retry, serve, worker, workflows
 
-    for module in (workflows, history, serve, models, inspect, retry):
+    for module in (workflows, history, serve, worker, models, inspect, retry):
         for command in module.COMMANDS:
             main.add_command(command)
 

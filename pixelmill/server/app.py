@@ -10,7 +10,7 @@ from .. import web
 from ..registry import Registry
 from ..runtime import Runtime
 from ..settings import Settings
-from . import api, calendar_api, http, metrics, openapi, sse, subscriptions, webhooks
+from . import api, calendar_api, http, metrics, openapi, sse, subscriptions, webhooks, workers_api
 from .config import ServerConfig
 from .context import EXTENSION
 from .service import Service
@@ -38,6 +38,7 @@ def create_app(config: ServerConfig | None = None, *, runtime: Runtime | None = 
     api.init_app(app)
     subscriptions.init_app(app)
     sse.init_app(app)
+    workers_api.init_app(app)
     openapi.init_app(app)
     calendar_api.init_app(app)
     metrics.init_app(app)

@@ -73,6 +73,8 @@ class ServerConfig:
     retention_days: float = 14.0               # PIXELMILL_RETENTION_DAYS (finished runs older are deleted; 0 = keep)
     retention_max_runs: int = 10_000           # PIXELMILL_RETENTION_MAX_RUNS (newest finished runs kept; 0 = all)
     retention_interval: float = 3600.0         # PIXELMILL_RETENTION_INTERVAL (seconds between retention passes)
+    executor: str = "local"                    # PIXELMILL_EXECUTOR (local: this process's pool; celery: workers)
+    worker_stale_after: float = 15.0           # PIXELMILL_WORKER_STALE_AFTER (seconds without heartbeat = dead)
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> ServerConfig:
@@ -102,6 +104,8 @@ class ServerConfig:
             retention_days=_float(env, "PIXELMILL_RETENTION_DAYS", 14.0, 0.0),
             retention_max_runs=_int(env, "PIXELMILL_RETENTION_MAX_RUNS", 10_000, 0),
             retention_interval=_float(env, "PIXELMILL_RETENTION_INTERVAL", 3600.0, 1.0),
+            executor=(env.get("PIXELMILL_EXECUTOR") or "local").strip().lower(),
+            worker_stale_after=_float(env, "PIXELMILL_WORKER_STALE_AFTER", 15.0, 0.5),
         )
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():
@@ -109,4 +113,6 @@ class ServerConfig:
                 raise ConfigError(f"unknown server setting '{key}'")
             if value is not None:
                 values[key] = value
+        if values["executor"] not in ("local", "celery"):
+            raise ConfigError(f"PIXELMILL_EXECUTOR must be local or celery, not {values['executor']!r}")
         return cls(**values)

@@ -50,6 +50,23 @@ class Metrics:
         with self._lock:
             self._webhooks[str(code)] += 1
 
+    def _queue_lines(self) -> list[str]:
+        """Celery mode: queued runs per queue, and worker processes alive by their heartbeats."""
+        by_queue = getattr(self.service.queue, "depth_by_queue", None)
+        if by_queue is None:
+            return []
+        from ..workers.heartbeat import list_workers
+
+        workers = list_workers(self.service.runtime.store, self.service.config.worker_stale_after)
+        lines = ["# HELP pixelmill_queue_depth_by_queue Queued runs by the worker queue they go to.",
+                 "# TYPE pixelmill_queue_depth_by_queue gauge"]
+        lines += [f'pixelmill_queue_depth_by_queue{{queue="{_label(q)}"}} {n}' for q, n in sorted(by_queue().items())]
+        lines += ["# HELP pixelmill_worker_processes Worker processes by heartbeat state.",
+                  "# TYPE pixelmill_worker_processes gauge",
+                  f'pixelmill_worker_processes{{state="alive"}} {sum(w["alive"] for w in workers)}',
+                  f'pixelmill_worker_processes{{state="stale"}} {sum(not w["alive"] for w in workers)}']
+        return lines
+
     def render(self) -> str:
         svc = self.service
         with svc.runtime.store.engine.connect() as conn:
@@ -63,6 +80,7 @@ class Metrics:
                   f"pixelmill_workers {svc.queue.workers}",
                   "# HELP pixelmill_workers_busy Worker threads executing a run.",
                   "# TYPE pixelmill_workers_busy gauge", f"pixelmill_workers_busy {svc.queue.busy}",
+                  *self._queue_lines(),
                   "# HELP pixelmill_workflows Workflows served.", "# TYPE pixelmill_workflows gauge",
                   f"pixelmill_workflows {len(svc.workflows.all())}"]
         with self._lock:

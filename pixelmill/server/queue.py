@@ -19,6 +19,7 @@ from ..events import Event, EventKind
 from ..fileinputs import RunFiles
 from ..inputs import resolve_inputs
 from ..problems import WorkflowInvalid
+from ..rerun import reused_outputs
 from ..status import RunStatus, StepStatus
 from ..store import utcnow as store_now
 
@@ -217,45 +218,9 @@ class RunQueue:
                 with self._lock:
                     self._busy -= 1
 
-    def _row(self, run_id: str) -> dict | None:
-        t = RunRow.__table__
-        with self.runtime.store.engine.connect() as conn:
-            row = conn.execute(select(t.c.id, t.c.workflow, t.c.workflow_file, t.c.status, t.c.inputs, t.c.trigger,
-                                      t.c.retry_of).where(t.c.id == run_id)).mappings().first()
-        return dict(row) if row else None
-
     def _execute(self, run_id: str) -> None:
         # A run created here is taken from memory; claim() in the executor still decides who runs it.
-        row = self._created.pop(run_id, None) or self._row(run_id)
-        if row is None or row["status"] != RunStatus.QUEUED.value:
-            return  # deleted, cancelled, or another worker has it
-        try:
-            loaded = self.workflows.for_run(row)
-        except WorkflowInvalid as exc:
-            self._fail_unrunnable(run_id, f"workflow '{row['workflow']}' cannot be loaded: {exc}")
-            return
-        reuse = self._reuse(row["retry_of"], loaded) if row["retry_of"] else None
-        self.runtime.executor.execute(loaded, run_id, inputs=row["inputs"] or {}, trigger=row["trigger"] or {},
-                                      reuse=reuse)
-
-    def _reuse(self, old_id: str, loaded) -> dict:
-        """Outputs of the steps that succeeded in the run being retried (and still exist in the workflow)."""
-        old = self.runtime.store.get_run(old_id)
-        if old is None:
-            return {}
-        ok = (StepStatus.SUCCEEDED.value, StepStatus.CACHED.value)
-        return {s["step_id"]: s["outputs"] or {} for s in old["steps"]
-                if s["status"] in ok and s["step_id"] in loaded.nodes}
-
-    def _fail_unrunnable(self, run_id: str, message: str) -> None:
-        store = self.runtime.store
-        if not store.claim(run_id):
-            return
-        ev = Event(EventKind.RUN_FINISHED, run_id, None,
-                   {"status": RunStatus.FAILED.value, "outputs": {}, "duration_s": 0.0,
-                    "error": {"type": "WorkflowInvalid", "message": message, "step_id": None}})
-        event_id = store.record(ev)
-        self.runtime.bus.publish(Event(ev.kind, run_id, None, ev.data, ev.ts, event_id))
+        execute_queued(self.runtime, self.workflows, run_id, self._created.pop(run_id, None))
 
     def _sweep(self) -> None:
         """Pick up runs queued by another process on this database, or left by one that died."""
@@ -268,3 +233,43 @@ class RunQueue:
                         self._q.put(run_id)
             except Exception:
                 log.exception("queue sweep failed")
+
+
+# -- executing one queued run: shared by the local pool above and the Celery worker task --------------------
+
+
+def run_row(store, run_id: str) -> dict | None:
+    t = RunRow.__table__
+    with store.engine.connect() as conn:
+        row = conn.execute(select(t.c.id, t.c.workflow, t.c.workflow_file, t.c.status, t.c.inputs, t.c.trigger,
+                                  t.c.retry_of).where(t.c.id == run_id)).mappings().first()
+    return dict(row) if row else None
+
+
+def execute_queued(runtime, workflows, run_id: str, row: dict | None = None) -> bool:
+    """Execute a queued run if this process wins its claim; False when it is gone, finished or taken.
+
+    A run interrupted earlier resumes: the executor reuses the stored results of its finished steps."""
+    row = row or run_row(runtime.store, run_id)
+    if row is None or row["status"] != RunStatus.QUEUED.value:
+        return False  # deleted, cancelled, or another worker has it
+    try:
+        loaded = workflows.for_run(row)
+    except WorkflowInvalid as exc:
+        return _fail_unrunnable(runtime, run_id, f"workflow '{row['workflow']}' cannot be loaded: {exc}")
+    reuse = reused_outputs(runtime.store, row["retry_of"], loaded) if row["retry_of"] else None
+    result = runtime.executor.execute(loaded, run_id, inputs=row["inputs"] or {}, trigger=row["trigger"] or {},
+                                      reuse=reuse)
+    return result is not None
+
+
+def _fail_unrunnable(runtime, run_id: str, message: str) -> bool:
+    store = runtime.store
+    if not store.claim(run_id):
+        return False
+    ev = Event(EventKind.RUN_FINISHED, run_id, None,
+               {"status": RunStatus.FAILED.value, "outputs": {}, "duration_s": 0.0,
+                "error": {"type": "WorkflowInvalid", "message": message, "step_id": None}})
+    event_id = store.record(ev)
+    runtime.bus.publish(Event(ev.kind, run_id, None, ev.data, ev.ts, event_id))
+    return True

@@ -12,7 +12,7 @@ from flask import request
 from ..calendar.service import CalendarService
 from ..events import Event, EventKind
 from .callbacks import CallbackDispatcher
-from .config import ServerConfig
+from .config import ConfigError, ServerConfig
 from .context import public_error
 from .metrics import Metrics
 from .plugins import NodeRefresher
@@ -33,8 +33,7 @@ class Service:
         self.config = config
         self.runtime = runtime
         self.workflows = WorkflowSet(config.workflows_dir, runtime.registry)
-        self.queue = RunQueue(runtime, self.workflows, workers=config.workers, max_queue=config.max_queue,
-                              sweep_interval=config.sweep_interval)
+        self.queue = _make_queue(config, runtime, self.workflows)
         key = load_key(runtime.settings.home)
         self.signer = UrlSigner(key, ttl=config.signed_url_ttl)
         self._last_base = ""
@@ -215,3 +214,19 @@ def error_shape(run: dict) -> dict | None:
            "message": error.get("message") or f"the run ended with status {run['status']}"}
     out.update({k: v for k, v in error.items() if k not in out})
     return out
+
+
+def _make_queue(config: ServerConfig, runtime, workflows) -> RunQueue:
+    """The local pool (default), or in celery mode a queue that only sends run ids to the broker."""
+    if config.executor == "celery":
+        from ..workers.app import CelerySettings
+        from .celery_queue import CeleryRunQueue
+
+        try:
+            settings = CelerySettings.from_env()
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        return CeleryRunQueue(runtime, workflows, settings, max_queue=config.max_queue,
+                              sweep_interval=config.sweep_interval, stale_after=config.worker_stale_after)
+    return RunQueue(runtime, workflows, workers=config.workers, max_queue=config.max_queue,
+                    sweep_interval=config.sweep_interval)
