@@ -180,10 +180,11 @@ def sd(folder: Path, scheduler: str = "euler", safety_checker: bool = False, pix
 
     torch.manual_seed(0)
     tok = _clip_tok()
-    sched = {"euler": lambda: EulerDiscreteScheduler(),
-             "pndm": lambda: PNDMScheduler(skip_prk_steps=True),
-             "lcm": lambda: LCMScheduler(),
-             "turbo": lambda: EulerAncestralDiscreteScheduler(timestep_spacing="trailing")}[scheduler]()
+    # steps_offset=1 as current SD configs have it (diffusers warns about the outdated 0 when the folder loads)
+    sched = {"euler": lambda: EulerDiscreteScheduler(steps_offset=1),
+             "pndm": lambda: PNDMScheduler(skip_prk_steps=True, steps_offset=1),
+             "lcm": lambda: LCMScheduler(steps_offset=1),
+             "turbo": lambda: EulerAncestralDiscreteScheduler(timestep_spacing="trailing", steps_offset=1)}[scheduler]()
     checker = extractor = None
     if safety_checker:
         checker = StableDiffusionSafetyChecker(CLIPConfig(
