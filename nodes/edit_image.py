@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-import threading
 from typing import Literal
 
 from pydantic import Field
@@ -12,7 +11,7 @@ from pixelmill.imaging.ops import ImageOpError, open_image
 from pixelmill.models import editing
 from pixelmill.models.loaders import load_text2image, resolve_model
 from pixelmill.models.locate import EMBEDDED, recommended
-from pixelmill.models.manager import manager_for
+from pixelmill.models.manager import manager_for, pipeline_lock
 from pixelmill.models.options import ModelOptions
 from pixelmill.node import ArtifactRef, Model, Node
 
@@ -105,7 +104,7 @@ class EditImageNode(Node):
                 edited = editing.run_edit(
                     pipe, kind=kind, image=canvas, mask=mask, prompt=inputs.prompt,
                     negative_prompt=inputs.negative_prompt, steps=steps, guidance=guidance, strength=strength,
-                    seed=seed, lock=_lock_for(pipe), on_step=lambda i, n: ctx.progress(i, n, "denoising"))
+                    seed=seed, lock=pipeline_lock(pipe), on_step=lambda i, n: ctx.progress(i, n, "denoising"))
         if mask is not None:
             edited = editing.paste_back(canvas, edited, mask, cfg.feather)
         params = {
@@ -157,16 +156,3 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
-
-
-_LOCKS_GUARD = threading.Lock()
-
-
-def _lock_for(pipe) -> threading.Lock:
-    """Calls on one shared pipeline take turns (its scheduler keeps per-call state)."""
-    with _LOCKS_GUARD:
-        lock = getattr(pipe, "_pixelmill_lock", None)
-        if lock is None:
-            lock = threading.Lock()
-            object.__setattr__(pipe, "_pixelmill_lock", lock)
-    return lock

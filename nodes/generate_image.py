@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 from typing import Literal
 
 from pydantic import Field
@@ -12,7 +11,7 @@ from pydantic import Field
 from pixelmill.models import families
 from pixelmill.models.loaders import load_text2image, resolve_model
 from pixelmill.models.locate import folder_defaults, known_defaults
-from pixelmill.models.manager import manager_for
+from pixelmill.models.manager import manager_for, pipeline_lock
 from pixelmill.models.memory import estimate_folder_bytes
 from pixelmill.models.options import PipelineOptions
 from pixelmill.moderation.images import nsfw_verdict
@@ -81,21 +80,6 @@ def make_scheduler(pipe, name: str, model: str = "this model"):
     return cls.from_config(pipe.scheduler.config, **extra)
 
 
-_LOCKS_GUARD = threading.Lock()
-
-
-def _lock_for(pipe) -> threading.Lock:
-    """One lock per shared pipeline: its scheduler keeps per-call state, so calls on it take turns."""
-    lock = getattr(pipe, "_pixelmill_lock", None)
-    if lock is None:
-        with _LOCKS_GUARD:
-            lock = getattr(pipe, "_pixelmill_lock", None)
-            if lock is None:
-                lock = threading.Lock()
-                object.__setattr__(pipe, "_pixelmill_lock", lock)
-    return lock
-
-
 def generate(pipe, *, prompt, negative_prompt, steps, guidance, width, height, seed, num_images, scheduler="default",
              on_step=None, family=None, model="this model", verdict: list | None = None):
     """Call the shared pipeline exactly as a plain diffusers call would (same arguments, same generator).
@@ -115,7 +99,7 @@ def generate(pipe, *, prompt, negative_prompt, steps, guidance, width, height, s
         kwargs["callback_on_step_end"] = callback
     # a CPU generator gives the same starting noise on every device
     generator = torch.Generator(device="cpu").manual_seed(seed)
-    with _lock_for(pipe):
+    with pipeline_lock(pipe):
         original = pipe.scheduler
         if scheduler != "default":
             pipe.scheduler = make_scheduler(pipe, scheduler, model)

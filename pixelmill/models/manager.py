@@ -294,3 +294,19 @@ def _release_memory() -> None:
 def manager_for(ctx) -> ModelManager:
     """The process-wide manager of a node context (created on first use)."""
     return ctx.service(SERVICE_KEY, ModelManager.from_env)
+
+
+_PIPELINE_LOCKS_GUARD = threading.Lock()
+
+
+def pipeline_lock(pipe) -> threading.Lock:
+    """The one lock of a shared pipeline: its scheduler keeps per-call state, so every node that calls it
+    (generate_image, edit_image, make_video's morph) takes turns through this lock."""
+    lock = getattr(pipe, "_pixelmill_lock", None)
+    if lock is None:
+        with _PIPELINE_LOCKS_GUARD:
+            lock = getattr(pipe, "_pixelmill_lock", None)
+            if lock is None:
+                lock = threading.Lock()
+                object.__setattr__(pipe, "_pixelmill_lock", lock)
+    return lock

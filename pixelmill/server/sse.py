@@ -48,9 +48,16 @@ def _after() -> int:
 def run_events(run_id: str):
     svc = current_service()
     run = run_or_404(svc, run_id)
-    last = _after()
+    return event_stream(svc, run, _after())
+
+
+def event_stream(svc, run: dict, last: int, *, end_marker: bool = False, cache: str = "no-cache") -> Response:
+    """The stored events of ``run`` after id ``last``, then live ones, ending after ``run.finished``
+    (the API's stream and the dashboard's). ``end_marker``: a run that finished without a replayed
+    ``run.finished`` ends with an ``end`` event instead of a silent close."""
+    run_id = run["id"]
     store, bus = svc.runtime.store, svc.runtime.bus
-    heartbeat = svc.config.sse_heartbeat
+    heartbeat = float(svc.config.sse_heartbeat)
     wake = threading.Event()
 
     def on_event(ev):
@@ -75,6 +82,8 @@ def run_events(run_id: str):
                     if len(batch) < 500:
                         break
                 if finished:
+                    if end_marker:
+                        yield "event: end\ndata: {}\n\n"
                     return  # a finished run whose end was replayed earlier
                 if not wake.wait(heartbeat):
                     yield ": heartbeat\n\n"
@@ -83,7 +92,7 @@ def run_events(run_id: str):
         finally:
             unsubscribe()
 
-    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    headers = {"Cache-Control": cache, "X-Accel-Buffering": "no"}
     return Response(stream_with_context(stream()), mimetype="text/event-stream", headers=headers)
 
 

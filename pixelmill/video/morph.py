@@ -7,22 +7,9 @@ noise from a CPU generator, same embeddings), so the end frames equal those imag
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 
-_GUARD = threading.Lock()
-
-
-def pipeline_lock(pipe) -> threading.Lock:
-    """The per-pipeline lock the image node uses too (same attribute): the scheduler keeps per-call state."""
-    lock = getattr(pipe, "_pixelmill_lock", None)
-    if lock is None:
-        with _GUARD:
-            lock = getattr(pipe, "_pixelmill_lock", None)
-            if lock is None:
-                lock = threading.Lock()
-                object.__setattr__(pipe, "_pixelmill_lock", lock)
-    return lock
+from pixelmill.models.manager import pipeline_lock
 
 
 def slerp(a, b, t: float, eps: float = 1e-7):
