@@ -3,7 +3,7 @@ through Pillow."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,14 +19,18 @@ def fps_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-def write_mp4(frames: Iterable[np.ndarray], path: Path, fps: float, *, crf: int = 20, preset: str = "medium",
-              on_frame: Callable[[int], None] | None = None) -> int:
-    """Write HxWx3 uint8 RGB frames (all one size, even) as H.264 yuv420p MP4; returns the frame count."""
+def write_mp4(frames: Iterable[np.ndarray], path: Path, fps: float | Fraction, *, crf: int = 20,
+              preset: str = "medium", on_frame: Callable[[int], None] | None = None,
+              metadata: dict[str, str] | None = None) -> int:
+    """Write HxWx3 uint8 RGB frames (all one size, even) as H.264 yuv420p MP4; returns the frame count.
+    ``metadata``: container tags (title, comment, description, ...; the MP4 ``udta`` box)."""
     import av
 
-    rate = fps_fraction(fps)
+    rate = fps if isinstance(fps, Fraction) else fps_fraction(fps)
     count = 0
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+        if metadata:
+            container.metadata.update(metadata)
         stream = None
         for arr in frames:
             if stream is None:
@@ -84,3 +88,25 @@ def probe(path: Path) -> dict:
                 "width": stream.codec_context.width, "height": stream.codec_context.height, "frames": frames,
                 "fps": float(rate) if rate else 0.0,
                 "duration_s": frames / float(rate) if rate else 0.0}
+
+
+def read_frames(path: Path) -> tuple[Iterator[np.ndarray], Fraction, dict]:
+    """The RGB frames of a video (a generator, decoded as it goes), its frame rate and facts about it:
+    ``frames`` (from the container, may be 0 when unknown), ``audio`` (number of audio streams),
+    ``metadata`` (the container tags)."""
+    import av
+
+    container = av.open(str(path))
+    stream = container.streams.video[0]
+    rate = stream.average_rate or stream.guessed_rate or Fraction(24)
+    info = {"frames": stream.frames, "audio": len(container.streams.audio), "metadata": dict(container.metadata),
+            "width": stream.codec_context.width, "height": stream.codec_context.height}
+
+    def frames() -> Iterator[np.ndarray]:
+        try:
+            for frame in container.decode(stream):
+                yield frame.to_ndarray(format="rgb24")
+        finally:
+            container.close()
+
+    return frames(), Fraction(rate), info
