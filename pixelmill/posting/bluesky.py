@@ -37,6 +37,11 @@ _TAG = re.compile(r"(?:^|\s)(#[^\s#.,;:!?()\[\]{}\"'`]+)")
 _LINK = re.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]]")
 
 
+NO_VIDEO = ("cannot take a video from pixelmill yet (Bluesky video needs its separate video service); pixelmill "
+            "posts videos to Mastodon, webhooks and the outbox, and images to Bluesky: post the video elsewhere or "
+            "post the labelled images")
+
+
 def make_tid(micros: int, clock_id: int) -> str:
     """A TID: 53 bits of microseconds since the epoch and a 10-bit clock id, base32-sortable.
 
@@ -224,10 +229,12 @@ class BlueskyTarget(Target):
         self._created_at = created_at or (lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds")
                                           .replace("+00:00", "Z"))
 
+    # Bluesky video goes through a separate video service (app.bsky.video.uploadVideo with a service-auth
+    # token, then polling app.bsky.video.getJobStatus) before an app.bsky.embed.video record; not built here.
     def limits(self) -> Limits:
         return Limits(max_images=4, max_image_bytes=BLOB_LIMIT, media_types=("image/jpeg", "image/png", "image/webp"),
                       max_text=300, count_text=graphemes, text_unit="graphemes", max_text_bytes=3000, max_alt=2000,
-                      count_alt=graphemes)
+                      count_alt=graphemes, no_video=NO_VIDEO)
 
     def identity(self) -> str:
         return f"bluesky:{self.service}:{self.identifier}"
