@@ -15,12 +15,24 @@ from pixelmill.loader import load_text
 from pixelmill.node import ArtifactRef, Model, Node
 from pixelmill.posting.ledger import Ledger
 from pixelmill.rerun import reused_outputs
+from pixelmill.runtime import Runtime
+from pixelmill.settings import Settings
 from pixelmill.status import RunStatus
 
 from .posting_fakes import FakeBluesky, FakeMastodon, FakeWebhooks
-from .test_posting import BPASS, HANDLE, MTOKEN, bluesky_cfg, env, mastodon_cfg, rt  # noqa: F401 - fixtures
+from .test_posting import BPASS, HANDLE, MTOKEN, Boom, FixtureImage, bluesky_cfg, mastodon_cfg
 
 ALT = "four shapes in a row, one after another"
+
+
+@pytest.fixture
+def rt(tmp_path):
+    runtime = Runtime.create(Settings.from_env(environ={}, home=tmp_path / "home"),
+                             environ={"MASTODON_TOKEN": MTOKEN, "BSKY_PASSWORD": BPASS})
+    for node in (FixtureImage, Boom, OddVideo):
+        runtime.registry.register(node)
+    yield runtime
+    runtime.close()
 
 
 class _CodecConfig(Model):
@@ -143,7 +155,6 @@ def test_mastodon_video_over_the_instance_limits_is_refused_before_upload(rt):
 
 
 def test_mastodon_video_length_codec_and_mixing_are_checked_before_any_upload(rt):
-    rt.registry.register(OddVideo)
     with FakeMastodon(MTOKEN) as m:
         long = go(rt, video_flow(mastodon_cfg(m, max_video_seconds=1.0)))  # the video lasts 1.5 s
         assert "lasts 1.5 s, over the 1 s limit for Mastodon" in long.error["message"]
