@@ -90,7 +90,8 @@ class LabelInputs(Model):
 class LabelOutputs(Model):
     image: ArtifactRef = Field(description="the labelled file (for a video, the same as 'video')")
     video: ArtifactRef | None = Field(None, description="the labelled MP4, when a video was labelled")
-    labels: list[str] = Field(description="labels written: badge, xmp, parameters, watermark, c2pa")
+    labels: list[str] = Field(description="labels written: badge, xmp, parameters, watermark, c2pa; "
+                              "for a video also mp4_tags")
     skipped: dict[str, str] = Field(default_factory=dict, description="label -> why it was not written")
     source_type: str
     watermark_payload: str | None = None
@@ -101,7 +102,8 @@ class LabelAiNode(Node):
     """Label an image as AI-generated: a visible badge, IPTC ``DigitalSourceType`` in XMP, the generation
     parameters (PNG ``parameters`` text chunk and XMP), an invisible watermark and, when configured, a
     signed C2PA manifest. Writes a new artifact; ``labels`` says which labels were written and ``skipped``
-    why any were not."""
+    why any were not. An MP4 (input ``video``) gets the badge burned into every frame (re-encoded H.264
+    yuv420p), XMP in a ``uuid`` box, MP4 tags and, when configured, C2PA for video/mp4."""
 
     type = "label_ai"
     version = "1"
