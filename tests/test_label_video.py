@@ -76,13 +76,16 @@ def test_mp4_gets_badge_in_every_frame_xmp_tags_and_c2pa(tmp_path):
         tags = json.loads(subprocess.run([exiftool, "-j", "-G1", "-XMP-iptcExt:DigitalSourceType", str(path)],
                                          capture_output=True, text=True, check=True).stdout)[0]
         assert tags.get("XMP-iptcExt:DigitalSourceType") == TRAINED
-    # tampering with the video data breaks the C2PA hash
-    data = bytearray(path.read_bytes())
-    mdat = data.find(b"mdat")
-    data[mdat + 200] ^= 0xFF
-    bad = tmp_path / "bad.mp4"
-    bad.write_bytes(bytes(data))
-    assert c2pa_mod.read(bad, "video/mp4", trust_anchors_pem=certs["ca"].read_bytes()).validation_state == "Invalid"
+    # tampering with the video data, or with the XMP packet, breaks the C2PA hash
+    for marker, offset in ((b"mdat", 200), (b"a lighthouse &lt;at&gt;", 2)):
+        data = bytearray(path.read_bytes())
+        at = data.find(marker)
+        assert at > 0
+        data[at + offset] ^= 0x01
+        bad = tmp_path / "bad.mp4"
+        bad.write_bytes(bytes(data))
+        report = c2pa_mod.read(bad, "video/mp4", trust_anchors_pem=certs["ca"].read_bytes())
+        assert report.validation_state == "Invalid", marker
 
 
 def test_mp4_without_c2pa_and_without_badge(tmp_path):
