@@ -62,3 +62,21 @@ def test_illustrated_story_runs_end_to_end(runtime):
 def _captions(runtime, run_id):
     (step,) = [s for s in runtime.store.get_run(run_id)["steps"] if s["step_id"] == "caption"]
     return step["outputs"]["texts"]
+
+
+def test_a_scene_that_fails_moderation_blocks_the_story_before_anything_is_drawn(runtime):
+    text = (ROOT / "workflows" / "illustrated-story.yaml").read_text()
+    bad = json.loads(json.dumps(STORY))
+    bad["scenes"][2]["text"] = "The crowd chants white power."
+    with FakeOpenAI(models=["llama3.2"]) as srv:
+        srv.reply(json.dumps(bad))
+        wf = load_text(text.replace("http://localhost:11434/v1", srv.base_url), "illustrated-story.yaml",
+                       runtime.registry)
+        result = runtime.run(wf, {"topic": "a rally"})
+    assert result.status is RunStatus.BLOCKED, result.error
+    assert result.error["step_id"].startswith("check") and "scene" in result.error["message"]
+    ran = {s["step_id"]: s["status"] for s in runtime.store.get_run(result.run_id)["steps"]}
+    assert ran["check[2]"] == "blocked"
+    assert not any(sid.startswith(("draw", "video", "label", "post")) and status == "succeeded"
+                   for sid, status in ran.items())
+    assert not (runtime.settings.home / "outbox").exists()
