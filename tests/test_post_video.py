@@ -272,3 +272,14 @@ def test_an_unlabelled_video_is_posted_with_a_warning(rt, tmp_path):
     out = result.steps["post"].outputs
     assert out["unlabelled_images"] and out["disclosure"] is None
     assert any("carry no AI label" in w for w in out["warnings"])
+
+
+def test_mastodon_video_dry_run_reads_the_limits_and_sends_nothing_else(rt):
+    with FakeMastodon(MTOKEN) as m:
+        result = go(rt, video_flow(mastodon_cfg(m, dry_run=True)))
+        assert result.status is RunStatus.SUCCEEDED, result.error
+        assert [(r.method, r.path) for r in m.requests] == [("GET", "/api/v2/instance")]
+        upload, status = result.steps["post"].outputs["request"]
+        assert "video/mp4" in upload["multipart"]["file"] and "206" in upload["then"]
+        assert status["form"][0] == ["status", "A short film\n\n#AIgenerated"]
+        assert result.steps["post"].outputs["state"] == "dry_run"

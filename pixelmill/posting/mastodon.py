@@ -103,7 +103,9 @@ class MastodonTarget(Target):
         auth = {"Authorization": "Bearer ***"}
         reqs = [{"method": "POST", "url": f"{self.instance}/api/v2/media", "headers": auth,
                  "multipart": {"file": f"{img.filename} ({img.media_type}, {len(img.data)} bytes, "
-                               f"{img.width}x{img.height})", "description": img.alt}} for img in post.images]
+                               f"{img.width}x{img.height})", "description": img.alt},
+                 **({"then": "GET /api/v1/media/<id> while it answers 206 (processing), until 200 with the url"}
+                    if img.is_video else {})} for img in post.images]
         fields = self._status_fields(post, [f"<id of media {i}>" for i in range(1, len(post.images) + 1)])
         reqs.append({"method": "POST", "url": f"{self.instance}/api/v1/statuses",
                      "headers": {**auth, "Idempotency-Key": keys.idempotency_key}, "form": fields})
