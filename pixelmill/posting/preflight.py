@@ -93,16 +93,22 @@ def is_video(data: bytes) -> bool:
 
 def read_video(path, name: str) -> tuple[str, int, int, float]:
     """(media type, width, height, seconds) of an MP4/MOV; ValueError naming the file when it does not decode."""
-    from pixelmill.video.encode import probe
+    import av
 
     with open(path, "rb") as fh:
         head = fh.read(12)
-    try:
-        info = probe(path)
+    try:  # the container's header is enough here; pre-flight decodes the frames (check_video)
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if stream.duration is not None and stream.time_base:
+                seconds = float(stream.duration * stream.time_base)
+            else:
+                seconds = (container.duration or 0) / av.time_base
     except Exception as exc:  # noqa: BLE001 - any decoder error: not a video we can post
         raise ValueError(f"'{name}' is not a readable video ({exc})") from None
     media_type = "video/quicktime" if head[8:12] == b"qt  " else "video/mp4"
-    return media_type, int(info["width"]), int(info["height"]), float(info["duration_s"])
+    return media_type, int(width), int(height), round(seconds, 3)
 
 
 def _check_video(img: PostImage, limits: Limits, label: str, target: str) -> str | None:
