@@ -1,5 +1,5 @@
-"""The ``post_social`` node: post text, images and a video to Mastodon, Bluesky (no video), a webhook (n8n,
-Discord, Slack) or a local outbox folder, exactly once, after pre-flight checks against the platform's limits."""
+"""The ``post_social`` node: post text, images or a video to Mastodon, Bluesky, a webhook (n8n, Discord,
+Slack) or a local outbox folder, exactly once, after pre-flight checks against the platform's limits."""
 
 from __future__ import annotations
 
@@ -144,8 +144,8 @@ class PostSocialOutputs(Model):
 
 
 class PostSocialNode(Node):
-    """Post text and images or a video (alt text from the caption, AI disclosure) to Mastodon, Bluesky
-    (images only), a webhook (n8n, Discord, Slack) or a local outbox folder. Pre-flight checks against the platform's limits run
+    """Post text and images or a video (alt text from the caption, AI disclosure) to Mastodon, Bluesky,
+    a webhook (n8n, Discord, Slack) or a local outbox folder. Pre-flight checks against the platform's limits run
     before any request; a ledger in the run store makes retries and re-runs post exactly once."""
 
     type = "post_social"

@@ -300,6 +300,7 @@ def _jwt(kind: str, n: int, ttl: float) -> str:
 
 class FakeBluesky(FakeServer):
     BLOB_LIMIT = 1_000_000
+    VIDEO_LIMIT = 300_000_000  # app.bsky.embed.video's maxSize
 
     def __init__(self, handle: str, password: str, did: str = "did:plc:fakefakefakefake"):
         super().__init__()
@@ -378,9 +379,11 @@ class FakeBluesky(FakeServer):
         if denied is not None:
             return denied
         if route == "com.atproto.repo.uploadBlob":
-            if len(rec.body) > self.BLOB_LIMIT:
+            video = rec.headers.get("Content-Type", "").startswith("video/")
+            limit = self.VIDEO_LIMIT if video else self.BLOB_LIMIT
+            if len(rec.body) > limit:
                 return _json({"error": "BlobTooLarge", "message": f"This file is too large. It is "
-                              f"{len(rec.body)} bytes but the maximum size is {self.BLOB_LIMIT} bytes."}, 400)
+                              f"{len(rec.body)} bytes but the maximum size is {limit} bytes."}, 400)
             cid = "bafkrei" + hashlib.sha256(rec.body).hexdigest()[:40]
             mime = rec.headers.get("Content-Type", "")
             blob = {"$type": "blob", "ref": {"$link": cid}, "mimeType": mime, "size": len(rec.body)}
@@ -410,7 +413,23 @@ class FakeBluesky(FakeServer):
         if len(regex.findall(r"\X", text)) > 300 or len(text.encode()) > 3000:
             return bad("Invalid app.bsky.feed.post record: Record/text must not be longer than 300 graphemes")
         embed = rec.get("embed")
-        if embed is not None:
+        if embed is not None and embed.get("$type") == "app.bsky.embed.video":
+            video = embed.get("video") or {}
+            ref = (video.get("ref") or {}).get("$link")
+            if ref not in self.blobs:
+                return bad(f"Could not find blob: {ref}")
+            if video.get("mimeType") != "video/mp4":
+                return bad("Invalid app.bsky.feed.post record: Record/embed/video mimeType must be video/mp4")
+            if video.get("size", 0) > self.VIDEO_LIMIT:
+                return bad("Invalid app.bsky.feed.post record: Record/embed/video is too large")
+            alt = embed.get("alt")
+            if alt is not None and (not isinstance(alt, str) or len(regex.findall(r"\X", alt)) > 1000):
+                return bad("Invalid app.bsky.feed.post record: Record/embed/alt must not be longer than 1000 graphemes")
+            ar = embed.get("aspectRatio")
+            if ar is not None and not (isinstance(ar.get("width"), int) and ar["width"] >= 1
+                                       and isinstance(ar.get("height"), int) and ar["height"] >= 1):
+                return bad("Invalid aspectRatio")
+        elif embed is not None:
             if embed.get("$type") != "app.bsky.embed.images":
                 return bad("Invalid embed")
             images = embed.get("images") or []

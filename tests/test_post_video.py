@@ -1,7 +1,7 @@
 """post_social with a video: make_video -> label_ai -> post_social through the real executor, against the local
 fake Mastodon (asynchronous media processing: 202, 206 polls, 200 or a 422 processing failure; the instance's
 limits from GET /api/v2/instance), webhooks and the outbox; pre-flight limits (bytes, pixels, codec, length);
-Bluesky refused with a sentence; the posting ledger keeps video posts exactly once."""
+Bluesky (uploadBlob + app.bsky.embed.video); the posting ledger keeps video posts exactly once."""
 
 from __future__ import annotations
 
@@ -222,13 +222,37 @@ def test_mastodon_video_post_is_exactly_once_across_a_timeout_and_a_crash(rt, mo
         assert len(m.requests) == n and len(m.statuses) == 2
 
 
-def test_bluesky_video_is_refused_with_what_is_supported(rt):
+def test_bluesky_video_is_a_blob_in_an_embed_video_record(rt):
     with FakeBluesky(HANDLE, BPASS) as b:
         result = go(rt, video_flow(bluesky_cfg(b)))
-        assert result.status is RunStatus.FAILED
-        message = result.error["message"]
-        assert "pre-flight check for Bluesky failed (nothing was sent)" in message
-        assert "cannot take a video from pixelmill yet" in message and "Mastodon, webhooks and the outbox" in message
+        assert result.status is RunStatus.SUCCEEDED, result.error
+        assert [r.path for r in b.requests] == ["/xrpc/com.atproto.server.createSession",
+                                                "/xrpc/com.atproto.repo.uploadBlob",
+                                                "/xrpc/com.atproto.repo.createRecord"]
+        upload, create = b.requests[1], b.requests[2]
+        assert upload.headers["Content-Type"] == "video/mp4" and upload.body == artifact(rt, result)
+        record = create.json["record"]
+        assert record["text"] == "A short film\n\n#AIgenerated"
+        embed = record["embed"]
+        assert embed["$type"] == "app.bsky.embed.video" and embed["aspectRatio"] == {"width": 96, "height": 64}
+        assert embed["alt"] == f"{ALT} (AI-generated video)"
+        assert embed["video"]["mimeType"] == "video/mp4" and embed["video"]["size"] == len(upload.body)
+        (stored,) = b.records.values()
+        assert stored["value"]["embed"]["video"]["ref"] == embed["video"]["ref"]
+        assert result.steps["post"].outputs["videos"] == 1
+
+
+def test_bluesky_video_limits_are_checked_before_any_request(rt):
+    with FakeBluesky(HANDLE, BPASS) as b:
+        long_alt = video_flow(bluesky_cfg(b), post_with={
+            "text": "x", "video": "${{ steps.label.outputs.video }}", "alt_text": "word " * 250})
+        result = go(rt, long_alt)  # 1,270 with the suffix: images take 2,000, a video's alt text 1,000
+        assert "alt text is 1270 characters, Bluesky allows 1000" in result.error["message"]
+        mixed = video_flow(bluesky_cfg(b), post_with={
+            "text": "both", "video": "${{ steps.label.outputs.video }}", "images": "${{ steps.img.outputs.images }}",
+            "alt_text": [ALT] * 4})
+        result = go(rt, mixed)
+        assert "Bluesky cannot attach a video to a post that has images" in result.error["message"]
         assert b.requests == []
 
 

@@ -122,6 +122,7 @@ class Limits:
     max_video_s: float | None = None
     max_video_pixels: int | None = None
     max_video_fps: float | None = None
+    max_video_alt: int | None = None  # when a video's alt text has its own limit
     video_codecs: tuple[str, ...] | None = ("h264",)  # None: any codec
     video_pix_fmts: tuple[str, ...] | None = ("yuv420p", "yuvj420p")
 

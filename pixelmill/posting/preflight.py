@@ -273,11 +273,12 @@ def check(post: Post, limits: Limits, *, target: str, allow_truncate: bool, disc
         alt = img.alt
         if require_alt and not alt.strip():
             problems.append(f"{label} has no alt text: pass 'alt_text' or 'caption' to the step")
-        if limits.max_alt is not None and limits.count_alt(alt) > limits.max_alt:
+        max_alt = limits.max_video_alt if img.is_video and limits.max_video_alt else limits.max_alt
+        if max_alt is not None and limits.count_alt(alt) > max_alt:
             n = limits.count_alt(alt)
-            cut = truncate_to(alt, "", limits.max_alt, limits.count_alt) if allow_truncate else None
+            cut = truncate_to(alt, "", max_alt, limits.count_alt) if allow_truncate else None
             if cut is None:
-                problems.append(f"{label} {alt_limit_text} is {n} characters, {target} allows {limits.max_alt}")
+                problems.append(f"{label} {alt_limit_text} is {n} characters, {target} allows {max_alt}")
             else:
                 notes.append(f"{label} alt text cut from {n} to {limits.count_alt(cut)} characters")
                 alt = cut
