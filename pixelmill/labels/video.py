@@ -38,7 +38,13 @@ def label_mp4(src: Path, dst: Path, *, packet_for, badge: bool, badge_text: str,
               tags: dict[str, str], crf: int = 18, check_cancelled=lambda: None) -> VideoLabel:
     """Decode ``src``, burn the badge into each frame, encode ``dst`` (H.264 yuv420p, same frame rate, even
     size), then append the XMP packet that ``packet_for(badge_text_or_None, width, height)`` returns."""
-    frames, rate, info = read_frames(src)
+    with read_frames(src) as (frames, rate, info):
+        return _label(frames, rate, info, dst, packet_for=packet_for, badge=badge, badge_text=badge_text,
+                      corner=corner, size=size, tags=tags, crf=crf, check_cancelled=check_cancelled)
+
+
+def _label(frames, rate, info, dst: Path, *, packet_for, badge, badge_text, corner, size, tags, crf,
+           check_cancelled) -> VideoLabel:
     width, height = even(info["width"]), even(info["height"])
     skipped: dict[str, str] = {}
     layer = shown = None

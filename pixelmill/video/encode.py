@@ -4,6 +4,7 @@ through Pillow."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -90,23 +91,22 @@ def probe(path: Path) -> dict:
                 "duration_s": frames / float(rate) if rate else 0.0}
 
 
-def read_frames(path: Path) -> tuple[Iterator[np.ndarray], Fraction, dict]:
-    """The RGB frames of a video (a generator, decoded as it goes), its frame rate and facts about it:
-    ``frames`` (from the container, may be 0 when unknown), ``audio`` (number of audio streams),
-    ``metadata`` (the container tags)."""
+@contextmanager
+def read_frames(path: Path) -> Iterator[tuple[Iterator[np.ndarray], Fraction, dict]]:
+    """``with read_frames(path) as (frames, rate, info)``: the RGB frames of a video (decoded as they are
+    read), its frame rate and facts about it: ``frames`` (from the container, 0 when unknown), ``audio``
+    (number of audio streams), ``metadata`` (the container tags), ``width``, ``height``. The file is closed
+    when the block ends."""
     import av
 
     container = av.open(str(path))
-    stream = container.streams.video[0]
-    rate = stream.average_rate or stream.guessed_rate or Fraction(24)
-    info = {"frames": stream.frames, "audio": len(container.streams.audio), "metadata": dict(container.metadata),
-            "width": stream.codec_context.width, "height": stream.codec_context.height}
-
-    def frames() -> Iterator[np.ndarray]:
-        try:
-            for frame in container.decode(stream):
-                yield frame.to_ndarray(format="rgb24")
-        finally:
-            container.close()
-
-    return frames(), Fraction(rate), info
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or Fraction(24)
+        info = {"frames": stream.frames, "audio": len(container.streams.audio),
+                "metadata": dict(container.metadata), "width": stream.codec_context.width,
+                "height": stream.codec_context.height}
+        frames = (frame.to_ndarray(format="rgb24") for frame in container.decode(stream))
+        yield frames, Fraction(rate), info
+    finally:
+        container.close()
