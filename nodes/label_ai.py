@@ -7,11 +7,13 @@ from pathlib import Path
 from typing import Literal
 
 from PIL import Image, UnidentifiedImageError
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from pixelmill import __version__
 from pixelmill.labels import badge as badge_mod
 from pixelmill.labels import c2pa as c2pa_mod
+from pixelmill.labels import mp4 as mp4_mod
+from pixelmill.labels import video as video_mod
 from pixelmill.labels import watermark as wm
 from pixelmill.labels import wmkeys
 from pixelmill.labels import xmp as xmp_mod
@@ -63,7 +65,10 @@ class LabelConfig(Model):
 
 
 class LabelInputs(Model):
-    image: ArtifactRef
+    image: ArtifactRef | None = Field(None, description="the image to label (PNG, JPEG, WebP, ...)")
+    video: ArtifactRef | None = Field(None, description=(
+        "an MP4 to label instead: badge burned into every frame (re-encoded H.264 yuv420p), XMP in a uuid "
+        "box, MP4 tags and, when configured, C2PA for video/mp4"))
     prompt: str | None = None
     negative_prompt: str | None = None
     model: str | None = None
@@ -75,10 +80,18 @@ class LabelInputs(Model):
         "the image this one was edited from: recorded as the C2PA parent ingredient (c2pa.opened + "
         "c2pa.edited) and the source type becomes compositeWithTrainedAlgorithmicMedia"))
 
+    @model_validator(mode="after")
+    def _one_file(self):
+        if self.image is not None and self.video is not None:  # (neither: checked at run time, as inputs
+            raise ValueError("give exactly one of 'image' or 'video'")  # given by expressions are not known at load)
+        return self
+
 
 class LabelOutputs(Model):
-    image: ArtifactRef
-    labels: list[str] = Field(description="labels written: badge, xmp, parameters, watermark, c2pa")
+    image: ArtifactRef = Field(description="the labelled file (for a video, the same as 'video')")
+    video: ArtifactRef | None = Field(None, description="the labelled MP4, when a video was labelled")
+    labels: list[str] = Field(description="labels written: badge, xmp, parameters, watermark, c2pa; "
+                              "for a video also mp4_tags")
     skipped: dict[str, str] = Field(default_factory=dict, description="label -> why it was not written")
     source_type: str
     watermark_payload: str | None = None
@@ -89,7 +102,8 @@ class LabelAiNode(Node):
     """Label an image as AI-generated: a visible badge, IPTC ``DigitalSourceType`` in XMP, the generation
     parameters (PNG ``parameters`` text chunk and XMP), an invisible watermark and, when configured, a
     signed C2PA manifest. Writes a new artifact; ``labels`` says which labels were written and ``skipped``
-    why any were not."""
+    why any were not. An MP4 (input ``video``) gets the badge burned into every frame (re-encoded H.264
+    yuv420p), XMP in a ``uuid`` box, MP4 tags and, when configured, C2PA for video/mp4."""
 
     type = "label_ai"
     version = "1"
@@ -114,10 +128,18 @@ class LabelAiNode(Node):
 
     def run(self, inputs: LabelInputs, ctx) -> LabelOutputs:
         cfg: LabelConfig = self.config
-        src = ctx.artifact_path(inputs.image)
+        ref_in = inputs.image or inputs.video
+        if ref_in is None:
+            raise ValueError("label_ai: give exactly one of the inputs 'image' or 'video'")
+        src = ctx.artifact_path(ref_in)
         if not src.is_file():
-            raise ValueError(f"label_ai: input image artifact {inputs.image.name!r} of run {inputs.image.run_id} "
-                             f"does not exist ({src})")
+            raise ValueError(f"label_ai: input {'image' if inputs.image else 'video'} artifact {ref_in.name!r} of "
+                             f"run {ref_in.run_id} does not exist ({src})")
+        if mp4_mod.is_mp4(src):
+            return self._label_video(inputs, src, ctx)
+        if inputs.video is not None:
+            raise ValueError(f"label_ai: input video {ref_in.name!r} is not an MP4 file (make it with make_video "
+                             "format 'mp4'); label_ai labels MP4 videos, not GIF or WebP animations")
         try:
             with Image.open(src) as opened:
                 opened.load()
@@ -221,6 +243,59 @@ class LabelAiNode(Node):
         ctx.logger.info("label_ai: wrote %s with %s", ref.name, ", ".join(labels))
         return LabelOutputs(image=ref, labels=labels, skipped=skipped, source_type=source_type,
                             watermark_payload=payload, watermark_key_id=key_id)
+
+    def _label_video(self, inputs: LabelInputs, src: Path, ctx) -> LabelOutputs:
+        """An MP4: badge in every frame, MP4 tags, XMP uuid box, C2PA (video/mp4) when configured."""
+        cfg: LabelConfig = self.config
+        edited = cfg.edited if inputs.edited is None else inputs.edited
+        source_type = xmp_mod.COMPOSITE if edited else xmp_mod.TRAINED
+        prompt = inputs.prompt if cfg.record_prompt else None
+        negative = inputs.negative_prompt if cfg.record_prompt else None
+        prompt_info = prompt + (f"\nNegative prompt: {negative}" if negative else "") if prompt else None
+        ai = {"system": cfg.ai_system or inputs.model, "system_version": cfg.ai_system_version,
+              "prompt_information": prompt_info, "prompt_writer": cfg.prompt_writer}
+        params: dict = {}
+
+        def packet_for(badge_text, width, height):
+            if cfg.parameters:
+                params.update({"prompt": prompt, "negative_prompt": negative, "model": inputs.model,
+                               "seed": inputs.seed, "steps": inputs.steps, "guidance": inputs.guidance,
+                               "width": width, "height": height, "pixelmill_version": __version__,
+                               "run_id": ctx.run_id, "workflow": ctx.workflow, "step_id": ctx.step_id})
+            return xmp_mod.build_xmp(source_type, params, badge=badge_text, creator_tool=f"pixelmill {__version__}",
+                                     ai=ai)
+
+        kind = source_type.rsplit("/", 1)[-1]
+        tags = {"comment": f"AI-generated ({kind}); labelled by pixelmill {__version__}",
+                "description": f"IPTC digital source type: {source_type}", "encoder": f"pixelmill {__version__}"}
+        ref, out_path = ctx.new_artifact("labelled.mp4", "video/mp4")
+        tmp = out_path.with_name(out_path.name + ".tmp")
+        try:
+            done = video_mod.label_mp4(src, tmp, packet_for=packet_for, badge=cfg.badge, badge_text=cfg.badge_text,
+                                       corner=cfg.badge_corner, size=cfg.badge_size, tags=tags,
+                                       check_cancelled=ctx.check_cancelled)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        labels = (["badge"] if done.badge_text else []) + ["xmp", "mp4_tags"] + (["parameters"] if cfg.parameters
+                                                                                 else [])
+        skipped = dict(done.skipped)
+        if cfg.watermark:
+            skipped["watermark"] = "not embedded in video frames (the invisible watermark is for still images)"
+        if cfg.c2pa is not None:
+            try:
+                self._sign(cfg.c2pa, tmp, out_path, "video/mp4", source_type, params, ctx, edited=edited)
+                tmp.unlink()
+                labels.append("c2pa")
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                out_path.unlink(missing_ok=True)
+                raise
+        else:
+            os.replace(tmp, out_path)
+            skipped["c2pa"] = "not configured (set config.c2pa with cert_chain and private_key)"
+        ctx.logger.info("label_ai: wrote %s (%d frames) with %s", ref.name, done.frames, ", ".join(labels))
+        return LabelOutputs(image=ref, video=ref, labels=labels, skipped=skipped, source_type=source_type)
 
     @staticmethod
     def _sign(c: C2paConfig, src: Path, dst: Path, mime: str, source_type: str, params: dict, ctx, *,

@@ -1,11 +1,12 @@
-"""The ``post_social`` node: post text and images to Mastodon, Bluesky, a webhook (n8n, Discord, Slack)
-or a local outbox folder, exactly once, after pre-flight checks against the platform's limits."""
+"""The ``post_social`` node: post text, images or a video to Mastodon, Bluesky, a webhook (n8n, Discord,
+Slack) or a local outbox folder, exactly once, after pre-flight checks against the platform's limits."""
 
 from __future__ import annotations
 
 import hashlib
 import re
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -40,6 +41,9 @@ class PostSocialConfig(Model):
         None, description="added to the text on its own line, e.g. 'Image generated with AI'; unset: "
         f"'{DEFAULT_DISCLOSURE}' when an image's labels say AI-generated; false: none")
     alt_suffix: str = Field("(AI-generated image)", description="appended to every alt text ('' for none)")
+    video_alt_suffix: str = Field("(AI-generated video)", description="appended to a video's alt text ('' for none)")
+    max_video_seconds: float | None = Field(None, gt=0, description=(
+        "longest video to post, on top of the target's own limits (Mastodon has no length limit)"))
     require_alt_text: bool = Field(True, description="fail when an image has no alt text")
     language: str | None = Field(None, description="ISO 639 language of the post, e.g. 'en'")
     # Mastodon
@@ -114,6 +118,8 @@ class PostSocialInputs(Model):
     text: str = Field("", description="the post's text")
     images: list[ArtifactRef] = Field(default_factory=list, description="images to attach (the labelled ones)")
     image: ArtifactRef | None = Field(None, description="one image (added after 'images')")
+    video: ArtifactRef | None = Field(None, description=(
+        "a video to attach (an H.264 MP4 from make_video, best the label_ai step's); alt text like an image's"))
     alt_text: str | list[str] | None = Field(None, description="alt text: one for all images or one each; "
                                              "default: the caption")
     caption: str | None = Field(None, description="the image caption (default alt text)")
@@ -129,6 +135,7 @@ class PostSocialOutputs(Model):
     url: str | None = None
     text: str = ""
     images: int = 0
+    videos: int = 0
     warnings: list[str] = Field(default_factory=list)
     disclosure: str | None = Field(None, description="the disclosure line added to the text")
     unlabelled_images: list[str] = Field(default_factory=list, description="images that carry no AI label "
@@ -137,8 +144,8 @@ class PostSocialOutputs(Model):
 
 
 class PostSocialNode(Node):
-    """Post text and images (alt text from the caption, AI disclosure) to Mastodon, Bluesky, a webhook
-    (n8n, Discord, Slack) or a local outbox folder. Pre-flight checks against the platform's limits run
+    """Post text and images or a video (alt text from the caption, AI disclosure) to Mastodon, Bluesky,
+    a webhook (n8n, Discord, Slack) or a local outbox folder. Pre-flight checks against the platform's limits run
     before any request; a ledger in the run store makes retries and re-runs post exactly once."""
 
     type = "post_social"
@@ -154,12 +161,18 @@ class PostSocialNode(Node):
         store = ctx.service("store")
         origin, origin_created = _origin(store, ctx.run_id)
         target = self._target(ctx)
-        limits = target.limits()
         post, labelled = self._post(inputs, ctx)
+        limits = target.limits()
+        if cfg.max_video_seconds is not None:
+            limits = replace(limits, max_video_s=min(cfg.max_video_seconds, limits.max_video_s or float("inf")))
+        limits, limit_notes = target.limits_for(post, limits)
+        for note in limit_notes:
+            ctx.logger.warning("post_social: %s", note)
         disclosure = _disclosure(cfg.disclosure, any(labelled.values()))
         unlabelled = [name for name, ai in labelled.items() if not ai]
         prepared, notes = preflight.check(post, limits, target=_label(cfg), allow_truncate=cfg.allow_truncate,
                                           disclosure=disclosure, require_alt=cfg.require_alt_text)
+        notes = [*limit_notes, *notes]
         for note in notes:
             ctx.logger.info("post_social pre-flight: %s", note)
         if unlabelled:
@@ -177,7 +190,9 @@ class PostSocialNode(Node):
                                   int(seed[:3], 16)), slot=seed[:16])
         ledger = Ledger(store)
         key = ledger_key(ctx.workflow, origin, ctx.step_id, identity, content)
-        base = dict(target=cfg.target, destination=identity, text=prepared.text, images=len(prepared.images),
+        n_videos = sum(1 for m in prepared.images if m.is_video)
+        base = dict(target=cfg.target, destination=identity, text=prepared.text,
+                    images=len(prepared.images) - n_videos, videos=n_videos,
                     warnings=notes, disclosure=disclosure, unlabelled_images=unlabelled)
         if cfg.dry_run:
             done = ledger.get(key)
@@ -262,7 +277,7 @@ class PostSocialNode(Node):
     def _post(self, inputs: PostSocialInputs, ctx) -> tuple[Post, dict[str, bool]]:
         """The post, and for each image (by artifact name) whether its labels say AI-generated."""
         cfg = self.config
-        refs = list(inputs.images) + ([inputs.image] if inputs.image else [])
+        refs = list(inputs.images) + ([inputs.image] if inputs.image else []) + ([inputs.video] if inputs.video else [])
         alts = inputs.alt_text
         if isinstance(alts, list) and len(alts) != len(refs):
             raise ValueError(f"input 'alt_text' has {len(alts)} entries for {len(refs)} images: give one each, "
@@ -274,11 +289,17 @@ class PostSocialNode(Node):
                 raise ValueError(f"image {i + 1}: artifact '{ref.name}' of run {ref.run_id} is not on disk ({path})")
             data = path.read_bytes()
             labelled[ref.name] = _labelled_ai(path)
-            media_type, width, height = preflight.read_image(data, ref.name)
+            video = preflight.is_video(data)
+            duration = None
+            if video:
+                media_type, width, height, duration = preflight.read_video(path, ref.name)
+            else:
+                media_type, width, height = preflight.read_image(data, ref.name)
             alt = alts[i] if isinstance(alts, list) else (alts if alts is not None else (inputs.caption or ""))
+            suffix = cfg.video_alt_suffix if video else cfg.alt_suffix
             images.append(PostImage(data, media_type, width, height,
-                                    preflight.alt_with_suffix(alt, cfg.alt_suffix) if alt.strip() else "",
-                                    Path(ref.name).name))
+                                    preflight.alt_with_suffix(alt, suffix) if alt.strip() else "",
+                                    Path(ref.name).name, duration_s=duration, path=path if video else None))
             url = cfg.image_base_url.format(run_id=ref.run_id, name=ref.name) if cfg.image_base_url else None
             ref_dicts.append({"run_id": ref.run_id, "name": ref.name, "url": url})
         return Post(text=inputs.text, images=images, caption=inputs.caption, labels=inputs.labels,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import threading
 import time
@@ -117,17 +118,57 @@ def _mastodon_len(text: str) -> int:
     return len(regex.findall(r"\X", text))
 
 
+def _video_meta(data: bytes) -> dict | None:
+    """What Mastodon reports of a video (``meta.original``), read by decoding it; None when it does not decode."""
+    import av
+
+    try:
+        with av.open(io.BytesIO(data)) as c:
+            st = c.streams.video[0]
+            frames = sum(1 for _ in c.decode(st))
+            rate = float(st.average_rate or 0)
+            return {"width": st.codec_context.width, "height": st.codec_context.height, "frame_rate": f"{rate:g}/1",
+                    "duration": frames / rate if rate else 0.0, "codec": st.codec_context.name, "frames": frames}
+    except Exception:  # noqa: BLE001 - anything that does not decode
+        return None
+
+
+# GET /api/v2/instance configuration of a stock Mastodon 4.x instance
+INSTANCE_CONFIG = {
+    "statuses": {"max_characters": 500, "max_media_attachments": 4, "characters_reserved_per_url": 23},
+    "media_attachments": {
+        "supported_mime_types": ["image/jpeg", "image/png", "image/gif", "image/heic", "image/heif", "image/webp",
+                                 "image/avif", "video/webm", "video/mp4", "video/quicktime", "video/ogg",
+                                 "audio/wave", "audio/wav", "audio/mpeg", "audio/ogg", "audio/mp4"],
+        "description_limit": 1500, "image_size_limit": 16777216, "image_matrix_limit": 33177600,
+        "video_size_limit": 103809024, "video_frame_rate_limit": 120, "video_matrix_limit": 8294400},
+}
+
+
 class FakeMastodon(FakeServer):
-    def __init__(self, token: str, processing_polls: int = 1):
+    """Images are processed at once (200) unless ``processing_polls``; videos always go through asynchronous
+    processing as on Mastodon: ``POST /api/v2/media`` answers 202 with ``url: null``, ``GET /api/v1/media/:id``
+    answers 206 for ``video_polls`` polls, then 200 with the url, or, with ``fail_processing``, 422
+    ``Error processing thumbnail for uploaded media`` (Api::V1::MediaController#check_processing).
+    ``GET /api/v2/instance`` (public) serves ``instance_config``; ``instance_status`` other than 200 makes
+    it fail as on an old or locked-down server."""
+
+    def __init__(self, token: str, processing_polls: int = 1, video_polls: int = 2):
         super().__init__()
         self.token = token
         self.processing_polls = processing_polls
+        self.video_polls = video_polls
+        self.fail_processing = False
+        self.instance_config = json.loads(json.dumps(INSTANCE_CONFIG))
+        self.instance_status = 200
         self.media: dict[str, dict] = {}
         self.statuses: list[dict] = []
         self.idempotent: dict[str, dict] = {}  # Idempotency-Key -> the status it made (kept ~1 hour)
         self.account_id = "1"
 
     def route(self, rec):
+        if rec.path == "/api/v2/instance":
+            return "instance"
         if rec.path == "/api/v2/media":
             return "media"
         if rec.path.startswith("/api/v1/media/"):
@@ -140,7 +181,18 @@ class FakeMastodon(FakeServer):
             return "account_statuses"
         return rec.path
 
+    def _entity(self, m: dict, ready: bool) -> dict:
+        out = {"id": m["id"], "type": m["type"], "url": f"{self.url}/media/{m['id']}" if ready else None,
+               "preview_url": f"{self.url}/media/{m['id']}/small", "description": m["description"], "meta": {}}
+        if m.get("meta"):
+            out["meta"] = {"original": m["meta"]}
+        return out
+
     def handle(self, route, rec):
+        if route == "instance" and rec.method == "GET":  # public: no token needed
+            if self.instance_status != 200:
+                return _json({"error": "This method requires an authenticated user"}, self.instance_status)
+            return _json({"domain": "mastodon.test", "version": "4.3.0", "configuration": self.instance_config})
         if rec.headers.get("Authorization") != f"Bearer {self.token}":
             return _json({"error": "The access token is invalid"}, 401)
         if route == "media" and rec.method == "POST":
@@ -151,16 +203,26 @@ class FakeMastodon(FakeServer):
             if len(desc) > 1500:
                 return _json({"error": "Validation failed: Description is too long (maximum is 1500 characters)"},
                              422)
-            if len(data) > 16 * 1024 * 1024:
+            video = ctype.startswith("video/")
+            meta = None
+            if video:
+                if len(data) > INSTANCE_CONFIG["media_attachments"]["video_size_limit"]:
+                    return _json({"error": "Validation failed: File file size must be less than 99 MB"}, 422)
+                meta = _video_meta(data)
+                if meta is None:
+                    return _json({"error": "Validation failed: File content type is invalid"}, 422)
+            elif len(data) > 16 * 1024 * 1024:
                 return _json({"error": "Validation failed: File file size must be less than 16 MB"}, 422)
             with self.lock:
                 mid = str(100 + len(self.media))
-                self.media[mid] = {"id": mid, "type": "image", "description": desc, "bytes": len(data),
-                                   "content_type": ctype, "polls_left": self.processing_polls}
+                self.media[mid] = {"id": mid, "type": "video" if video else "image", "description": desc,
+                                   "bytes": len(data), "data": data, "content_type": ctype, "meta": meta,
+                                   "polls_left": self.video_polls if video else self.processing_polls,
+                                   "failed": video and self.fail_processing}
             m = self.media[mid]
-            if m["polls_left"] > 0:
-                return _json({"id": mid, "type": "image", "url": None, "description": desc}, 202)
-            return _json({"id": mid, "type": "image", "url": f"{self.url}/media/{mid}", "description": desc})
+            if video or m["polls_left"] > 0:  # videos are always processed in the background
+                return _json(self._entity(m, False), 202)
+            return _json(self._entity(m, True))
         if route == "media_get" and rec.method == "GET":
             mid = rec.path.rsplit("/", 1)[-1]
             m = self.media.get(mid)
@@ -168,9 +230,10 @@ class FakeMastodon(FakeServer):
                 return _json({"error": "Record not found"}, 404)
             if m["polls_left"] > 0:
                 m["polls_left"] -= 1
-                return _json({"id": mid, "type": "image", "url": None, "description": m["description"]}, 206)
-            return _json({"id": mid, "type": "image", "url": f"{self.url}/media/{mid}",
-                          "description": m["description"]})
+                return _json(self._entity(m, False), 206)
+            if m["failed"]:
+                return _json({"error": "Error processing thumbnail for uploaded media"}, 422)
+            return _json(self._entity(m, True))
         if route == "verify_credentials" and rec.method == "GET":
             return _json({"id": self.account_id, "username": "pixel", "acct": "pixel",
                           "statuses_count": len(self.statuses)})
@@ -197,11 +260,15 @@ class FakeMastodon(FakeServer):
             vis = (f.get("visibility") or ["public"])[0]
             if vis not in ("public", "unlisted", "private", "direct"):
                 return _json({"error": f"Validation failed: Visibility is not included in the list ({vis})"}, 422)
+            kinds = [self.media[m]["type"] for m in media_ids if m in self.media]
+            if "video" in kinds and len(media_ids) > 1:
+                return _json({"error": "Validation failed: Media attachments Cannot attach a video to a post that "
+                                       "already contains images"}, 422)
             for mid in media_ids:
                 m = self.media.get(mid)
                 if m is None:
                     return _json({"error": "Record not found"}, 404)
-                if m["polls_left"] > 0:
+                if m["polls_left"] > 0 or m["failed"]:
                     return _json({"error": "Cannot attach files that have not finished processing. "
                                            "Try again in a moment!"}, 422)
             with self.lock:
@@ -212,8 +279,7 @@ class FakeMastodon(FakeServer):
                           "content": f"<p>{text}</p>", "visibility": vis,
                           "language": (f.get("language") or [None])[0],
                           "spoiler_text": (f.get("spoiler_text") or [""])[0],
-                          "media_attachments": [{"id": m, "description": self.media[m]["description"]}
-                                                for m in media_ids]}
+                          "media_attachments": [self._entity(self.media[m], True) for m in media_ids]}
                 self.statuses.append(status)
                 if key:
                     self.idempotent[key] = status
@@ -234,6 +300,7 @@ def _jwt(kind: str, n: int, ttl: float) -> str:
 
 class FakeBluesky(FakeServer):
     BLOB_LIMIT = 1_000_000
+    VIDEO_LIMIT = 300_000_000  # app.bsky.embed.video's maxSize
 
     def __init__(self, handle: str, password: str, did: str = "did:plc:fakefakefakefake"):
         super().__init__()
@@ -312,9 +379,11 @@ class FakeBluesky(FakeServer):
         if denied is not None:
             return denied
         if route == "com.atproto.repo.uploadBlob":
-            if len(rec.body) > self.BLOB_LIMIT:
+            video = rec.headers.get("Content-Type", "").startswith("video/")
+            limit = self.VIDEO_LIMIT if video else self.BLOB_LIMIT
+            if len(rec.body) > limit:
                 return _json({"error": "BlobTooLarge", "message": f"This file is too large. It is "
-                              f"{len(rec.body)} bytes but the maximum size is {self.BLOB_LIMIT} bytes."}, 400)
+                              f"{len(rec.body)} bytes but the maximum size is {limit} bytes."}, 400)
             cid = "bafkrei" + hashlib.sha256(rec.body).hexdigest()[:40]
             mime = rec.headers.get("Content-Type", "")
             blob = {"$type": "blob", "ref": {"$link": cid}, "mimeType": mime, "size": len(rec.body)}
@@ -344,7 +413,23 @@ class FakeBluesky(FakeServer):
         if len(regex.findall(r"\X", text)) > 300 or len(text.encode()) > 3000:
             return bad("Invalid app.bsky.feed.post record: Record/text must not be longer than 300 graphemes")
         embed = rec.get("embed")
-        if embed is not None:
+        if embed is not None and embed.get("$type") == "app.bsky.embed.video":
+            video = embed.get("video") or {}
+            ref = (video.get("ref") or {}).get("$link")
+            if ref not in self.blobs:
+                return bad(f"Could not find blob: {ref}")
+            if video.get("mimeType") != "video/mp4":
+                return bad("Invalid app.bsky.feed.post record: Record/embed/video mimeType must be video/mp4")
+            if video.get("size", 0) > self.VIDEO_LIMIT:
+                return bad("Invalid app.bsky.feed.post record: Record/embed/video is too large")
+            alt = embed.get("alt")
+            if alt is not None and (not isinstance(alt, str) or len(regex.findall(r"\X", alt)) > 1000):
+                return bad("Invalid app.bsky.feed.post record: Record/embed/alt must not be longer than 1000 graphemes")
+            ar = embed.get("aspectRatio")
+            if ar is not None and not (isinstance(ar.get("width"), int) and ar["width"] >= 1
+                                       and isinstance(ar.get("height"), int) and ar["height"] >= 1):
+                return bad("Invalid aspectRatio")
+        elif embed is not None:
             if embed.get("$type") != "app.bsky.embed.images":
                 return bad("Invalid embed")
             images = embed.get("images") or []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pixelmill.node import NoRetry
@@ -48,6 +49,8 @@ class PreflightError(PostingError):
 
 @dataclass
 class PostImage:
+    """One attachment: an image or (``media_type`` video/...) a video, with its file for the video checks."""
+
     data: bytes
     media_type: str
     width: int
@@ -55,6 +58,12 @@ class PostImage:
     alt: str
     filename: str
     changes: list[str] = field(default_factory=list)
+    duration_s: float | None = None  # videos
+    path: Path | None = None         # videos: the file pre-flight decodes
+
+    @property
+    def is_video(self) -> bool:
+        return self.media_type.startswith("video/")
 
 
 @dataclass
@@ -104,6 +113,18 @@ class Limits:
     max_alt: int | None = None
     count_alt: Callable[[str], int] = len
     needs_image_url: bool = False
+    # videos: none accepted unless video_types is set; no_video says why and what to do instead
+    video_types: tuple[str, ...] = ()
+    no_video: str = "does not take videos"
+    max_videos: int | None = 1
+    video_with_images: bool = True
+    max_video_bytes: int | None = None
+    max_video_s: float | None = None
+    max_video_pixels: int | None = None
+    max_video_fps: float | None = None
+    max_video_alt: int | None = None  # when a video's alt text has its own limit
+    video_codecs: tuple[str, ...] | None = ("h264",)  # None: any codec
+    video_pix_fmts: tuple[str, ...] | None = ("yuv420p", "yuvj420p")
 
 
 class Target:
@@ -130,3 +151,7 @@ class Target:
     def send(self, post: Post, keys: Keys, *, resume: bool) -> Delivery:
         """Post it. ``resume`` is True when an earlier attempt may already have created the post."""
         raise NotImplementedError
+
+    def limits_for(self, post: Post, limits: Limits) -> tuple[Limits, list[str]]:
+        """The limits for this very post (a target may read them from the platform), and notes about that."""
+        return limits, []

@@ -4,8 +4,9 @@
 and shared by every process there (``BlueskySessions``), refreshed with
 ``com.atproto.server.refreshSession`` when the access token expires (sessions are limited to about
 100 a day); a new login only when the refresh is refused. Then ``com.atproto.repo.uploadBlob`` per
-image and ``com.atproto.repo.createRecord`` of an ``app.bsky.feed.post`` with an
-``app.bsky.embed.images`` embed (alt text, aspectRatio) under a deterministic record key: before any
+image (or the one MP4 video) and ``com.atproto.repo.createRecord`` of an ``app.bsky.feed.post`` with an
+``app.bsky.embed.images`` (or ``app.bsky.embed.video``) embed (alt text, aspectRatio) under a deterministic
+record key: before any
 repeated createRecord the record is looked up with ``com.atproto.repo.getRecord``, so a post that
 was created but not confirmed is found instead of written twice.
 """
@@ -35,6 +36,11 @@ S32 = "234567abcdefghijklmnopqrstuvwxyz"
 TID_RE = re.compile(r"^[234567abcdefghij][234567abcdefghijklmnopqrstuvwxyz]{12}$")
 _TAG = re.compile(r"(?:^|\s)(#[^\s#.,;:!?()\[\]{}\"'`]+)")
 _LINK = re.compile(r"https?://[^\s<>\"]+[^\s<>\".,;:!?)\]]")
+
+
+# app.bsky.embed.video: one MP4 blob, up to 300,000,000 bytes (the lexicon's maxSize; formerly 100 MB), alt
+# text of at most 1,000 graphemes; Bluesky takes videos of up to 10 minutes.
+VIDEO_BYTES, VIDEO_SECONDS, VIDEO_ALT = 300_000_000, 600.0, 1000
 
 
 def make_tid(micros: int, clock_id: int) -> str:
@@ -224,10 +230,14 @@ class BlueskyTarget(Target):
         self._created_at = created_at or (lambda: datetime.now(timezone.utc).isoformat(timespec="milliseconds")
                                           .replace("+00:00", "Z"))
 
+    # A video uses the documented simple method: uploadBlob to the PDS, then an app.bsky.embed.video record
+    # (Bluesky's video service processes it once the post exists; the video service route, uploadVideo with
+    # a service-auth token, would have it processed first).
     def limits(self) -> Limits:
         return Limits(max_images=4, max_image_bytes=BLOB_LIMIT, media_types=("image/jpeg", "image/png", "image/webp"),
                       max_text=300, count_text=graphemes, text_unit="graphemes", max_text_bytes=3000, max_alt=2000,
-                      count_alt=graphemes)
+                      count_alt=graphemes, video_types=("video/mp4",), max_videos=1, video_with_images=False,
+                      max_video_bytes=VIDEO_BYTES, max_video_s=VIDEO_SECONDS, max_video_alt=VIDEO_ALT)
 
     def identity(self) -> str:
         return f"bluesky:{self.service}:{self.identifier}"
@@ -239,7 +249,11 @@ class BlueskyTarget(Target):
             rec["facets"] = f
         if self.language:
             rec["langs"] = [self.language]
-        if post.images:
+        if len(post.images) == 1 and post.images[0].is_video:
+            video = post.images[0]
+            rec["embed"] = {"$type": "app.bsky.embed.video", "video": blobs[0], "alt": video.alt,
+                            "aspectRatio": {"width": video.width, "height": video.height}}
+        elif post.images:
             rec["embed"] = {"$type": "app.bsky.embed.images", "images": [
                 {"image": blob, "alt": img.alt, "aspectRatio": {"width": img.width, "height": img.height}}
                 for blob, img in zip(blobs, post.images, strict=True)]}

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from pixelmill.node import Cancelled
 
@@ -17,6 +18,10 @@ from .http import Http
 from .preflight import graphemes, mastodon_length
 
 IMAGE_TYPES = ("image/jpeg", "image/png", "image/webp", "image/gif", "image/avif", "image/heic")
+VIDEO_TYPES = ("video/mp4", "video/quicktime", "video/webm")
+# Mastodon 4.x defaults (GET /api/v2/instance configuration.media_attachments): one video a status, never
+# with images; 99 MiB (103,809,024 bytes), 8,294,400 pixels (3840x2160), 120 fps; no length limit.
+VIDEO_BYTES, VIDEO_PIXELS, VIDEO_FPS = 103_809_024, 8_294_400, 120
 
 
 class MastodonTarget(Target):
@@ -46,7 +51,39 @@ class MastodonTarget(Target):
         # descriptions, 500 characters a status (URLs count 23); instances may raise them (max_chars).
         return Limits(max_images=4, max_image_bytes=16 * 1024 * 1024, max_pixels=33_177_600,
                       media_types=IMAGE_TYPES, max_text=self.max_chars, count_text=mastodon_length,
-                      max_alt=1500, count_alt=graphemes)
+                      max_alt=1500, count_alt=graphemes, video_types=VIDEO_TYPES, max_videos=1,
+                      video_with_images=False, max_video_bytes=VIDEO_BYTES, max_video_pixels=VIDEO_PIXELS,
+                      max_video_fps=VIDEO_FPS)
+
+    def limits_for(self, post: Post, limits: Limits) -> tuple[Limits, list[str]]:
+        """With a video: the instance's own media limits from ``GET /api/v2/instance`` (public, no token),
+        or the Mastodon defaults when it cannot be read."""
+        if not any(img.is_video for img in post.images):
+            return limits, []
+        try:
+            resp = self.http.request("GET", f"{self.instance}/api/v2/instance", idempotent=True)
+            config = _json(resp, "GET /api/v2/instance").get("configuration") or {}
+        except PostingError as exc:
+            return limits, [f"could not read the instance's media limits ({exc}); using Mastodon's defaults"]
+        media = config.get("media_attachments") or {}
+        statuses = config.get("statuses") or {}
+
+        def number(section, key, default):
+            value = section.get(key)
+            return value if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else default
+
+        types = media.get("supported_mime_types")
+        videos = tuple(t for t in types if isinstance(t, str) and t.startswith("video/")) if isinstance(types, list) \
+            else limits.video_types
+        return replace(limits, max_images=int(number(statuses, "max_media_attachments", limits.max_images)),
+                       max_image_bytes=int(number(media, "image_size_limit", limits.max_image_bytes)),
+                       max_pixels=int(number(media, "image_matrix_limit", limits.max_pixels)),
+                       max_alt=int(number(media, "description_limit", limits.max_alt)),
+                       video_types=videos, max_video_bytes=int(number(media, "video_size_limit", VIDEO_BYTES)),
+                       max_video_pixels=int(number(media, "video_matrix_limit", VIDEO_PIXELS)),
+                       max_video_fps=float(number(media, "video_frame_rate_limit", VIDEO_FPS)),
+                       no_video="takes no videos on this instance (configuration.media_attachments."
+                                "supported_mime_types lists none)"), []
 
     def identity(self) -> str:
         return f"mastodon:{self.instance}"
@@ -66,7 +103,9 @@ class MastodonTarget(Target):
         auth = {"Authorization": "Bearer ***"}
         reqs = [{"method": "POST", "url": f"{self.instance}/api/v2/media", "headers": auth,
                  "multipart": {"file": f"{img.filename} ({img.media_type}, {len(img.data)} bytes, "
-                               f"{img.width}x{img.height})", "description": img.alt}} for img in post.images]
+                               f"{img.width}x{img.height})", "description": img.alt},
+                 **({"then": "GET /api/v1/media/<id> while it answers 206 (processing), until 200 with the url"}
+                    if img.is_video else {})} for img in post.images]
         fields = self._status_fields(post, [f"<id of media {i}>" for i in range(1, len(post.images) + 1)])
         reqs.append({"method": "POST", "url": f"{self.instance}/api/v1/statuses",
                      "headers": {**auth, "Idempotency-Key": keys.idempotency_key}, "form": fields})
@@ -125,15 +164,24 @@ class MastodonTarget(Target):
         media_id = str(media.get("id") or "")
         if not media_id:
             raise PostingError(f"Mastodon answered POST /api/v2/media without a media id: {str(media)[:200]}")
+        if resp.status_code == 202:
+            self.http.logger.info("%s: media %s (%s) accepted, processing", self.http.label, media_id, img.filename)
         deadline = time.monotonic() + self.media_timeout
         while resp.status_code == 202 or media.get("url") is None:
             if time.monotonic() > deadline:
-                raise PostingError(f"Mastodon did not finish processing media {media_id} within "
-                                   f"{self.media_timeout:g} s", definitive=True)
+                raise PostingError(f"Mastodon did not finish processing media {media_id} ({img.filename}) within "
+                                   f"{self.media_timeout:g} s; nothing was posted (raise config 'media_timeout' "
+                                   "for long videos)", definitive=True)
             if self._wait(self.poll_interval):
                 raise Cancelled("cancelled while Mastodon processed the media")
-            resp = self.http.request("GET", f"{self.instance}/api/v1/media/{media_id}", idempotent=True,
-                                     headers=self._auth())
+            try:
+                resp = self.http.request("GET", f"{self.instance}/api/v1/media/{media_id}", idempotent=True,
+                                         headers=self._auth())
+            except PostingError as exc:
+                if exc.status == 422:  # processing failed: Mastodon answers 422 from then on
+                    raise PostingError(f"Mastodon could not process {img.filename} (media {media_id}); nothing "
+                                       f"was posted: {exc}", status=422) from None
+                raise
             if resp.status_code == 206:
                 continue
             media = _json(resp, f"GET /api/v1/media/{media_id}")

@@ -1,4 +1,4 @@
-"""Outbox target: each post becomes a folder (``post.json`` + the images), written atomically.
+"""Outbox target: each post becomes a folder (``post.json`` + the images and videos), written atomically.
 
 The folder is built under a temporary name in the outbox and renamed into place, so a reader never
 sees half a post. Its name ends with the post's slot (derived from original run, step and target),
@@ -31,7 +31,9 @@ class OutboxTarget(Target):
 
     def limits(self) -> Limits:
         return Limits(max_images=None, media_types=("image/jpeg", "image/png", "image/webp", "image/gif",
-                                                    "image/avif", "image/heic"))
+                                                    "image/avif", "image/heic"),
+                      video_types=("video/mp4", "video/quicktime"), max_videos=None, video_codecs=None,
+                      video_pix_fmts=None)
 
     def identity(self) -> str:
         return f"outbox:{self.folder.resolve()}"
@@ -45,10 +47,11 @@ class OutboxTarget(Target):
         return None
 
     def document(self, post: Post, keys: Keys, names: list[str]) -> dict:
-        return {
+        pairs = list(zip(names, post.images, strict=True))
+        doc = {
             "text": post.text,
             "images": [{"file": n, "media_type": i.media_type, "width": i.width, "height": i.height, "alt": i.alt}
-                       for n, i in zip(names, post.images, strict=True)],
+                       for n, i in pairs if not i.is_video],
             "caption": post.caption,
             "labels": post.labels,
             "workflow": post.workflow,
@@ -57,13 +60,21 @@ class OutboxTarget(Target):
             "idempotency_key": keys.idempotency_key,
             "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         }
+        videos = [{"file": n, "media_type": i.media_type, "width": i.width, "height": i.height,
+                   "duration_s": i.duration_s, "alt": i.alt} for n, i in pairs if i.is_video]
+        if videos:
+            doc["videos"] = videos
+        return doc
 
     def _names(self, post: Post) -> list[str]:
-        names = []
-        for n, img in enumerate(post.images, 1):
-            ext = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif"}.get(
-                img.media_type, Path(img.filename).suffix or ".bin")
-            names.append(f"image-{n}{ext}")
+        names, counts = [], {"image": 0, "video": 0}
+        for img in post.images:
+            ext = {"image/jpeg": ".jpg", "image/png": ".png", "image/webp": ".webp", "image/gif": ".gif",
+                   "video/mp4": ".mp4", "video/quicktime": ".mov"}.get(img.media_type,
+                                                                        Path(img.filename).suffix or ".bin")
+            kind = "video" if img.is_video else "image"
+            counts[kind] += 1
+            names.append(f"{kind}-{counts[kind]}{ext}")
         return names
 
     def describe(self, post: Post, keys: Keys) -> list[dict]:

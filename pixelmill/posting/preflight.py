@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import replace
 
 import regex
 from PIL import Image, PngImagePlugin, UnidentifiedImageError
@@ -83,6 +84,46 @@ def read_image(data: bytes, name: str) -> tuple[str, int, int]:
     except (UnidentifiedImageError, OSError) as exc:
         raise ValueError(f"'{name}' is not a readable image ({exc})") from None
     return _FORMATS.get(fmt, f"image/{fmt.lower()}" if fmt else "application/octet-stream"), width, height
+
+
+def is_video(data: bytes) -> bool:
+    """An ISO BMFF file (MP4, MOV): an ``ftyp`` box first."""
+    return len(data) >= 12 and data[4:8] == b"ftyp"
+
+
+def read_video(path, name: str) -> tuple[str, int, int, float]:
+    """(media type, width, height, seconds) of an MP4/MOV; ValueError naming the file when it does not decode."""
+    import av
+
+    with open(path, "rb") as fh:
+        head = fh.read(12)
+    try:  # the container's header is enough here; pre-flight decodes the frames (check_video)
+        with av.open(str(path)) as container:
+            stream = container.streams.video[0]
+            width, height = stream.codec_context.width, stream.codec_context.height
+            if stream.duration is not None and stream.time_base:
+                seconds = float(stream.duration * stream.time_base)
+            else:
+                seconds = (container.duration or 0) / av.time_base
+    except Exception as exc:  # noqa: BLE001 - any decoder error: not a video we can post
+        raise ValueError(f"'{name}' is not a readable video ({exc})") from None
+    media_type = "video/quicktime" if head[8:12] == b"qt  " else "video/mp4"
+    return media_type, int(width), int(height), round(seconds, 3)
+
+
+def _check_video(img: PostImage, limits: Limits, label: str, target: str) -> str | None:
+    """None when the video fits ``limits``; else what is wrong and what to change (videos are not re-encoded)."""
+    from pixelmill.video.preflight import VideoRejected, check_video
+
+    if img.path is None:
+        return f"{label}: the video file is not at hand for the checks"
+    try:
+        check_video(img.path, max_bytes=limits.max_video_bytes, max_duration_s=limits.max_video_s,
+                    codecs=limits.video_codecs, pix_fmts=limits.video_pix_fmts, target=target,
+                    max_pixels=limits.max_video_pixels, max_fps=limits.max_video_fps)
+    except VideoRejected as exc:
+        return f"{label}: {exc}"
+    return None
 
 
 def _metadata(im: Image.Image) -> dict:
@@ -213,23 +254,41 @@ def check(post: Post, limits: Limits, *, target: str, allow_truncate: bool, disc
                 problems.append(f"the disclosure alone is longer than {target} allows")
             else:
                 problems.append(f"{over}; shorten it or set config 'allow_truncate: true'")
+    videos = [img for img in post.images if img.is_video]
+    if videos and limits.video_types:
+        if limits.max_videos is not None and len(videos) > limits.max_videos:
+            problems.append(f"{len(videos)} videos, {target} allows at most {limits.max_videos} a post")
+        if not limits.video_with_images and len(videos) < len(post.images):
+            problems.append(f"{target} cannot attach a video to a post that has images: post the video alone "
+                            "(or the images without it)")
     images: list[PostImage] = []
     for i, img in enumerate(post.images, 1):
-        label = f"image {i} ('{img.filename}')"
-        if img.media_type not in limits.media_types:
+        label = f"{'video' if img.is_video else 'image'} {i} ('{img.filename}')"
+        if img.is_video and img.media_type not in limits.video_types:
+            problems.append(f"{label} is a video ({img.media_type}); {target} {limits.no_video}")
+            continue
+        if not img.is_video and img.media_type not in limits.media_types:
             problems.append(f"{label} is {img.media_type}; {target} takes {', '.join(limits.media_types)}")
             continue
         alt = img.alt
         if require_alt and not alt.strip():
             problems.append(f"{label} has no alt text: pass 'alt_text' or 'caption' to the step")
-        if limits.max_alt is not None and limits.count_alt(alt) > limits.max_alt:
+        max_alt = limits.max_video_alt if img.is_video and limits.max_video_alt else limits.max_alt
+        if max_alt is not None and limits.count_alt(alt) > max_alt:
             n = limits.count_alt(alt)
-            cut = truncate_to(alt, "", limits.max_alt, limits.count_alt) if allow_truncate else None
+            cut = truncate_to(alt, "", max_alt, limits.count_alt) if allow_truncate else None
             if cut is None:
-                problems.append(f"{label} {alt_limit_text} is {n} characters, {target} allows {limits.max_alt}")
+                problems.append(f"{label} {alt_limit_text} is {n} characters, {target} allows {max_alt}")
             else:
                 notes.append(f"{label} alt text cut from {n} to {limits.count_alt(cut)} characters")
                 alt = cut
+        if img.is_video:  # never re-encoded here: what is posted is the labelled file, byte for byte
+            problem = _check_video(img, limits, label, target)
+            if problem:
+                problems.append(problem)
+            else:
+                images.append(replace(img, alt=alt))
+            continue
         fitted = fit_image(PostImage(img.data, img.media_type, img.width, img.height, alt, img.filename,
                                      list(img.changes)), limits)
         if isinstance(fitted, str):

@@ -7,7 +7,7 @@
 - ``slack``: incoming webhooks take JSON only: text plus image blocks that point at image URLs.
 
 ``body`` is an optional per-target template: a mapping whose strings are jinja2 templates over
-``text, caption, labels, run_id, workflow, step_id, images, idempotency_key``; a string that is just
+``text, caption, labels, run_id, workflow, step_id, images, videos, idempotency_key``; a string that is just
 ``{{ expression }}`` keeps the expression's type (a list stays a list).
 """
 
@@ -29,6 +29,7 @@ from .http import Http, mark_sensitive
 _ENV = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
 _SINGLE = re.compile(r"^\s*\{\{(.*)\}\}\s*$", re.DOTALL)
 ALL_IMAGES = ("image/jpeg", "image/png", "image/webp", "image/gif")
+VIDEOS = ("video/mp4", "video/quicktime")
 
 
 def render_template(template: Any, variables: dict) -> Any:
@@ -65,15 +66,20 @@ class WebhookTarget(Target):
 
     def limits(self) -> Limits:
         if self.flavour == "discord":
-            # 2,000-character content, 10 attachments, 10 MiB a file (unboosted servers), 1,024-char descriptions
+            # 2,000-character content, 10 attachments, 10 MiB a file (unboosted servers), 1,024-char descriptions;
+            # videos are attachments too, within the same 10 MiB a file
             return Limits(max_images=10, max_image_bytes=10 * 1024 * 1024, media_types=ALL_IMAGES, max_text=2000,
-                          max_alt=1024)
+                          max_alt=1024, video_types=VIDEOS, max_videos=10, max_video_bytes=10 * 1024 * 1024)
         if self.flavour == "slack":
-            return Limits(max_images=10, media_types=ALL_IMAGES, max_text=3000, max_alt=2000, needs_image_url=True)
+            return Limits(max_images=10, media_types=ALL_IMAGES, max_text=3000, max_alt=2000, needs_image_url=True,
+                          no_video="incoming webhooks take text and image blocks only: put a link to the video "
+                                   "in the text")
         inline = self.image_mode in ("base64", "multipart")
-        # n8n accepts 16 MB a request by default; base64 grows images by a third.
-        return Limits(max_images=None, max_image_bytes=11_000_000 if inline else None, media_types=ALL_IMAGES,
-                      needs_image_url=self.image_mode == "url")
+        # n8n accepts 16 MB a request by default; base64 grows images (and videos) by a third.
+        cap = 11_000_000 if inline else None
+        return Limits(max_images=None, max_image_bytes=cap, media_types=ALL_IMAGES,
+                      needs_image_url=self.image_mode == "url", video_types=VIDEOS, max_videos=None,
+                      max_video_bytes=cap, video_codecs=None, video_pix_fmts=None)
 
     def identity(self) -> str:
         return f"webhook:{self.flavour}:{hashlib.sha256(self.url.encode()).hexdigest()[:20]}"
@@ -86,15 +92,20 @@ class WebhookTarget(Target):
             ref = post.image_refs[i] if i < len(post.image_refs) else {}
             item = {"filename": img.filename, "media_type": img.media_type, "width": img.width,
                     "height": img.height, "alt": img.alt, "url": ref.get("url")}
+            if img.is_video:
+                item["duration_s"] = img.duration_s
             if inline:
                 item["data_base64"] = base64.b64encode(img.data).decode("ascii")
             out.append(item)
         return out
 
     def _variables(self, post: Post, keys: Keys, inline: bool) -> dict:
+        every = self._images(post, inline)
+        media_list = ([m for m in every if not m["media_type"].startswith("video/")],
+                      [m for m in every if m["media_type"].startswith("video/")])
         return {"text": post.text, "caption": post.caption, "labels": post.labels, "run_id": post.run_id,
-                "workflow": post.workflow, "step_id": post.step_id, "images": self._images(post, inline),
-                "idempotency_key": keys.idempotency_key}
+                "workflow": post.workflow, "step_id": post.step_id, "images": media_list[0],
+                "videos": media_list[1], "idempotency_key": keys.idempotency_key}
 
     def _payload(self, post: Post, keys: Keys, inline: bool) -> Any:
         variables = self._variables(post, keys, inline)
@@ -115,8 +126,11 @@ class WebhookTarget(Target):
             blocks += [{"type": "image", "image_url": img["url"], "alt_text": img["alt"]}
                        for img in variables["images"]]
             return {"text": post.text or (post.caption or "image"), "blocks": blocks}
-        return {"text": post.text, "caption": post.caption, "labels": post.labels, "run_id": post.run_id,
-                "workflow": post.workflow, "step_id": post.step_id, "images": variables["images"]}
+        payload = {"text": post.text, "caption": post.caption, "labels": post.labels, "run_id": post.run_id,
+                   "workflow": post.workflow, "step_id": post.step_id, "images": variables["images"]}
+        if variables["videos"]:
+            payload["videos"] = variables["videos"]
+        return payload
 
     def _multipart(self) -> bool:
         return self.flavour == "discord" or (self.flavour in ("n8n", "generic") and self.image_mode == "multipart")
@@ -144,7 +158,7 @@ class WebhookTarget(Target):
                                    for k, v in kw["headers"].items()}}
         if "json" in kw:
             body = json.loads(json.dumps(kw["json"]))
-            for img in body.get("images", []) if isinstance(body, dict) else []:
+            for img in [*body.get("images", []), *body.get("videos", [])] if isinstance(body, dict) else []:
                 if isinstance(img, dict) and "data_base64" in img:
                     img["data_base64"] = f"<{len(img['data_base64'])} base64 characters>"
             shown["json"] = body

@@ -3,7 +3,8 @@ through Pillow."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from fractions import Fraction
 from pathlib import Path
 
@@ -19,14 +20,18 @@ def fps_fraction(fps: float) -> Fraction:
     return Fraction(fps).limit_denominator(1001)
 
 
-def write_mp4(frames: Iterable[np.ndarray], path: Path, fps: float, *, crf: int = 20, preset: str = "medium",
-              on_frame: Callable[[int], None] | None = None) -> int:
-    """Write HxWx3 uint8 RGB frames (all one size, even) as H.264 yuv420p MP4; returns the frame count."""
+def write_mp4(frames: Iterable[np.ndarray], path: Path, fps: float | Fraction, *, crf: int = 20,
+              preset: str = "medium", on_frame: Callable[[int], None] | None = None,
+              metadata: dict[str, str] | None = None) -> int:
+    """Write HxWx3 uint8 RGB frames (all one size, even) as H.264 yuv420p MP4; returns the frame count.
+    ``metadata``: container tags (title, comment, description, ...; the MP4 ``udta`` box)."""
     import av
 
-    rate = fps_fraction(fps)
+    rate = fps if isinstance(fps, Fraction) else fps_fraction(fps)
     count = 0
     with av.open(str(path), mode="w", format="mp4", options={"movflags": "+faststart"}) as container:
+        if metadata:
+            container.metadata.update(metadata)
         stream = None
         for arr in frames:
             if stream is None:
@@ -84,3 +89,24 @@ def probe(path: Path) -> dict:
                 "width": stream.codec_context.width, "height": stream.codec_context.height, "frames": frames,
                 "fps": float(rate) if rate else 0.0,
                 "duration_s": frames / float(rate) if rate else 0.0}
+
+
+@contextmanager
+def read_frames(path: Path) -> Iterator[tuple[Iterator[np.ndarray], Fraction, dict]]:
+    """``with read_frames(path) as (frames, rate, info)``: the RGB frames of a video (decoded as they are
+    read), its frame rate and facts about it: ``frames`` (from the container, 0 when unknown), ``audio``
+    (number of audio streams), ``metadata`` (the container tags), ``width``, ``height``. The file is closed
+    when the block ends."""
+    import av
+
+    container = av.open(str(path))
+    try:
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or Fraction(24)
+        info = {"frames": stream.frames, "audio": len(container.streams.audio),
+                "metadata": dict(container.metadata), "width": stream.codec_context.width,
+                "height": stream.codec_context.height}
+        frames = (frame.to_ndarray(format="rgb24") for frame in container.decode(stream))
+        yield frames, Fraction(rate), info
+    finally:
+        container.close()

@@ -20,8 +20,10 @@ class VideoRejected(ValueError):
 
 
 def check_video(path: Path, *, max_bytes: int | None = None, max_duration_s: float | None = None,
-                codecs=PLAYS_EVERYWHERE["codec"], pix_fmts=PLAYS_EVERYWHERE["pix_fmt"], target: str = "") -> dict:
-    """-> the probe of ``path`` (codec, pix_fmt, width, height, frames, fps, duration_s, bytes) when it passes."""
+                codecs=PLAYS_EVERYWHERE["codec"], pix_fmts=PLAYS_EVERYWHERE["pix_fmt"], target: str = "",
+                max_pixels: int | None = None, max_fps: float | None = None) -> dict:
+    """-> the probe of ``path`` (codec, pix_fmt, width, height, frames, fps, duration_s, bytes) when it passes.
+    ``codecs``/``pix_fmts``: None or empty accepts any; ``max_pixels``: width x height; ``max_fps``: frame rate."""
     where = f" for {target}" if target else ""
     size = Path(path).stat().st_size
     if max_bytes is not None and size > max_bytes:
@@ -41,4 +43,10 @@ def check_video(path: Path, *, max_bytes: int | None = None, max_duration_s: flo
     if pix_fmts and info["pix_fmt"] not in pix_fmts:
         raise VideoRejected(f"video {Path(path).name} has pixel format {info['pix_fmt']}, not "
                             f"{' or '.join(pix_fmts)}{where}")
+    if max_pixels is not None and info["width"] * info["height"] > max_pixels:
+        raise VideoRejected(f"video {Path(path).name} is {info['width']}x{info['height']}, over the "
+                            f"{max_pixels:,}-pixel limit{where}: give make_video a smaller width and height")
+    if max_fps is not None and info["fps"] > max_fps + 1e-6:
+        raise VideoRejected(f"video {Path(path).name} runs at {info['fps']:g} fps, over the {max_fps:g} fps "
+                            f"limit{where}: lower make_video's fps")
     return info
