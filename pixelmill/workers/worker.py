@@ -34,8 +34,9 @@ class Worker:
         self.heartbeat = Heartbeat(runtime, queues=self.queues, device=device, interval=heartbeat_interval)
         self.app = make_celery(settings, execute=self.execute)
         self._grace_timer: threading.Timer | None = None
+        self._queue: str | None = None  # the queue the current run came from
 
-    def execute(self, run_id: str) -> bool:
+    def execute(self, run_id: str, queue: str | None = None) -> bool:
         """Run a delivered run id. A run left ``running`` by a dead worker is taken back first and resumes
         from its stored step results; a run that is finished, or running on a live worker, is left alone
         (Celery delivers at least once; the store's claim makes it execute once)."""
@@ -45,7 +46,7 @@ class Worker:
             if store.recover_interrupted(requeue=True, dead_owners=stale_workers(store, self.stale_after),
                                          run_id=run_id):
                 row = run_row(store, run_id)
-        self.heartbeat.current_run = run_id
+        self.heartbeat.current_run, self._queue = run_id, queue
         try:
             return execute_queued(self.runtime, self.workflows, run_id, row)
         finally:
@@ -71,9 +72,12 @@ class Worker:
         run_id = self.heartbeat.current_run
         handed = hand_back(self.runtime.store, [run_id]) if run_id is not None else []
         for rid in handed:
-            row = run_row(self.runtime.store, rid)
-            loaded = self.workflows.get(row["workflow"]) if row else None
-            send_run(self.app, rid, queue_for(loaded) if loaded is not None else DEFAULT_QUEUE)
+            queue = self._queue
+            if queue is None:
+                row = run_row(self.runtime.store, rid)
+                loaded = self.workflows.get(row["workflow"]) if row else None
+                queue = queue_for(loaded) if loaded is not None else DEFAULT_QUEUE
+            send_run(self.app, rid, queue)  # to the queue it came from
             log.warning("run %s outlasted the %g s shutdown grace: handed back to the queue, another worker "
                         "resumes it", rid, self.shutdown_grace)
         if exit_process:
