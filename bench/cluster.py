@@ -1,7 +1,7 @@
 """Celery mode on loopback: throughput with 1, 2 and 4 workers on a node that stands in for a GPU job (a fixed
 sleep) as a fraction of linear scaling; enqueue-to-start latency p50/p99; webhook acceptance rate in celery
-mode against local mode. Starts its own redis-server and PostgreSQL (as the tests do) and prints figures
-measured in this one run.
+mode against local mode; how late progress events written by a worker reach an SSE client of the API.
+Starts its own redis-server and PostgreSQL (as the tests do) and prints figures measured in this one run.
 
     python bench/cluster.py [--job 0.5] [--runs-per-worker 8]
 """
@@ -38,6 +38,15 @@ steps:
 """
 
 
+PROGRESS = """
+name: progress
+queue: default
+on: {webhook: {path: progress, respond: immediately}}
+steps:
+  - {id: gpu, node: test_sleep, with: {seconds: 1.0, steps: 20}}
+"""
+
+
 def pct(values: list[float], p: float) -> float:
     values = sorted(values)
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
@@ -48,6 +57,7 @@ class Bench:
         self.root, self.db_url, self.broker, self.job = root, db_url, broker, job
         self.wf = root / "wf"
         write(self.wf, "job.yaml", WF.format(seconds=job))
+        write(self.wf, "progress.yaml", PROGRESS)
         self.env = {"PIXELMILL_DB_URL": db_url, "PIXELMILL_BROKER_URL": broker, "PIXELMILL_HOME": str(root / "home"),
                     "PIXELMILL_HEARTBEAT_INTERVAL": "0.5", "PYTHONUNBUFFERED": "1"}
         self.engine = create_engine(db_url)
@@ -119,6 +129,27 @@ class Bench:
         return self.sql("SELECT EXTRACT(EPOCH FROM max(finished_at) - min(created_at)) FROM runs WHERE id = ANY(:ids)",
                         ids=ids)
 
+    def event_latencies(self, srv: Server, runs: int) -> list[float]:
+        """Seconds from a worker creating a progress event (its ``ts``) to an SSE client of the API reading it
+        (both on this machine's clock), for events that arrive live."""
+        import json
+
+        import requests
+
+        out: list[float] = []
+        for _ in range(runs):
+            rid = srv.post("/webhook/progress", json={}).json()["run_id"]
+            connected = time.time()
+            with requests.get(f"{srv.url}/api/v1/runs/{rid}/events", stream=True, timeout=60) as resp:
+                for raw in resp.iter_lines(decode_unicode=True):
+                    if raw.startswith("data: "):
+                        ev = json.loads(raw[6:])
+                        if ev.get("kind") == "step.progress" and ev["ts"] >= connected:
+                            out.append(time.time() - ev["ts"])
+                    elif raw.startswith("event: run.finished"):
+                        break
+        return out
+
     def start_latencies(self, ids: list[str]) -> list[float]:
         with self.engine.connect() as conn:
             rows = conn.execute(text("SELECT EXTRACT(EPOCH FROM started_at - created_at) FROM runs WHERE id = ANY(:ids)"),
@@ -132,6 +163,7 @@ def main() -> None:
     ap.add_argument("--runs-per-worker", type=int, default=8)
     ap.add_argument("--latency-runs", type=int, default=40)
     ap.add_argument("--webhook-calls", type=int, default=300)
+    ap.add_argument("--event-runs", type=int, default=5)
     args = ap.parse_args()
     pg, why = PgCluster.start()
     if pg is None:
@@ -165,6 +197,9 @@ def main() -> None:
         lat = [x * 1000 for x in bench.start_latencies(ids)]
         print(f"enqueue-to-start (created_at -> claimed by a worker, {len(lat)} runs on idle workers): "
               f"p50 {statistics.median(lat):.1f} ms, p99 {pct(lat, 99):.1f} ms")
+        ev = [x * 1000 for x in bench.event_latencies(srv, args.event_runs)]
+        print(f"progress events, worker -> API -> SSE client ({len(ev)} events of {args.event_runs} runs, event "
+              f"time to read by the client): p50 {statistics.median(ev):.1f} ms, p99 {pct(ev, 99):.1f} ms")
         _, t_celery = bench.burst(srv, args.webhook_calls)
         srv.stop()
         bench.stop_workers()

@@ -8,14 +8,11 @@ import datetime as dt
 import hashlib
 import json
 import logging
-import os
-import shutil
 import threading
 import time
 import traceback
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from pydantic import BaseModel, ValidationError
 
@@ -146,7 +143,7 @@ class Executor:
                 resumed = {sid: row for sid, row in finished.items() if sid in loaded.nodes}
                 run.resumed_items = foreach.finished_items(finished, loaded.nodes, resumed)
                 if finished:
-                    _discard_partial_artifacts(self.store.artifacts_root / run_id, finished, loaded.nodes)
+                    _discard_partial_artifacts(self.store.artifacts, run_id, finished, loaded.nodes)
                 return self._execute(run, reuse or {}, resumed)
             except Exception as exc:  # noqa: BLE001 - whatever happens, the run ends failed, never stuck running
                 return self._crashed(run, exc)
@@ -450,8 +447,8 @@ class Executor:
         if step.cache and node.cacheable(inputs):
             key = _cache_key(info, run.loaded.configs[step.id], inputs)
             cached = self.store.cache_get(key)
-            if cached is not None and _artifacts_exist(cached, self.store.artifacts_root):
-                adopted = _adopt_artifacts(cached, self.store.artifacts_root, run.run_id)
+            if cached is not None and _artifacts_exist(cached, self.store.artifacts):
+                adopted = _adopt_artifacts(cached, self.store.artifacts, run.run_id)
                 if adopted != cached:  # the entry now names this run's copies: it outlives the first run
                     self.store.cache_put(key, info.type, adopted, run.run_id)
                 cached = adopted
@@ -516,7 +513,7 @@ class Executor:
 
         ctx = NodeContext(
             run_id=run.run_id, step_id=step.id, item_index=index, workflow=run.loaded.name,
-            artifacts_root=self.store.artifacts_root,
+            artifacts=self.store.artifacts,
             secrets=run.secrets, progress_cb=progress,
             logger=_RunLogger(logging.getLogger(f"pixelmill.node.{info.type}"), run.secrets,
                               {"run_id": run.run_id, "step_id": label}),
@@ -589,19 +586,17 @@ def _short(text: str, limit: int = 500) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text):,} characters)"
 
 
-def _discard_partial_artifacts(run_dir: Path, finished: dict[str, dict], step_ids) -> None:
+def _discard_partial_artifacts(artifacts, run_id: str, finished: dict[str, dict], step_ids) -> None:
     """Files of steps that had not finished when the run was interrupted: they are written again on resume."""
-    if not run_dir.is_dir():
-        return
     kept = {name for row in finished.values() for name in _artifact_names(row.get("outputs"))}
     redo = [sid for sid in step_ids if sid not in finished]
-    for path in run_dir.iterdir():
-        name = path.name
-        if name in kept or not path.is_file():
+    for info in artifacts.list(run_id):
+        name = info.name
+        if name in kept:
             continue
         owner = max((sid for sid in step_ids if name.startswith(f"{sid}-")), key=len, default=None)
         if owner in redo:
-            path.unlink(missing_ok=True)
+            artifacts.delete(run_id, name)
 
 
 def _artifact_names(value):
@@ -635,33 +630,30 @@ def _cache_key(info, config: BaseModel, inputs: BaseModel) -> str:
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
-def _artifacts_exist(outputs, root: Path) -> bool:
+def _artifacts_exist(outputs, artifacts) -> bool:
     if isinstance(outputs, dict):
         if outputs.get("kind") == "artifact" and "run_id" in outputs and "name" in outputs:
-            return (root / outputs["run_id"] / outputs["name"]).is_file()
-        return all(_artifacts_exist(v, root) for v in outputs.values())
+            try:
+                return artifacts.exists(outputs["run_id"], outputs["name"])
+            except ValueError:  # not a plain name: not one of ours
+                return False
+        return all(_artifacts_exist(v, artifacts) for v in outputs.values())
     if isinstance(outputs, list):
-        return all(_artifacts_exist(v, root) for v in outputs)
+        return all(_artifacts_exist(v, artifacts) for v in outputs)
     return True
 
 
-def _adopt_artifacts(outputs, root: Path, run_id: str):
-    """Cached outputs with their artifacts hard-linked (copied across file systems) into ``run_id``'s
-    folder, so the new run owns its files and keeps them when the run that made them is deleted."""
+def _adopt_artifacts(outputs, artifacts, run_id: str):
+    """Cached outputs with their artifacts copied into ``run_id`` (a folder store hard-links them), so
+    the new run owns its files and keeps them when the run that made them is deleted."""
     if isinstance(outputs, dict):
         if outputs.get("kind") == "artifact" and "run_id" in outputs and "name" in outputs:
             if outputs["run_id"] == run_id:
                 return outputs
-            src = root / outputs["run_id"] / outputs["name"]
-            dest = root / run_id / outputs["name"]
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            if not dest.exists():
-                try:
-                    os.link(src, dest)
-                except OSError:
-                    shutil.copy2(src, dest)
+            if not artifacts.exists(run_id, outputs["name"]):
+                artifacts.copy(outputs["run_id"], outputs["name"], run_id)
             return {**outputs, "run_id": run_id}
-        return {k: _adopt_artifacts(v, root, run_id) for k, v in outputs.items()}
+        return {k: _adopt_artifacts(v, artifacts, run_id) for k, v in outputs.items()}
     if isinstance(outputs, list):
-        return [_adopt_artifacts(v, root, run_id) for v in outputs]
+        return [_adopt_artifacts(v, artifacts, run_id) for v in outputs]
     return outputs

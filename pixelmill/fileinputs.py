@@ -33,6 +33,8 @@ from urllib.parse import unquote_to_bytes, urljoin, urlsplit
 
 from PIL import Image, UnidentifiedImageError
 
+from .artifacts import ArtifactStore, FolderArtifacts
+
 MIB = 1024 * 1024
 IMAGE_TYPES = {"PNG": ("image/png", "png"), "JPEG": ("image/jpeg", "jpg"), "WEBP": ("image/webp", "webp"),
                "GIF": ("image/gif", "gif"), "BMP": ("image/bmp", "bmp"), "TIFF": ("image/tiff", "tif")}
@@ -76,24 +78,26 @@ class FileLimits:
 
 @dataclass
 class RunFiles:
-    """Where a run's input files go: its artifact folder."""
+    """Where a run's input files go: its artifacts (an ``ArtifactStore``, or a folder path for one)."""
 
-    artifacts_root: Path
+    artifacts: ArtifactStore | Path
     run_id: str
     limits: FileLimits = field(default_factory=FileLimits.from_env)
-    written: list[Path] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+
+    def __post_init__(self):
+        if not isinstance(self.artifacts, ArtifactStore):
+            self.artifacts = FolderArtifacts(self.artifacts)
 
     def save(self, name: str, data: bytes, media_type: str, ext: str) -> dict:
-        folder = Path(self.artifacts_root) / self.run_id
-        folder.mkdir(parents=True, exist_ok=True)
-        path = folder / f"input-{name}.{ext}"
-        path.write_bytes(data)
-        self.written.append(path)
-        return {"kind": "artifact", "run_id": self.run_id, "name": path.name, "media_type": media_type}
+        stored = f"input-{name}.{ext}"
+        self.artifacts.put(self.run_id, stored, data)
+        self.written.append(stored)
+        return {"kind": "artifact", "run_id": self.run_id, "name": stored, "media_type": media_type}
 
     def discard(self) -> None:
-        for path in self.written:
-            path.unlink(missing_ok=True)
+        for stored in self.written:
+            self.artifacts.delete(self.run_id, stored)
         self.written.clear()
 
 
@@ -132,8 +136,11 @@ def accept(name: str, kind: str, value, files: RunFiles) -> dict:
 
 def _existing(name: str, ref: dict, files: RunFiles) -> dict:
     """An artifact reference (a retried run's stored input): only one of this run's own files or a stored one."""
-    path = Path(files.artifacts_root) / str(ref["run_id"]) / str(ref["name"])
-    if "/" in str(ref["name"]) or ".." in str(ref["name"]) or "/" in str(ref["run_id"]) or not path.is_file():
+    try:
+        found = files.artifacts.exists(str(ref["run_id"]), str(ref["name"]))
+    except ValueError:  # not a plain name
+        found = False
+    if not found:
         raise FileInputRefused(f"input '{name}': artifact {ref.get('name')!r} of run {ref.get('run_id')} "
                                f"does not exist")
     return {"kind": "artifact", "run_id": ref["run_id"], "name": ref["name"],

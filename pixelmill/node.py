@@ -19,6 +19,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, WrapValidator
 
+from .artifacts import ArtifactStore, FolderArtifacts
 from .sandbox import Rendered
 
 
@@ -136,7 +137,10 @@ class Node:
 
 
 class NodeContext:
-    """What a running node may use: progress, secrets, its run's artifact folder, a logger.
+    """What a running node may use: progress, secrets, its run's artifacts, a logger.
+
+    Artifacts go through the run store's artifact store (``artifacts``): ``new_artifact`` reserves a
+    name and gives the file to write, ``artifact_path`` a file to read, ``put_artifact`` stores bytes.
 
     ``services`` holds process-wide shared objects handed in by whoever built the
     engine (a model manager, an HTTP session): nodes look them up by key.
@@ -149,7 +153,8 @@ class NodeContext:
         step_id: str,
         workflow: str,
         item_index: int | None = None,
-        artifacts_root: Path,
+        artifacts_root: Path | None = None,
+        artifacts: ArtifactStore | None = None,
         secrets,
         progress_cb=None,
         logger: logging.Logger | None = None,
@@ -163,7 +168,12 @@ class NodeContext:
         self.step_id = step_id
         self.item_index = item_index  # which item of a for_each step this is (None: not a for_each step)
         self.workflow = workflow
-        self.artifacts_root = Path(artifacts_root)
+        if artifacts is None:
+            if artifacts_root is None:
+                raise TypeError("NodeContext needs artifacts or artifacts_root")
+            artifacts = FolderArtifacts(artifacts_root)
+        self.artifacts = artifacts
+        self.artifacts_root = Path(getattr(artifacts, "root", artifacts_root or "."))
         self.secrets = secrets
         self._progress_cb = progress_cb
         self.logger = logger or logging.getLogger(f"pixelmill.node.{step_id}")
@@ -175,27 +185,29 @@ class NodeContext:
 
     @property
     def run_dir(self) -> Path:
+        """The run's folder in a folder artifact store (prefer ``new_artifact``/``put_artifact``)."""
         path = self.artifacts_root / self.run_id
         path.mkdir(parents=True, exist_ok=True)
         return path
 
     def artifact_path(self, ref: ArtifactRef) -> Path:
-        """Where an artifact of this or an earlier run lies on disk (names cannot escape the run folder)."""
-        name = Path(ref.name)
-        if name.is_absolute() or ".." in name.parts:
-            raise ValueError(f"artifact name {ref.name!r} is not a plain file name")
-        return self.artifacts_root / ref.run_id / name
+        """A local file holding an artifact of this or an earlier run (names are plain file names)."""
+        return self.artifacts.path(ref.run_id, ref.name)
+
+    def _base(self, name: str) -> str:
+        return f"{self.step_id}-{name}" if self.item_index is None else f"{self.step_id}-{self.item_index}-{name}"
 
     def new_artifact(self, name: str, media_type: str) -> tuple[ArtifactRef, Path]:
-        """Reserve a fresh artifact name in this run's folder (``name`` gets the step id as prefix)."""
-        base = f"{self.step_id}-{name}" if self.item_index is None else f"{self.step_id}-{self.item_index}-{name}"
-        path = self.run_dir / base
-        stem, dot, ext = base.partition(".")
-        n = 1
-        while path.exists():
-            n += 1
-            path = self.run_dir / f"{stem}-{n}{dot}{ext}"
-        return ArtifactRef(run_id=self.run_id, name=path.name, media_type=media_type), path
+        """Reserve a fresh artifact name in this run (``name`` gets the step id as prefix) and the file to
+        write it to."""
+        stored, path = self.artifacts.reserve(self.run_id, self._base(name))
+        return ArtifactRef(run_id=self.run_id, name=stored, media_type=media_type), path
+
+    def put_artifact(self, name: str, data: bytes, media_type: str) -> ArtifactRef:
+        """Store ``data`` as a fresh artifact of this run (``name`` gets the step id as prefix)."""
+        stored, _ = self.artifacts.reserve(self.run_id, self._base(name))
+        self.artifacts.put(self.run_id, stored, data)
+        return ArtifactRef(run_id=self.run_id, name=stored, media_type=media_type)
 
     def service(self, key: str, factory=None):
         """A process-wide shared object, created by ``factory`` on first use (one per process)."""

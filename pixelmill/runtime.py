@@ -32,7 +32,7 @@ class Runtime:
     def create(cls, settings: Settings | None = None, registry: Registry | None = None, environ=None) -> Runtime:
         settings = settings or Settings.from_env()
         registry = registry or Registry.from_entry_points()
-        store = RunStore(settings.db_url, settings.artifacts_root)
+        store = RunStore(settings.db_url, artifacts=settings.artifact_store())
         bus = EventBus()
         services = Services({"settings": settings, "store": store})
         executor = Executor(store, bus, services=services, max_workers=settings.max_workers, environ=environ)
@@ -42,7 +42,7 @@ class Runtime:
                trigger_kind: str = "manual") -> str:
         """Check inputs and write a queued run; raises ``InputError`` before anything is stored."""
         run_id = uuid.uuid4().hex
-        resolved = resolve_inputs(loaded.workflow.inputs, inputs, RunFiles(self.store.artifacts_root, run_id))
+        resolved = resolve_inputs(loaded.workflow.inputs, inputs, RunFiles(self.store.artifacts, run_id))
         return self.store.create_run(loaded.name, inputs=resolved, trigger=trigger or {}, trigger_kind=trigger_kind,
                                      workflow_file=loaded.file, run_id=run_id)
 
@@ -50,7 +50,7 @@ class Runtime:
             trigger_kind: str = "manual") -> RunResult:
         """Submit and execute in this thread."""
         run_id = uuid.uuid4().hex
-        resolved = resolve_inputs(loaded.workflow.inputs, inputs, RunFiles(self.store.artifacts_root, run_id))
+        resolved = resolve_inputs(loaded.workflow.inputs, inputs, RunFiles(self.store.artifacts, run_id))
         self.store.create_run(loaded.name, inputs=resolved, trigger=trigger or {}, trigger_kind=trigger_kind,
                               workflow_file=loaded.file, run_id=run_id)
         return self.executor.execute(loaded, run_id, inputs=resolved, trigger=trigger or {})

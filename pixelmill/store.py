@@ -1,13 +1,12 @@
 """The run store: runs, step runs, events and the output cache, in SQLite (WAL) or Postgres.
 
-Writes are short transactions through SQLAlchemy Core; a run's artifacts live
-on disk, one folder per run, beside the database.
+Writes are short transactions through SQLAlchemy Core; a run's files live in an artifact store
+(``pixelmill.artifacts``; by default one folder per run beside the database).
 """
 
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import threading
 import uuid
@@ -18,6 +17,7 @@ from pathlib import Path
 from sqlalchemy import bindparam, create_engine, delete, event, func, insert, select, text, update
 from sqlalchemy.engine import Engine
 
+from .artifacts import ArtifactStore, FolderArtifacts
 from .db import Base, CacheRow, EventRow, RunRow, StepRow
 from .events import Event, EventKind
 from .status import RunStatus, StepStatus
@@ -93,11 +93,14 @@ def make_engine(url: str) -> Engine:
 
 
 class RunStore:
-    def __init__(self, url: str, artifacts_root: Path):
+    def __init__(self, url: str, artifacts_root: Path | None = None, *, artifacts: ArtifactStore | None = None):
         self.url = url
         self.engine = make_engine(url)
-        self.artifacts_root = Path(artifacts_root)
-        self.artifacts_root.mkdir(parents=True, exist_ok=True)
+        if artifacts is None:
+            if artifacts_root is None:
+                raise TypeError("RunStore needs artifacts_root or an artifact store")
+            artifacts = FolderArtifacts(artifacts_root)
+        self.artifacts = artifacts
         if url.startswith("postgresql"):
             # processes starting together (an API and its workers) would race on CREATE TABLE: one at a time
             with self.engine.begin() as conn:
@@ -110,6 +113,11 @@ class RunStore:
         # SQLite's busy handler, which sleeps 1 to 100 ms per retry (the tail latency under load).
         self._write_lock = threading.Lock() if url.startswith("sqlite") else nullcontext()
         self._row_locks = not url.startswith("sqlite")
+
+    @property
+    def artifacts_root(self) -> Path:
+        """The folder of a folder artifact store (code that hands paths to libraries reads here)."""
+        return Path(self.artifacts.root)
 
     @contextmanager
     def writing(self):
@@ -239,7 +247,7 @@ class RunStore:
             conn.execute(delete(EventRow).where(EventRow.run_id == run_id))
             conn.execute(delete(StepRow).where(StepRow.run_id == run_id))
             res = conn.execute(delete(RunRow).where(RunRow.id == run_id))
-        shutil.rmtree(self.artifacts_root / run_id, ignore_errors=True)
+        self.artifacts.delete(run_id)
         return res.rowcount == 1
 
     def prune(self, older_than: datetime) -> int:
@@ -275,7 +283,7 @@ class RunStore:
             conn.execute(delete(StepRow).where(StepRow.run_id.in_(ids)))
             conn.execute(delete(RunRow).where(RunRow.id.in_(ids)))
         for rid in ids:
-            shutil.rmtree(self.artifacts_root / rid, ignore_errors=True)
+            self.artifacts.delete(rid)
 
     def reclaim_space(self) -> int:
         """Give the space of deleted rows back to the file system; returns the bytes freed.

@@ -44,20 +44,24 @@ class Cluster:
         self.root, self.env = root, env
         self.wf = root / "wf"
         self.workers: list[subprocess.Popen] = []
-        self.api: Server | None = None
+        self.apis: list[Server] = []
 
-    def start_api(self) -> Server:
+    def start_api(self, **extra: str) -> Server:
         env = {**self.env, "PIXELMILL_EXECUTOR": "celery", "PIXELMILL_SCHEDULER": "0",
-               "PIXELMILL_SWEEP_INTERVAL": "0.3", "PIXELMILL_WORKER_STALE_AFTER": "3"}
-        self.api = Server(self.root / "home", self.wf, env).start()
-        return self.api
+               "PIXELMILL_SWEEP_INTERVAL": "0.3", "PIXELMILL_WORKER_STALE_AFTER": "3", **extra}
+        api = Server(self.root / "home", self.wf, env).start()
+        self.apis.append(api)
+        return api
 
-    def start_worker(self, queues: str = "default,gpu") -> subprocess.Popen:
+    def start_worker(self, queues: str = "default,gpu", **extra: str) -> subprocess.Popen:
         log = open(self.root / f"worker-{len(self.workers)}.log", "w")
         proc = subprocess.Popen([sys.executable, str(HERE / "worker_test_app.py"), str(self.wf), queues],
-                                env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT)
+                                env={**os.environ, **self.env, **extra}, stdout=log, stderr=subprocess.STDOUT)
         self.workers.append(proc)
         return proc
+
+    def worker_log(self, index: int) -> str:
+        return (self.root / f"worker-{index}.log").read_text(errors="replace")
 
     def stop(self) -> None:
         for proc in self.workers:
@@ -69,19 +73,28 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-        if self.api is not None:
-            self.api.stop()
+        self.stop_apis(self.apis)
 
-    def owner_pid(self, run: dict) -> int:
-        """The pid of the process that executed the run (the store's owner: host:pid:start)."""
+    @staticmethod
+    def stop_apis(apis) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max(1, len(apis))) as pool:  # each waits for its process: all at once
+            list(pool.map(lambda api: api.stop(), apis))
+
+    def sql(self, query: str, **params) -> list:
         from sqlalchemy import create_engine, text
 
         engine = create_engine(self.env["PIXELMILL_DB_URL"])
         try:
             with engine.connect() as conn:
-                owner = conn.execute(text("SELECT owner FROM runs WHERE id = :i"), {"i": run["id"]}).scalar()
+                return list(conn.execute(text(query), params))
         finally:
             engine.dispose()
+
+    def owner_pid(self, run: dict) -> int:
+        """The pid of the process that executed the run (the store's owner: host:pid:start)."""
+        owner = self.sql("SELECT owner FROM runs WHERE id = :i", i=run["id"])[0][0]
         return int(owner.split(":")[1])
 
 
@@ -277,3 +290,123 @@ def test_kill9_of_the_api_during_a_burst_every_accepted_run_finishes_once(cluste
     executed = [line.split()[0] for line in log.read_text().splitlines()]
     assert len(executed) == len(set(executed))  # nothing ran twice
     assert set(accepted) <= set(executed)  # every accepted run ran
+
+
+TICK = """
+name: tick
+on: {{schedule: [{{interval: 0.5s}}]}}
+steps:
+  - {{id: count, node: test_count, with: {{log: "{log}"}}}}
+"""
+
+
+def test_schedules_fire_once_with_two_api_processes(cluster):
+    """Two `serve` processes share Redis and PostgreSQL and both serve the schedule: the ledger's slot
+    claim lets one of them create each slot's run; every run executes once."""
+    log = cluster.root / "tick.log"
+    write(cluster.wf, "tick.yaml", TICK.format(log=log))
+    from concurrent.futures import ThreadPoolExecutor
+
+    cluster.start_worker()
+    with ThreadPoolExecutor(2) as pool:  # started together, as a deployment's API replicas are
+        a, b = pool.map(lambda _: cluster.start_api(PIXELMILL_SCHEDULER="1"), range(2))
+    time.sleep(2.5)  # both serve the schedule for 5 slots or more
+    cluster.stop_apis([a, b])
+    fires = cluster.sql("SELECT fire_time, run_id FROM schedule_fires ORDER BY fire_time")
+    runs = {r[0] for r in cluster.sql("SELECT id FROM runs WHERE trigger_kind = 'schedule'")}
+    slots = [f[0] for f in fires]
+    assert len(slots) >= 5 and len(set(slots)) == len(slots)  # each slot once
+    assert runs == {f[1] for f in fires} and len(runs) == len(fires)  # one run per slot, none outside the ledger
+    steps = {round((t2 - t1).total_seconds(), 3) for t1, t2 in zip(slots, slots[1:])}
+    assert steps and all(s > 0 and (s / 0.5) == int(s / 0.5) for s in steps), steps  # slots of one grid
+    lost = sum("another process fired it" in line for srv in (a, b) for line in srv.log)
+    assert lost >= 3, lost  # both processes tried those slots: the claim decided which one creates the run
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        left = cluster.sql("SELECT count(*) FROM runs WHERE status <> 'succeeded'")[0][0]
+        if not left:
+            break
+        time.sleep(0.1)
+    assert not left
+    executed = [line.split()[0] for line in log.read_text().splitlines()]
+    assert sorted(executed) == sorted(runs)  # each run executed exactly once
+
+
+def _wait_step(api, run_id: str, step: str, status: str = "running", timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        steps = {s["step_id"]: s["status"] for s in api.get(f"/api/v1/runs/{run_id}").json()["steps"]}
+        if steps.get(step) == status:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"step {step} is not {status}: {steps}")
+
+
+THREE = """
+name: three
+on: {{webhook: {{path: three, respond: immediately}}}}
+steps:
+  - {{id: a, node: test_count, with: {{log: "{log}"}}}}
+  - {{id: b, node: test_sleep, needs: [a], with: {{seconds: {seconds}, steps: 20}}}}
+  - {{id: c, node: test_count, needs: [b], with: {{log: "{log}"}}}}
+"""
+
+
+def test_sigterm_worker_finishes_its_run_within_the_grace(cluster):
+    log = cluster.root / "count.log"
+    write(cluster.wf, "three.yaml", THREE.format(log=log, seconds=2.0))
+    worker = cluster.start_worker(PIXELMILL_SHUTDOWN_GRACE="20")
+    api = cluster.start_api()
+    run_id = api.post("/webhook/three", json={}).json()["run_id"]
+    _wait_step(api, run_id, "b")
+    t0 = time.monotonic()
+    worker.send_signal(signal.SIGTERM)
+    assert worker.wait(30) == 0
+    took = time.monotonic() - t0
+    run = api.get(f"/api/v1/runs/{run_id}").json()
+    assert run["status"] == "succeeded" and cluster.owner_pid(run) == worker.pid  # finished before it exited
+    assert 0.5 < took < 20, took  # it waited for the run, within the grace
+    assert [line.split()[1] for line in log.read_text().splitlines()] == ["a", "c"]
+    assert api.get("/api/v1/workers").json()["workers"] == []  # its heartbeat row is gone
+
+
+def test_sigterm_worker_hands_back_a_run_that_outlasts_the_grace(cluster):
+    log = cluster.root / "count.log"
+    write(cluster.wf, "three.yaml", THREE.format(log=log, seconds=3.0))
+    workers = [cluster.start_worker(PIXELMILL_SHUTDOWN_GRACE="0.5") for _ in range(2)]
+    api = cluster.start_api()
+    run_id = api.post("/webhook/three", json={}).json()["run_id"]
+    _wait_step(api, run_id, "b")
+    pid = cluster.owner_pid({"id": run_id})
+    first = next(i for i, w in enumerate(workers) if w.pid == pid)
+    t0 = time.monotonic()
+    workers[first].send_signal(signal.SIGTERM)
+    assert workers[first].wait(15) == 0
+    assert time.monotonic() - t0 < 5  # the grace (0.5 s) bounds the shutdown, not the 3 s step
+    assert "handed back to the queue" in cluster.worker_log(first)
+    run = api.wait_run(run_id, timeout=60)
+    assert run["status"] == "succeeded" and cluster.owner_pid(run) == workers[1 - first].pid  # resumed there
+    assert [line.split()[1] for line in log.read_text().splitlines()] == ["a", "c"]  # a was not run again
+    events = [json.loads(block.split("data: ", 1)[1]) for block in api.get(f"/api/v1/runs/{run_id}/events")
+              .text.split("\n\n") if "data: " in block]
+    assert [e["step_id"] for e in events if e["kind"] == "step.started"] == ["a", "b", "b", "c"]
+    assert sum(e["kind"] == "run.finished" for e in events) == 1
+
+
+def test_max_queue_bounds_queued_runs_in_celery_mode(cluster):
+    from concurrent.futures import ThreadPoolExecutor
+
+    write(cluster.wf, "idle.yaml", QUEUED.format(name="idle", queue="idle"))  # no worker: runs wait
+    with ThreadPoolExecutor(2) as pool:
+        api, other = pool.map(lambda _: cluster.start_api(PIXELMILL_MAX_QUEUE="3"), range(2))
+    replies = [api.post("/webhook/idle", json={}) for _ in range(5)]
+    assert [r.status_code for r in replies] == [202, 202, 202, 503, 503]
+    assert replies[3].headers["Retry-After"] == "5" and "PIXELMILL_MAX_QUEUE=3" in replies[3].text
+    assert api.post("/api/v1/workflows/idle/runs", json={}).status_code == 503
+    time.sleep(0.4)  # past the cached count: the store's count still says 3
+    assert api.post("/webhook/idle", json={}).status_code == 503
+    assert other.post("/webhook/idle", json={}).status_code == 503  # the bound covers every API process
+    assert api.post(f"/api/v1/runs/{replies[0].json()['run_id']}/cancel").json()["status"] == "cancelled"
+    time.sleep(0.4)
+    assert other.post("/webhook/idle", json={}).status_code == 202  # room again
+    assert api.post("/webhook/idle", json={}).status_code == 503

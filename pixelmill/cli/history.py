@@ -23,7 +23,7 @@ PRIVATE = ("owner",)  # internal bookkeeping (which process holds a run), not pa
 
 def _store() -> RunStore:
     settings = Settings.from_env()
-    store = RunStore(settings.db_url, settings.artifacts_root)
+    store = RunStore(settings.db_url, artifacts=settings.artifact_store())
     store.recover_interrupted()  # runs left 'running' by a dead process become 'interrupted'
     return store
 

@@ -29,7 +29,9 @@ def pin_device(device: str) -> None:
               help="cuda:N pins this worker to GPU N (one worker per GPU); cpu hides the GPUs")
 @click.option("--name", default=None, help="Celery node name (default: celery@HOSTNAME)")
 def worker_cmd(workflows_dir: Path | None, queues: str, device: str, name: str | None) -> None:
-    """Execute runs from the broker ($PIXELMILL_BROKER_URL) against the shared store ($PIXELMILL_DB_URL)."""
+    """Execute runs from the broker ($PIXELMILL_BROKER_URL) against the shared store ($PIXELMILL_DB_URL).
+
+    SIGTERM: the current run gets $PIXELMILL_SHUTDOWN_GRACE seconds (10) to finish, else it is handed back."""
     pin_device(device)
     start_worker(registry(), workflows_dir, queues, device, name)
 
@@ -54,8 +56,9 @@ def start_worker(reg, workflows_dir: Path | None, queues: str, device: str, name
     settings = Settings.from_env()
     runtime = Runtime.create(settings, registry=reg)
     beat = float(os.environ.get("PIXELMILL_HEARTBEAT_INTERVAL") or 2.0)
+    grace = float(os.environ.get("PIXELMILL_SHUTDOWN_GRACE") or 10.0)
     worker = Worker(runtime, WorkflowSet(folder, reg), queues=qs, device=device, settings=celery_settings,
-                    heartbeat_interval=beat, stale_after=max(3 * beat, 5.0))
+                    heartbeat_interval=beat, stale_after=max(3 * beat, 5.0), shutdown_grace=grace)
     worker.run(name=name)
 
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 import logging
 import mimetypes
 from datetime import datetime
-from pathlib import Path
 
-from flask import Blueprint, request, send_file
+from flask import Blueprint, request
 from werkzeug.routing import BaseConverter
 
 from .. import __version__
@@ -21,6 +20,7 @@ from .auth import check_bearer, require_bearer, webhook_auth_guard
 from .context import NOT_FOUND, current_service, public_error
 from .context import run_or_404 as _run_or_404
 from .context import workflow_or_404 as _workflow_or_404
+from .downloads import send_artifact
 from .http import ApiError, accepted, callback_url, endpoint, json_response, parse_body, parse_query
 from .inline import add_base64, image_reply, wants_base64, wants_image
 from .queue import QueueFull
@@ -33,7 +33,6 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 root = Blueprint("root", __name__)
 require_bearer(bp, exempt=("api.get_artifact",))  # a signed artifact URL needs no token (checked in the view)
 
-MAX_NAME = 255  # bytes in a file name on common file systems; longer artifact names cannot exist
 
 
 class WorkflowName(BaseConverter):
@@ -202,13 +201,13 @@ def show_run(run_id: str):
     """``Accept: image/png`` on a succeeded run: its first image; ``?inline=base64``: artifact data inline."""
     svc = current_service()
     run = _run_or_404(svc, run_id)
-    root = svc.runtime.store.artifacts_root
+    artifacts = svc.runtime.store.artifacts
     if run["status"] == "succeeded" and wants_image():
-        return image_reply(run.get("outputs") or {}, root, run_id)
+        return image_reply(run.get("outputs") or {}, artifacts, run_id)
     base = svc.base_url()
     body = _run_out(svc, run, base)
     if wants_base64() and body["outputs"] is not None:
-        body["outputs"] = add_base64(body["outputs"], root, svc.config.max_body)
+        body["outputs"] = add_base64(body["outputs"], artifacts, svc.config.max_body)
     body.update(trigger=run.get("trigger"), steps=[_step_out(svc, st, base) for st in run["steps"]],
                 events_url=f"{base}/api/v1/runs/{run_id}/events", artifacts_url=f"{base}/api/v1/runs/{run_id}/artifacts",
                 callback=svc.callbacks.status(run_id), deliveries=svc.subscriptions.deliveries(run_id))
@@ -270,24 +269,15 @@ def artifact_type(name: str) -> str:
     return guessed if guessed in ARTIFACT_TYPES else "application/octet-stream"
 
 
-def _run_dir(svc, run_id: str) -> Path:
-    _run_or_404(svc, run_id)
-    return svc.runtime.store.artifacts_root / run_id
-
-
 @endpoint(bp, "/runs/<run_id>/artifacts", "GET", summary="List a run's artifacts", tag="artifacts",
           responses={200: s.ArtifactList, **NOT_FOUND})
 def list_artifacts(run_id: str):
     svc = current_service()
-    folder = _run_dir(svc, run_id)
+    _run_or_404(svc, run_id)
     base = svc.base_url()
-    items = []
-    if folder.is_dir():
-        for p in sorted(folder.iterdir()):
-            if p.is_file():
-                items.append({"name": p.name, "size": p.stat().st_size,
-                              "media_type": artifact_type(p.name),
-                              "url": f"{base}/api/v1/runs/{run_id}/artifacts/{p.name}"})
+    items = [{"name": a.name, "size": a.size, "media_type": artifact_type(a.name),
+              "url": f"{base}/api/v1/runs/{run_id}/artifacts/{a.name}"}
+             for a in svc.runtime.store.artifacts.list(run_id)]
     return json_response({"items": items})
 
 
@@ -295,7 +285,8 @@ def list_artifacts(run_id: str):
           responses={200: ARTIFACT_TYPES, **NOT_FOUND})
 def get_artifact(run_id: str, name: str):
     """With ``expires`` and ``sig`` from a signed URL (the ``url`` of an artifact in outputs) no token is
-    needed; a wrong or expired signature gets 403, never a fallback to open access."""
+    needed; a wrong or expired signature gets 403, never a fallback to open access. The file comes from
+    the artifact store, and only when it lists a file of that name for the run."""
     svc = current_service()
     if "sig" in request.args or "expires" in request.args:
         why = svc.signer.check(run_id, name, request.args.get("expires"), request.args.get("sig"))
@@ -304,19 +295,16 @@ def get_artifact(run_id: str, name: str):
                                                  f"from GET /api/v1/runs/{run_id[:64]}")
     else:
         check_bearer(svc.config.api_token)
-    folder = _run_dir(svc, run_id).resolve()
-    bad = (not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name
-           or len(name.encode("utf-8", "surrogatepass")) > MAX_NAME or name != Path(name).name)
-    path = None if bad else (folder / name)
+    _run_or_404(svc, run_id)
+    artifacts = svc.runtime.store.artifacts
+    found = next((a for a in artifacts.list(run_id) if a.name == name), None)
     try:
-        found = path is not None and path.resolve().is_relative_to(folder) and path.is_file()
-    except (OSError, ValueError):  # a name the file system cannot hold
-        found = False
-    if not found:
-        shown = name if len(name) <= 80 else name[:77] + "..."
-        raise ApiError(404, "not_found", f"run {run_id} has no artifact named {shown!r}")
-    return send_file(path, mimetype=artifact_type(name),
-                     as_attachment=False, download_name=name, conditional=True)
+        if found is not None:
+            return send_artifact(artifacts, run_id, name, artifact_type(name), size=found.size)
+    except FileNotFoundError:  # deleted between the listing and the open
+        pass
+    shown = name if len(name) <= 80 else name[:77] + "..."
+    raise ApiError(404, "not_found", f"run {run_id} has no artifact named {shown!r}")
 
 
 # -- nodes, reload -----------------------------------------------------------------------------------

@@ -29,7 +29,7 @@ log = logging.getLogger(__name__)
 class CeleryRunQueue(RunQueue):
     def __init__(self, runtime, workflows, settings: CelerySettings, *, max_queue: int = 10_000,
                  sweep_interval: float = 10.0, stale_after: float = 15.0, resend_after: float = 300.0,
-                 relay_interval: float = 0.05):
+                 relay_interval: float = 0.05, count_ttl: float = 0.25, model_queues: bool = False):
         super().__init__(runtime, workflows, workers=1, max_queue=max_queue, sweep_interval=sweep_interval)
         self.workers = 0  # no runs execute in this process
         self.settings = settings
@@ -37,6 +37,10 @@ class CeleryRunQueue(RunQueue):
         self.stale_after, self.resend_after = stale_after, resend_after
         self._sent: dict[str, float] = {}
         self.relay = EventRelay(runtime, interval=relay_interval)
+        self.count_ttl = count_ttl
+        self.model_queues = model_queues
+        self._count, self._counted_at = 0, float("-inf")
+        self._count_lock = threading.Lock()
 
     def start(self) -> list[str]:
         for warning in check_visibility_timeout(self.settings.visibility_timeout, self.workflows.all()):
@@ -65,9 +69,27 @@ class CeleryRunQueue(RunQueue):
         if row is None:
             return
         loaded = self.workflows.get(row["workflow"])
-        queue = queue_for(loaded) if loaded is not None else DEFAULT_QUEUE
-        send_run(self.app, run_id, queue)
+        send_run(self.app, run_id, self.queue_of(loaded))
         self._sent[run_id] = time.monotonic()
+
+    def queue_of(self, loaded) -> str:
+        return queue_for(loaded, per_model=self.model_queues) if loaded is not None else DEFAULT_QUEUE
+
+    def create(self, loaded, inputs, **kw) -> str:
+        run_id = super().create(loaded, inputs, **kw)
+        with self._count_lock:
+            self._count += 1  # until the next count, runs accepted here add to the last one
+        return run_id
+
+    def waiting(self) -> int:
+        """Queued runs in the shared store, from every API process (``PIXELMILL_MAX_QUEUE`` bounds them
+        all): counted at most every ``count_ttl`` seconds, plus the runs this process accepted since."""
+        now = time.monotonic()
+        with self._count_lock:
+            if now - self._counted_at >= self.count_ttl:
+                self._count = self.runtime.store.count_runs(status=RunStatus.QUEUED.value)
+                self._counted_at = now
+            return self._count
 
     @property
     def depth(self) -> int:
@@ -81,8 +103,7 @@ class CeleryRunQueue(RunQueue):
                                 .group_by(t.c.workflow)).all()
         out: dict[str, int] = {}
         for workflow, n in rows:
-            loaded = self.workflows.get(workflow)
-            queue = queue_for(loaded) if loaded is not None else DEFAULT_QUEUE
+            queue = self.queue_of(self.workflows.get(workflow))
             out[queue] = out.get(queue, 0) + n
         return out
 

@@ -75,6 +75,7 @@ class ServerConfig:
     retention_interval: float = 3600.0         # PIXELMILL_RETENTION_INTERVAL (seconds between retention passes)
     executor: str = "local"                    # PIXELMILL_EXECUTOR (local: this process's pool; celery: workers)
     worker_stale_after: float = 15.0           # PIXELMILL_WORKER_STALE_AFTER (seconds without heartbeat = dead)
+    model_queues: bool = False                 # PIXELMILL_MODEL_QUEUES (celery: GPU runs to a queue per model)
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> ServerConfig:
@@ -106,6 +107,7 @@ class ServerConfig:
             retention_interval=_float(env, "PIXELMILL_RETENTION_INTERVAL", 3600.0, 1.0),
             executor=(env.get("PIXELMILL_EXECUTOR") or "local").strip().lower(),
             worker_stale_after=_float(env, "PIXELMILL_WORKER_STALE_AFTER", 15.0, 0.5),
+            model_queues=_bool(env, "PIXELMILL_MODEL_QUEUES", False),
         )
         known = {f.name for f in fields(cls)}
         for key, value in overrides.items():

@@ -5,10 +5,10 @@
 from __future__ import annotations
 
 import base64
-from pathlib import Path
 
-from flask import request, send_file
+from flask import request
 
+from .downloads import send_artifact
 from .http import ApiError
 
 IMAGE_TYPES = ("image/png", "image/jpeg", "image/webp", "image/gif")
@@ -39,25 +39,28 @@ def wants_base64() -> bool:
     return request.args.get("inline", "").lower() == "base64"
 
 
-def _path(root: Path, ref: dict) -> Path:
-    return root / ref["run_id"] / ref["name"]
+def _size(artifacts, ref: dict) -> int | None:
+    try:
+        return artifacts.size(str(ref["run_id"]), str(ref["name"]))
+    except ValueError:  # not a plain name: not an artifact of ours
+        return None
 
 
-def image_reply(outputs: dict, root: Path, run_id: str):
+def image_reply(outputs: dict, artifacts, run_id: str):
     """The first image artifact of ``outputs`` as the response body; 406 when the run has none."""
     for ref in _refs(outputs or {}):
-        path = _path(root, ref)
         media = ref.get("media_type") or ""
-        if media.startswith("image/") and path.is_file():
-            resp = send_file(path, mimetype=media, download_name=ref["name"])
+        size = _size(artifacts, ref) if media.startswith("image/") else None
+        if size is not None:
+            resp = send_artifact(artifacts, str(ref["run_id"]), str(ref["name"]), media, size=size,
+                                 inline_name=True)
             resp.headers["X-Pixelmill-Run-Id"] = run_id
-            resp.headers["Content-Disposition"] = f'inline; filename="{ref["name"]}"'
             return resp
     raise ApiError(406, "no_image", f"run {run_id} has no image output to send as the body; ask for "
                                     "application/json to get its outputs")
 
 
-def add_base64(value, root: Path, budget: int):
+def add_base64(value, artifacts, budget: int):
     """A copy of ``value`` whose artifact references carry ``data`` (base64), within ``budget`` bytes."""
     left = [budget]
 
@@ -65,11 +68,10 @@ def add_base64(value, root: Path, budget: int):
         if isinstance(v, dict):
             out = {k: walk(x) for k, x in v.items()}
             if v.get("kind") == "artifact" and "run_id" in v and "name" in v:
-                path = _path(root, v)
-                size = path.stat().st_size if path.is_file() else None
+                size = _size(artifacts, v)
                 if size is not None and size <= left[0]:
                     left[0] -= size
-                    out["data"] = base64.b64encode(path.read_bytes()).decode()
+                    out["data"] = base64.b64encode(artifacts.read_bytes(str(v["run_id"]), str(v["name"]))).decode()
                 elif size is not None:
                     out["data_omitted"] = "too large to inline (PIXELMILL_MAX_BODY); download it from url"
             return out

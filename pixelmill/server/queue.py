@@ -146,29 +146,18 @@ class RunQueue:
     def hand_back(self, run_ids: list[str]) -> list[str]:
         """At shutdown, runs of this process still executing go back to ``queued`` (their running steps
         become ``interrupted``): the next start runs them as queued runs, not as crash victims."""
-        store = self.runtime.store
-        done = []
-        with store.writing() as conn:
-            for rid in run_ids:
-                res = conn.execute(update(RunRow).where(RunRow.id == rid, RunRow.status == RunStatus.RUNNING.value,
-                                                        RunRow.owner == store.owner)
-                                   .values(status=RunStatus.QUEUED.value, owner=None, finished_at=None))
-                if res.rowcount:
-                    conn.execute(update(StepRow).where(StepRow.run_id == rid,
-                                                       StepRow.status == StepStatus.RUNNING.value)
-                                 .values(status=StepStatus.INTERRUPTED.value, finished_at=store_now()))
-                    done.append(rid)
-        return done
+        return hand_back(self.runtime.store, run_ids)
 
     # -- producers ----------------------------------------------------------------
 
     def create(self, loaded, inputs: dict | None, *, trigger: dict, trigger_kind: str, retry_of: str | None = None) -> str:
         """Write a queued run (raises ``InputError`` for bad inputs, ``QueueFull`` when too many wait)."""
-        if self._q.qsize() >= self.max_queue:
-            raise QueueFull(f"{self._q.qsize()} runs are waiting (PIXELMILL_MAX_QUEUE={self.max_queue})")
+        waiting = self.waiting()
+        if waiting >= self.max_queue:
+            raise QueueFull(f"{waiting} runs are waiting (PIXELMILL_MAX_QUEUE={self.max_queue})")
         if retry_of is None:
             run_id = uuid.uuid4().hex  # known before the inputs are checked: image/file inputs go to its folder
-            resolved = resolve_inputs(loaded.workflow.inputs, inputs, RunFiles(self.runtime.store.artifacts_root,
+            resolved = resolve_inputs(loaded.workflow.inputs, inputs, RunFiles(self.runtime.store.artifacts,
                                                                                run_id))
             self.writer.create_run(workflow=loaded.name, inputs=resolved, trigger=trigger or {},
                                    trigger_kind=trigger_kind, workflow_file=loaded.file, run_id=run_id)
@@ -183,6 +172,10 @@ class RunQueue:
         self._q.put(run_id)
 
     # -- introspection --------------------------------------------------------------
+
+    def waiting(self) -> int:
+        """Runs waiting to start, as ``PIXELMILL_MAX_QUEUE`` counts them."""
+        return self._q.qsize()
 
     @property
     def depth(self) -> int:
@@ -236,6 +229,23 @@ class RunQueue:
 
 
 # -- executing one queued run: shared by the local pool above and the Celery worker task --------------------
+
+
+def hand_back(store, run_ids: list[str]) -> list[str]:
+    """Runs of this process (``store.owner``) still ``running`` go back to ``queued``, their running steps
+    become ``interrupted``; finished steps keep their results, so whoever runs them next resumes them.
+    Returns the runs handed back."""
+    done = []
+    with store.writing() as conn:
+        for rid in run_ids:
+            res = conn.execute(update(RunRow).where(RunRow.id == rid, RunRow.status == RunStatus.RUNNING.value,
+                                                    RunRow.owner == store.owner)
+                               .values(status=RunStatus.QUEUED.value, owner=None, finished_at=None))
+            if res.rowcount:
+                conn.execute(update(StepRow).where(StepRow.run_id == rid, StepRow.status == StepStatus.RUNNING.value)
+                             .values(status=StepStatus.INTERRUPTED.value, finished_at=store_now()))
+                done.append(rid)
+    return done
 
 
 def run_row(store, run_id: str) -> dict | None:

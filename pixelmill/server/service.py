@@ -227,6 +227,7 @@ def _make_queue(config: ServerConfig, runtime, workflows) -> RunQueue:
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
         return CeleryRunQueue(runtime, workflows, settings, max_queue=config.max_queue,
-                              sweep_interval=config.sweep_interval, stale_after=config.worker_stale_after)
+                              sweep_interval=config.sweep_interval, stale_after=config.worker_stale_after,
+                              model_queues=config.model_queues)
     return RunQueue(runtime, workflows, workers=config.workers, max_queue=config.max_queue,
                     sweep_interval=config.sweep_interval)

@@ -165,12 +165,12 @@ def still_running(run_id: str, workflow: str, base: str, actual: str, timeout: f
 def final_reply(svc, run: dict, base: str):
     """A finished run: the image bytes (``Accept: image/png``), else the result body, with base64 artifact
     data on ``?inline=base64``; a run that did not succeed gets its error code and the same body."""
-    root = svc.runtime.store.artifacts_root
+    artifacts = svc.runtime.store.artifacts
     if run["status"] == "succeeded" and wants_image():
-        return image_reply(run.get("outputs") or {}, root, run["id"])
+        return image_reply(run.get("outputs") or {}, artifacts, run["id"])
     result = svc.result_body(run, base)
     if wants_base64():
-        result["outputs"] = add_base64(result["outputs"], root, svc.config.max_body)
+        result["outputs"] = add_base64(result["outputs"], artifacts, svc.config.max_body)
     if run["status"] == "succeeded":
         return json_response(result, 200)
     result["message"] = result["error"]["message"]

@@ -95,27 +95,22 @@ def thumbnail(store, run: dict) -> tuple[str, str] | None:
 
 
 def run_files(store, run_id: str) -> list[dict]:
-    """The files in a run's artifact folder (what the API's artifact list shows)."""
-    folder = Path(store.artifacts_root) / run_id
+    """The run's files in the artifact store (what the API's artifact list shows)."""
     try:
-        entries = sorted(os.scandir(folder), key=lambda e: e.name)
-    except (FileNotFoundError, NotADirectoryError):
+        listed = store.artifacts.list(run_id)
+    except ValueError:  # not a plain run id
         return []
-    out = []
-    for e in entries:
-        if e.is_file():
-            out.append({"name": e.name, "size": e.stat().st_size, "kind": media_kind(e.name),
-                        "media_type": mimetypes.guess_type(e.name)[0] or "application/octet-stream"})
-    return out
+    return [{"name": a.name, "size": a.size, "kind": media_kind(a.name),
+             "media_type": mimetypes.guess_type(a.name)[0] or "application/octet-stream"} for a in listed]
 
 
 def artifact_path(store, run_id: str, name: str) -> Path | None:
-    """The file only when ``name`` is one of the run folder's own entries (no path ever built from input)."""
+    """The file only when ``name`` is one of the run's own artifacts (no path ever built from input)."""
     if len(run_id) > 64 or len(name) > 255:
         return None
     for f in run_files(store, run_id):
         if f["name"] == name:
-            return Path(store.artifacts_root) / run_id / f["name"]
+            return store.artifacts.path(run_id, f["name"])
     return None
 
 

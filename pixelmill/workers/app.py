@@ -37,7 +37,8 @@ class CelerySettings:
 
 
 def make_celery(settings: CelerySettings, execute=None) -> Celery:
-    """The app; ``execute(run_id)`` is given in a worker process (the API only sends)."""
+    """The app; ``execute(run_id, queue)`` is given in a worker process (the API only sends); ``queue`` is
+    the queue the message came from."""
     app = Celery("pixelmill", set_as_current=False)
     app.conf.update(
         broker_url=settings.broker_url,
@@ -58,9 +59,10 @@ def make_celery(settings: CelerySettings, execute=None) -> Celery:
         worker_send_task_events=False,
     )
     if execute is not None:
-        @app.task(name=TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
-        def execute_run(run_id: str) -> None:
-            execute(run_id)
+        @app.task(name=TASK, bind=True, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+        def execute_run(task, run_id: str) -> None:
+            info = task.request.delivery_info or {}
+            execute(run_id, info.get("routing_key") or None)
     return app
 
 

@@ -3,6 +3,8 @@ longer, or Redis hands the message to a second worker while the first still runs
 
 from __future__ import annotations
 
+import re
+
 from ..loader import LoadedWorkflow
 
 GPU_QUEUE = "gpu"
@@ -10,11 +12,37 @@ DEFAULT_QUEUE = "default"
 UNBOUNDED_STEP_S = 3600.0  # what a step without a timeout is assumed to take at most
 
 
-def queue_for(loaded: LoadedWorkflow) -> str:
-    """The workflow's ``queue:``; else ``gpu`` when one of its steps uses the GPU; else ``default``."""
+def gpu_models(loaded: LoadedWorkflow) -> set[str]:
+    """The models (a step config's ``model``) of the workflow's steps whose node uses the GPU."""
+    out = set()
+    for sid, info in loaded.nodes.items():
+        model = getattr(loaded.configs.get(sid), "model", None) if info.cls.uses_gpu else None
+        if isinstance(model, str) and model:
+            out.add(model)
+    return out
+
+
+def model_queue(model: str) -> str:
+    """The queue of runs whose GPU steps use ``model``: ``gpu.<model>`` ('stabilityai/sdxl-turbo' ->
+    'gpu.stabilityai-sdxl-turbo'; a folder path -> its last part)."""
+    name = model.rstrip("/\\")
+    if name.startswith(("/", ".", "~")):
+        name = re.split(r"[/\\]", name)[-1]
+    return "gpu." + (re.sub(r"[^a-z0-9_.-]+", "-", name.lower()).strip("-.") or "model")[:120]
+
+
+def queue_for(loaded: LoadedWorkflow, per_model: bool = False) -> str:
+    """The workflow's ``queue:``; else, when one of its steps uses the GPU, ``gpu`` (with ``per_model``
+    and one model used by all its GPU steps: that model's queue, see ``model_queue``); else ``default``."""
     if loaded.workflow.queue:
         return loaded.workflow.queue
-    return GPU_QUEUE if any(info.cls.uses_gpu for info in loaded.nodes.values()) else DEFAULT_QUEUE
+    if not any(info.cls.uses_gpu for info in loaded.nodes.values()):
+        return DEFAULT_QUEUE
+    if per_model:
+        models = gpu_models(loaded)
+        if len(models) == 1:
+            return model_queue(models.pop())
+    return GPU_QUEUE
 
 
 def longest_run_s(loaded: LoadedWorkflow, unbounded_step_s: float = UNBOUNDED_STEP_S) -> float:
