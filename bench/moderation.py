@@ -28,13 +28,15 @@ from pixelmill.moderation.gate import Gate, GateSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 HOLDOUT = ROOT / "tests" / "data" / "moderation_holdout.yaml"
+HOLDOUT_V2 = ROOT / "tests" / "data" / "moderation_holdout_v2.yaml"
 
 
 def holdout_rows(path: Path = HOLDOUT) -> list[dict]:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    rows = [{"text": it["text"], "label": cat, "kind": it["kind"]} for cat, items in data["block"].items()
-            for it in items]
-    return rows + [{"text": it["text"], "label": "safe", "kind": it["kind"]} for it in data["allow"]]
+    rows = [{"text": it["text"], "label": cat, "kind": it["kind"], "trick": it.get("trick", "")}
+            for cat, items in data["block"].items() for it in items]
+    return rows + [{"text": it["text"], "label": "safe", "kind": it["kind"], "trick": it.get("trick", "")}
+                   for it in data["allow"]]
 
 
 def main_rows() -> list[dict]:
@@ -52,14 +54,17 @@ def evaluate(gate: Gate, rows: list[dict]) -> dict:
         times.append((time.perf_counter() - t0) * 1000)
         out.append((r, d))
     harmful = [(r, d) for r, d in out if r["label"] != "safe"]
-    harmless = [(r, d) for r, d in out if r["label"] == "safe"]
+    # harmless non-English rows get the configured non_english action: reported apart, not as false blocks
+    foreign = [(r, d) for r, d in out if r["label"] == "safe" and r["kind"] == "non_english"]
+    harmless = [(r, d) for r, d in out if r["label"] == "safe" and r["kind"] != "non_english"]
 
     def rate(pairs, pred):
         return (sum(1 for p in pairs if pred(*p)) / len(pairs), len(pairs)) if pairs else (float("nan"), 0)
 
     caught = lambda r, d: not d.allowed  # noqa: E731  (review counts as caught: it is not let through)
     res = {"recall": rate(harmful, caught), "false_blocks": rate(harmless, caught), "per_category": {},
-           "per_kind": {}, "false_by_kind": {}, "layers": Counter(d.layer for _, d in harmful if not d.allowed),
+           "per_kind": {}, "false_by_kind": {}, "per_trick": {},
+           "foreign": Counter(d.action for _, d in foreign), "layers": Counter(d.layer for _, d in harmful if not d.allowed),
            "ms_p50": statistics.median(times), "ms_p90": sorted(times)[int(0.9 * len(times))],
            "misses": [r["text"] for r, d in harmful if d.allowed],
            "wrong_category": [(r["text"], r["label"], d.category) for r, d in harmful
@@ -70,6 +75,8 @@ def evaluate(gate: Gate, rows: list[dict]) -> dict:
         res["per_category"][cat] = (*rate(pairs, caught), rate(pairs, lambda r, d: d.category == r["label"])[0])
     for kind in ("plain", "evasive"):
         res["per_kind"][kind] = rate([(r, d) for r, d in harmful if r["kind"] == kind], caught)
+    for trick in sorted({r.get("trick", "") for r, _ in harmful} - {""}):
+        res["per_trick"][trick] = rate([(r, d) for r, d in harmful if r.get("trick") == trick], caught)
     for kind in ("plain", "lookalike"):
         res["false_by_kind"][kind] = rate([(r, d) for r, d in harmless if r["kind"] == kind], caught)
     return res
@@ -84,9 +91,14 @@ def report(name: str, res: dict, verbose: bool) -> None:
     print(f"{'overall':<14}{n:>5}{rec:>9.3f}")
     for kind, (r, n) in res["per_kind"].items():
         print(f"  {kind:<12}{n:>5}{r:>9.3f}")
+    if res["per_trick"]:
+        print("  by wording: " + ", ".join(f"{t} {r:.2f} of {n}" for t, (r, n) in res["per_trick"].items()))
     fb, n = res["false_blocks"]
     print(f"false blocks  {n:>5}{fb:>9.3f}   " +
           "  ".join(f"{k}: {r:.3f} of {m}" for k, (r, m) in res["false_by_kind"].items()))
+    if res["foreign"]:
+        print("harmless non-English (configured action applies): " +
+              ", ".join(f"{k} {v}" for k, v in sorted(res["foreign"].items())))
     print("decided by: " + ", ".join(f"{k} {v}" for k, v in res["layers"].most_common()))
     print(f"ms per prompt: p50 {res['ms_p50']:.1f}  p90 {res['ms_p90']:.1f}")
     if verbose:
@@ -102,7 +114,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--policy", help="policy YAML extending the default")
     ap.add_argument("--no-semantic", action="store_true", help="rules only (the v1 gate)")
-    ap.add_argument("--only", choices=["main", "holdout"])
+    ap.add_argument("--only", choices=["main", "holdout", "holdout_v2"])
     ap.add_argument("--verbose", "-v", action="store_true")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: fastest for one short text at a time on a busy box)")
@@ -126,8 +138,12 @@ def main(argv=None) -> int:
     gate = Gate(policy, GateSettings(semantic=semantic is not None), semantic=semantic)
     if args.only != "holdout":
         report("main set (training prompts, in-sample)", evaluate(gate, main_rows()), False)
-    if args.only != "main":
-        report("held-out set", evaluate(gate, holdout_rows()), args.verbose or args.only == "holdout")
+    if args.only in (None, "holdout"):
+        report("held-out set v1 (seen while tuning: no longer blind)", evaluate(gate, holdout_rows()),
+               args.verbose or args.only == "holdout")
+    if args.only in (None, "holdout_v2"):
+        report("held-out set v2 (blind: written before tuning, never tuned on)",
+               evaluate(gate, holdout_rows(HOLDOUT_V2)), args.verbose)
     return 0
 
 
