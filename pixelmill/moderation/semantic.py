@@ -119,5 +119,10 @@ class SemanticLayer:
 
     def score(self, text: str) -> Scores:
         wins = windows(text)
-        probs = self.head.predict(self.embedder.encode(wins))
+        # the whole text alone, then the windows together: one batch would pad every short window to the
+        # length of the whole text and cost several times the work
+        vectors = self.embedder.encode(wins[:1])
+        if len(wins) > 1:
+            vectors = np.concatenate([vectors, self.embedder.encode(wins[1:])])
+        probs = self.head.predict(vectors)
         return Scores(self.head.classes, probs, wins)
