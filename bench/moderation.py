@@ -1,13 +1,20 @@
 """Measure the moderate gate (rules + minors fail-closed + language + semantic layer) in one run.
 
-Usage: .venv/bin/python bench/moderation.py [--policy FILE] [--no-semantic] [--only main|holdout] [--verbose]
+Usage: .venv/bin/python bench/moderation.py [--policy FILE] [--no-semantic] [--only main|holdout|holdout_v2]
+       [--threads N] [--verbose]
 
-Prints, for the main set (the training prompts of scripts/train_moderation.py: tests/data/moderation_prompts.yaml,
-tests/data/moderation_train.yaml and their seeded expansions) and for the held-out set
-(tests/data/moderation_holdout.yaml, never used for training or tuning): recall per category (blocked at
-all, and filed under the expected category), plain against evasive, false blocks per kind of harmless
-prompt, which layer decided, and ms per prompt (p50, p90) with the model loaded. Misses and false blocks
-of the held-out set are listed with --verbose.
+Prints, in one run, for three sets: the main set (the training prompts of scripts/train_moderation.py:
+tests/data/moderation_prompts.yaml, moderation_train.yaml, moderation_train_more.yaml and their seeded
+expansions; in-sample), the held-out set v1 (tests/data/moderation_holdout.yaml; never trained on, but read
+while v2's first version was tuned, so no longer blind) and the held-out set v2
+(tests/data/moderation_holdout_v2.yaml; written before the second round of tuning and never looked at row
+by row): recall per category (blocked at all, and filed under the expected category), plain against
+evasive and by wording (paraphrase, euphemism, slang, spacing, homoglyph, leet, buried, indirect,
+non-English), false blocks per kind of harmless prompt (harmless non-English prompts apart: they get the
+configured `non_english` action), which layer decided, and ms per prompt (p50, p90) with the model loaded:
+wall clock, and the CPU time of the checking thread (with one torch thread that is what the check costs
+on an idle core; on a shared machine the wall clock also holds the time spent waiting for a core).
+Misses and false blocks of the held-out sets are listed with --verbose (v1 also with --only holdout).
 Targets (held-out): recall >= 0.95 overall, 1.00 minors, >= 0.85 each category, >= 0.90 evasive;
 false blocks <= 2 % overall and <= 3 % on look-alikes; p50 <= 20 ms.
 """
@@ -47,10 +54,11 @@ def main_rows() -> list[dict]:
 
 
 def evaluate(gate: Gate, rows: list[dict]) -> dict:
-    times, out = [], []
+    times, cpu, out = [], [], []
     for r in rows:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         d = gate.check(r["text"])
+        cpu.append((time.thread_time() - c0) * 1000)
         times.append((time.perf_counter() - t0) * 1000)
         out.append((r, d))
     harmful = [(r, d) for r, d in out if r["label"] != "safe"]
@@ -66,6 +74,7 @@ def evaluate(gate: Gate, rows: list[dict]) -> dict:
            "per_kind": {}, "false_by_kind": {}, "per_trick": {},
            "foreign": Counter(d.action for _, d in foreign), "layers": Counter(d.layer for _, d in harmful if not d.allowed),
            "ms_p50": statistics.median(times), "ms_p90": sorted(times)[int(0.9 * len(times))],
+           "cpu_p50": statistics.median(cpu), "cpu_p90": sorted(cpu)[int(0.9 * len(cpu))],
            "misses": [r["text"] for r, d in harmful if d.allowed],
            "wrong_category": [(r["text"], r["label"], d.category) for r, d in harmful
                               if not d.allowed and d.category != r["label"]],
@@ -100,7 +109,8 @@ def report(name: str, res: dict, verbose: bool) -> None:
         print("harmless non-English (configured action applies): " +
               ", ".join(f"{k} {v}" for k, v in sorted(res["foreign"].items())))
     print("decided by: " + ", ".join(f"{k} {v}" for k, v in res["layers"].most_common()))
-    print(f"ms per prompt: p50 {res['ms_p50']:.1f}  p90 {res['ms_p90']:.1f}")
+    print(f"ms per prompt: p50 {res['ms_p50']:.1f}  p90 {res['ms_p90']:.1f} (wall clock); "
+          f"CPU time of the checking thread p50 {res['cpu_p50']:.1f}  p90 {res['cpu_p90']:.1f}")
     if verbose:
         for t in res["misses"]:
             print(f"  MISS  {t}")
