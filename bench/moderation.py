@@ -125,6 +125,7 @@ def main(argv=None) -> int:
     ap.add_argument("--policy", help="policy YAML extending the default")
     ap.add_argument("--no-semantic", action="store_true", help="rules only (the v1 gate)")
     ap.add_argument("--only", choices=["main", "holdout", "holdout_v2"])
+    ap.add_argument("--head", help="a trained head's stem (FILE.npz + FILE.json) instead of the shipped one")
     ap.add_argument("--verbose", "-v", action="store_true")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: fastest for one short text at a time on a busy box)")
@@ -142,7 +143,7 @@ def main(argv=None) -> int:
         from pixelmill.moderation.embedding import load_embedder
         from pixelmill.moderation.semantic import SemanticLayer, load_head
         t0 = time.perf_counter()
-        semantic = SemanticLayer(load_embedder(), load_head())
+        semantic = SemanticLayer(load_embedder(), load_head(args.head))
         semantic.score("warm up")
         print(f"semantic layer loaded in {time.perf_counter() - t0:.1f} s")
     gate = Gate(policy, GateSettings(semantic=semantic is not None), semantic=semantic)

@@ -158,7 +158,10 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=ROOT / ".pixelmill" / "moderation_embeddings.npz",
                     help="embeddings of texts seen before (speeds up reruns; same results)")
     ap.add_argument("--fp-target", type=float, default=0.01,
-                    help="out-of-fold false-block rate on harmless rows that sets the threshold")
+                    help="out-of-fold false-block rate on harmless rows that sets the thresholds")
+    ap.add_argument("--calibrate-on", choices=["handwritten", "all"], default="all",
+                    help="harmless rows that set the thresholds: all (default) or only the hand-written ones "
+                         "(stricter: fewer false blocks, lower recall)")
     args = ap.parse_args(argv)
 
     import os
@@ -178,15 +181,17 @@ def main(argv=None) -> int:
     rows = [r for r in training_rows(args.seed) if not guess_non_english(r["text"], embedder.vocabulary)]
     # the whole prompt, plus the windows of long harmless prompts (harmless, whichever window)
     from pixelmill.moderation.semantic import windows
-    texts, labels, row_at = [], [], []
+    texts, labels, row_at, written = [], [], [], []
     for r in rows:
         row_at.append(len(texts))
         texts.append(for_model(r["text"]))
         labels.append(CLASSES.index(r["label"]))
+        written.append(r["source"] in ("prompts", "rows"))
         if r["label"] == "safe":
             for w in windows(r["text"])[1:]:
                 texts.append(w)
                 labels.append(0)
+                written.append(r["source"] in ("prompts", "rows"))
     x = _embed(embedder, texts, args.cache)
     y = np.array(labels, dtype=np.int64)
 
@@ -201,10 +206,14 @@ def main(argv=None) -> int:
         oof[fold == k] = heads[k].predict(x[fold == k])
     harm = 1.0 - oof[:, 0]
     safe = y == 0
+    # the harmless rows that set the thresholds: all of them (default), or only those written by hand (and
+    # their windows), which are harder to tell apart than template rows. On held-out v1, "handwritten"
+    # gave recall 0.928 / false blocks 0.6 %, "all" 0.978 / 1.8 % (targets: >= 0.95, <= 2 %): "all" ships.
+    calib = safe & np.array(written) if args.calibrate_on == "handwritten" else safe
     # half of the false-block budget for the harm probability, the other half shared by the categories:
     # a category the head is less sure about (its rows get lower probabilities) gets a lower threshold
-    block_threshold = float(np.quantile(harm[safe], 1.0 - args.fp_target / 2))
-    per_category = {c: round(float(np.quantile(oof[safe, i + 1], 1.0 - args.fp_target / (2 * len(CATEGORIES)))), 4)
+    block_threshold = float(np.quantile(harm[calib], 1.0 - args.fp_target / 2))
+    per_category = {c: round(float(np.quantile(oof[calib, i + 1], 1.0 - args.fp_target / (2 * len(CATEGORIES)))), 4)
                     for i, c in enumerate(CATEGORIES)}
     flagged = harm >= block_threshold
     for i, c in enumerate(CATEGORIES):
@@ -253,6 +262,8 @@ def main(argv=None) -> int:
         "training_text_sha256_16": digest,
         "out_of_fold": {"recall": round(oof_recall, 4), "recall_per_category": oof_per_category,
                         "false_blocks": round(float(flagged[safe].mean()), 4),
+                        "false_blocks_handwritten": round(float(flagged[safe & np.array(written)].mean()), 4),
+                        "calibrated_on": f"{args.calibrate_on} harmless rows ({int(calib.sum())})",
                         "minors_cue_rows": {"harmless": int(is_safe.sum()), "minors": int((~is_safe).sum()),
                                             "minors_caught_by_cue": round(cue_recall, 4),
                                             "modes": cue_report}},
