@@ -72,7 +72,8 @@ def evaluate(gate: Gate, rows: list[dict]) -> dict:
     caught = lambda r, d: not d.allowed  # noqa: E731  (review counts as caught: it is not let through)
     res = {"recall": rate(harmful, caught), "false_blocks": rate(harmless, caught), "per_category": {},
            "per_kind": {}, "false_by_kind": {}, "per_trick": {},
-           "foreign": Counter(d.action for _, d in foreign), "layers": Counter(d.layer for _, d in harmful if not d.allowed),
+           "foreign": Counter(d.action for _, d in foreign),
+           "false_by_category": Counter(d.category for _, d in harmless if not d.allowed), "layers": Counter(d.layer for _, d in harmful if not d.allowed),
            "ms_p50": statistics.median(times), "ms_p90": sorted(times)[int(0.9 * len(times))],
            "cpu_p50": statistics.median(cpu), "cpu_p90": sorted(cpu)[int(0.9 * len(cpu))],
            "misses": [r["text"] for r, d in harmful if d.allowed],
@@ -105,6 +106,9 @@ def report(name: str, res: dict, verbose: bool) -> None:
     fb, n = res["false_blocks"]
     print(f"false blocks  {n:>5}{fb:>9.3f}   " +
           "  ".join(f"{k}: {r:.3f} of {m}" for k, (r, m) in res["false_by_kind"].items()))
+    if res["false_by_category"]:
+        print("false blocks filed under: " + ", ".join(
+            f"{k} {v} ({v / n:.3f})" for k, v in sorted(res["false_by_category"].items())))
     if res["foreign"]:
         print("harmless non-English (configured action applies): " +
               ", ".join(f"{k} {v}" for k, v in sorted(res["foreign"].items())))
