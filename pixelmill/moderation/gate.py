@@ -26,7 +26,11 @@ from .policy import Match, Policy, _mask_light, _Terms
 
 AGE_UNDER_18 = re.compile(r"\b([1-9]|1[0-7]) ?(yo|y\.?o\.?|yrs?|years?)( |-)?(old)?\b|\b(age|aged) ([1-9]|1[0-7])\b"
                           r"|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen"
-                          r"|fifteen|sixteen|seventeen)[ -]?(years?|yrs?)[ -]?old\b")
+                          r"|fifteen|sixteen|seventeen)[ -]?(years?|yrs?)[ -]?old\b"
+                          r"|\b(girl|boy|child|kid|daughter|son)s? (of|aged|age) (one|two|three|four|five|six|seven"
+                          r"|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|[1-9]|1[0-7])\b"
+                          r"|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen"
+                          r"|fifteen|sixteen|seventeen|[1-9]|1[0-7])[ -]?(year|yr)[ -]?old\b")
 Action = Literal["allow", "block", "review"]
 
 
@@ -103,9 +107,10 @@ class Gate:
         return None
 
     def as_adult(self, text: str) -> str:
-        """The text with every marker of a minor replaced by "an adult" (for the fail-closed cue)."""
-        base = AGE_UNDER_18.sub("adult", nz.for_model(text))
-        return self._minor_rx.sub("an adult", base) if self._minor_rx else base
+        """The text with every marker of a minor replaced by "a person" (for the fail-closed cue). Not
+        "an adult": the model reads "adult" as in "adult film" and would find innocent scenes sexual."""
+        base = AGE_UNDER_18.sub("person", nz.for_model(text))
+        return self._minor_rx.sub("a person", base) if self._minor_rx else base
 
     def for_semantic(self, text: str) -> str:
         """The text as the semantic layer reads it: the policy's allow phrases taken out ("suicide prevention
@@ -133,10 +138,16 @@ class Gate:
                 return Decision("block", "minors", "rules", minors_rule.rule, minors_rule.term, text_index, matches)
             cue = self._sexual_cue(text)
             if cue is None and self.semantic is not None:
-                adult = self.semantic.score(self.as_adult(self.for_semantic(text)))
-                p = adult.max_of("minors", "sexual")
+                # how the text is read was chosen on the training set's validation folds (see the trainer)
+                as_person = head.thresholds.get("minors_cue_mode", "as_person") == "as_person"
+                seen = self.as_adult(self.for_semantic(text)) if as_person else self.for_semantic(text)
+                scores = self.semantic.score(seen)
+                p = scores.max_of("minors", "sexual")
                 if p >= cue_t:
-                    cue = f"semantic sexual probability {p:.2f} >= {cue_t:.2f} with the minor read as an adult"
+                    cue = f"semantic sexual probability {p:.2f} >= {cue_t:.2f}" + \
+                        (" with the minor read as a person" if as_person else "")
+                if as_person:
+                    scores = None
             if cue:
                 return Decision("block", "minors", "minors_fail_closed", "minor_plus_sexual_cue",
                                 f"{marker} + {cue}", text_index, matches)
@@ -161,12 +172,13 @@ class Gate:
 
         if self.semantic is not None:
             scores = scores or self.semantic.score(self.for_semantic(text))
-            harm, category, window = scores.worst()
-            if harm >= block_t and self._wanted(category):
+            per_category = {} if self.settings.block_threshold else head.thresholds.get("per_category", {})
+            verdict = scores.verdict(block_t, per_category, self._wanted)
+            if verdict:
+                category, window, reason = verdict
                 where = "" if window == 0 else f" (window {window}: {scores.windows[window]!r})"
-                return Decision("block", category, "semantic", f"semantic_{category}",
-                                f"harm probability {harm:.2f} >= {block_t:.2f}{where}", text_index, matches,
-                                scores.as_dict())
+                return Decision("block", category, "semantic", f"semantic_{category}", reason + where,
+                                text_index, matches, scores.as_dict())
 
         if self.guard is not None:
             verdict = self.guard.check(text)

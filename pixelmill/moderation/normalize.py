@@ -11,6 +11,7 @@ words that merely contain a term (Scunthorpe, therapist, cocktail) out of troubl
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 
@@ -101,9 +102,13 @@ def join_single_runs(seq: list[tuple[str, ...]], seps: list[str] | None = None) 
     return out
 
 
+_REPEATS = re.compile(r"(.)\1+")
+
+
+@functools.lru_cache(maxsize=1 << 16)
 def squeeze(word: str) -> str:
-    """Collapse repeated letters (``nuuuude`` -> ``nude``)."""
-    return re.sub(r"(.)\1+", r"\1", word)
+    """Collapse repeated letters (``nuuuude`` -> ``nude``). Cached: the rules ask for the same words often."""
+    return _REPEATS.sub(r"\1", word)
 
 
 def for_model(text: str) -> str:

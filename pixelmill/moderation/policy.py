@@ -28,6 +28,7 @@ replaces them), ``allow`` adds phrases, rules with a known ``id`` replace that r
 from __future__ import annotations
 
 import copy
+import functools
 import re
 from dataclasses import dataclass, field
 from importlib import resources
@@ -65,6 +66,7 @@ class _Terms:
         # phrases indexed by their squeezed first word, so a lookup only tries the phrases that can start here
         self._by_first: dict[str, list[list[str]]] = {}
         self._star_first: list[list[str]] = []
+        self._hits: dict[tuple[str, bool], str | None] = {}
         for term in terms:
             words = nz.TOKEN.findall(nz.light(term))
             words = ["".join(nz.LEET_A.get(c, c) if c not in "*" else c for c in w) if not w.isdigit() else w
@@ -90,7 +92,18 @@ class _Terms:
             self.words.setdefault(nz.squeeze(word), set()).add(word)
 
     def word_hit(self, spelling: str, *, joined: bool = False) -> str | None:
-        """The term a single token spelling stands for, or None."""
+        """The term a single token spelling stands for, or None (remembered per spelling)."""
+        key = (spelling, joined)
+        try:
+            return self._hits[key]
+        except KeyError:
+            pass
+        hit = self._word_hit(spelling, joined)
+        if len(self._hits) < 50_000:
+            self._hits[key] = hit
+        return hit
+
+    def _word_hit(self, spelling: str, joined: bool) -> str | None:
         for cand in (spelling, spelling[:-1] if spelling.endswith("s") else None,
                      spelling[:-2] if spelling.endswith("es") else None):
             if not cand:
@@ -207,12 +220,19 @@ def _mask(seq: list[tuple[str, ...]], allow: _Terms | None) -> list[tuple[str, .
     return out
 
 
+@functools.lru_cache(maxsize=64)
+def _allow_regex(allow_phrases: tuple[str, ...]) -> re.Pattern | None:
+    """One pattern for a list of allow phrases (longest first), compiled once per list."""
+    alts = {r"\W+".join(map(re.escape, words)) for words in
+            (nz.TOKEN.findall(nz.light(p)) for p in allow_phrases) if words}
+    if not alts:
+        return None
+    return re.compile(r"\b(?:" + "|".join(sorted(alts, key=len, reverse=True)) + r")\b")
+
+
 def _mask_light(text: str, allow_phrases: list[str]) -> str:
-    for phrase in allow_phrases:
-        words = nz.TOKEN.findall(nz.light(phrase))
-        if words:
-            text = re.sub(r"\b" + r"\W+".join(map(re.escape, words)) + r"\b", " _ ", text)
-    return text
+    rx = _allow_regex(tuple(allow_phrases))
+    return rx.sub(" _ ", text) if rx is not None else text
 
 
 class Policy:

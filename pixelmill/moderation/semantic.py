@@ -41,6 +41,27 @@ class Scores:
         row[self.classes.index("safe")] = -1
         return float(harm[w]), self.classes[int(np.argmax(row))], w
 
+    def verdict(self, block: float, per_category: dict[str, float] | None = None,
+                wanted=lambda c: True) -> tuple[str, int, str] | None:
+        """(category, window, reason) when the harm probability of a window reaches ``block`` or one
+        category's probability reaches its own threshold; None when neither does."""
+        harm = self.harm()
+        best = None  # (how far over its threshold, category, window, reason)
+        for w in range(len(self.windows)):
+            row = self.probs[w].copy()
+            row[self.classes.index("safe")] = -1
+            top = self.classes[int(np.argmax(row))]
+            if harm[w] >= block and wanted(top):
+                over = harm[w] / block
+                if best is None or over > best[0]:
+                    best = (over, top, w, f"harm probability {harm[w]:.2f} >= {block:.2f}")
+            for c, t in (per_category or {}).items():
+                if c in self.classes and wanted(c):
+                    p = float(self.probs[w, self.classes.index(c)])
+                    if p >= t and (best is None or p / t > best[0]):
+                        best = (p / t, c, w, f"{c} probability {p:.2f} >= {t:.2f}")
+        return None if best is None else best[1:]
+
     def max_of(self, *categories: str) -> float:
         idx = [self.classes.index(c) for c in categories if c in self.classes]
         return float(self.probs[:, idx].sum(axis=1).max()) if idx else 0.0
@@ -119,5 +140,10 @@ class SemanticLayer:
 
     def score(self, text: str) -> Scores:
         wins = windows(text)
-        probs = self.head.predict(self.embedder.encode(wins))
+        # the whole text alone, then the windows together: one batch would pad every short window to the
+        # length of the whole text and cost several times the work
+        vectors = self.embedder.encode(wins[:1])
+        if len(wins) > 1:
+            vectors = np.concatenate([vectors, self.embedder.encode(wins[1:])])
+        probs = self.head.predict(vectors)
         return Scores(self.head.classes, probs, wins)
