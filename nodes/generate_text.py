@@ -183,20 +183,23 @@ class GenerateTextNode(Node):
                 ctx.progress(n, inputs.max_tokens, "generating")
 
         def call(msgs):
-            rf = None
-            if state["response_format"]:
-                rf = {"type": "json_schema", "json_schema": {"name": "answer", "schema": inputs.json_schema,
-                                                             "strict": True}}
-            try:
-                return client.chat(msgs, temperature=inputs.temperature, max_tokens=inputs.max_tokens,
-                                   seed=inputs.seed, stop=inputs.stop or None, response_format=rf,
-                                   stream=cfg.stream, on_delta=on_delta if cfg.stream else None)
-            except BadRequest as exc:
-                if rf is None or cfg.structured != "auto" or getattr(exc, "status", 0) not in (400, 422):
-                    raise
-                ctx.logger.info("server rejected response_format (%s); putting the schema in the prompt", exc)
-                state["response_format"] = False
-                return call(_with_schema_prompt(msgs, inputs.json_schema))
+            # a loop, not a recursive call: a closure naming itself is a reference cycle, left for the
+            # garbage collector on every call
+            while True:
+                rf = None
+                if state["response_format"]:
+                    rf = {"type": "json_schema", "json_schema": {"name": "answer", "schema": inputs.json_schema,
+                                                                 "strict": True}}
+                try:
+                    return client.chat(msgs, temperature=inputs.temperature, max_tokens=inputs.max_tokens,
+                                       seed=inputs.seed, stop=inputs.stop or None, response_format=rf,
+                                       stream=cfg.stream, on_delta=on_delta if cfg.stream else None)
+                except BadRequest as exc:
+                    if rf is None or cfg.structured != "auto" or getattr(exc, "status", 0) not in (400, 422):
+                        raise
+                    ctx.logger.info("server rejected response_format (%s); putting the schema in the prompt", exc)
+                    state["response_format"] = False
+                    msgs = _with_schema_prompt(msgs, inputs.json_schema)
 
         ctx.progress(0, inputs.max_tokens, f"asking {cfg.model} at {cfg.base_url}")
         if inputs.json_schema is None:
