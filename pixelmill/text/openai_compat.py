@@ -85,10 +85,16 @@ class OpenAICompatible:
              seed: int | None = None, stop: list[str] | None = None, response_format: dict | None = None,
              stream: bool = False, on_delta: Callable[[str, int], None] | None = None) -> Completion:
         payload: dict[str, Any] = {"model": self.model, "messages": messages}
-        for key, value in (("temperature", temperature), ("max_tokens", max_tokens), ("seed", seed),
-                           ("stop", stop or None), ("response_format", response_format)):
-            if value is not None:
-                payload[key] = value
+        if temperature is not None:
+            payload["temperature"] = temperature
+        if max_tokens is not None:
+            payload["max_tokens"] = max_tokens
+        if seed is not None:
+            payload["seed"] = seed
+        if stop:
+            payload["stop"] = stop
+        if response_format is not None:
+            payload["response_format"] = response_format
         if stream:
             payload["stream"] = True
             payload["stream_options"] = {"include_usage": True}
