@@ -53,6 +53,8 @@ def error_text(resp: requests.Response) -> tuple[str, str]:
 
 
 class OpenAICompatible:
+    __slots__ = ("base_url", "model", "timeout_s", "max_retries", "max_retry_wait_s", "wait", "session", "headers")
+
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout_s: float = 120.0,
                  max_retries: int = 4, max_retry_wait_s: float = 120.0,
                  wait: Callable[[float], None] | None = None, session: requests.Session | None = None):
