@@ -110,11 +110,12 @@ class OpenAICompatible:
 
     def _post(self, payload: dict, stream: bool) -> requests.Response:
         url = f"{self.base_url}/chat/completions"
+        body = json.dumps(payload)
+        extra = {"stream": True} if stream else {}  # requests' default otherwise: less merging of settings
         waited = 0.0
         for attempt in range(self.max_retries + 1):
             try:
-                resp = self.session.post(url, data=json.dumps(payload), headers=self.headers,
-                                         timeout=self.timeout_s, stream=stream)
+                resp = self.session.post(url, data=body, headers=self.headers, timeout=self.timeout_s, **extra)
             except requests.ConnectionError as exc:
                 raise ServerDown(f"could not connect to {self.base_url}: is the server running at "
                                  f"{self.base_url}? ({_first_line(exc)})") from None
