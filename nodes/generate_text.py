@@ -15,11 +15,13 @@ from pixelmill.node import TEMPLATE_FIELD, Cancelled, Model, Node, StepCheck
 from pixelmill.text.errors import BadRequest
 from pixelmill.text.local import chat_local, load_causal_lm
 from pixelmill.text.openai_compat import OpenAICompatible
+from pixelmill.text.sessions import SessionPool
 from pixelmill.text.structured import check_schema, schema_instruction
 from pixelmill.text.structured_loop import complete_with_schema
 from pixelmill.text.template import render, syntax_error
 
 _SECRET_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+SESSIONS = "pixelmill.text.sessions"  # the service key of the process's SessionPool
 
 
 class GenerateTextConfig(Model):
@@ -104,6 +106,9 @@ with warnings.catch_warnings():
         attempts: int = Field(1, description="calls made (repairs of a structured answer included)")
 
 
+_validate_outputs = GenerateTextOutputs.__pydantic_validator__.validate_python
+
+
 class GenerateTextNode(Node):
     """Write text with a language model: any OpenAI-compatible chat server (Ollama, vLLM, llama.cpp's
     llama-server, hosted APIs) or a local transformers causal LM with its chat template (offline unless
@@ -139,22 +144,21 @@ class GenerateTextNode(Node):
         else:
             done = self._run_remote(messages, inputs, ctx)
         ctx.logger.info("generate_text: %d completion tokens from %s", done.usage.completion_tokens, done.model)
-        return GenerateTextOutputs(text=done.text, json=done.json, usage=TokenUsage(**done.usage.as_dict()),
-                                   model=done.model or self.config.model, finish_reason=done.finish_reason,
-                                   attempts=done.attempts)
+        return _validate_outputs({  # validated like GenerateTextOutputs(...), one call fewer
+            "text": done.text, "json": done.json, "usage": done.usage.as_dict(), "model": done.model or self.config.model,
+            "finish_reason": done.finish_reason, "attempts": done.attempts})
 
     def _messages(self, inputs: GenerateTextInputs) -> list[dict]:
-        def fill(text: str, what: str) -> str:
-            return render(text, inputs.vars, what=what) if inputs.vars else text
-
-        messages = []
-        system = fill(inputs.system, "system") if inputs.system else ""
+        variables = inputs.vars
+        system = inputs.system or ""
+        if system and variables:
+            system = render(system, variables, what="system")
         if inputs.json_schema is not None and self._schema_in_prompt():
             system = (system + "\n\n" if system else "") + schema_instruction(inputs.json_schema)
+        prompt = render(inputs.prompt, variables, what="prompt") if variables else inputs.prompt
         if system:
-            messages.append({"role": "system", "content": system})
-        messages.append({"role": "user", "content": fill(inputs.prompt, "prompt")})
-        return messages
+            return [{"role": "system", "content": system}, {"role": "user", "content": prompt}]
+        return [{"role": "user", "content": prompt}]
 
     def _schema_in_prompt(self) -> bool:
         return self.config.provider == "transformers" or self.config.structured == "prompt"
@@ -170,38 +174,51 @@ class GenerateTextNode(Node):
             if ctx.cancel_event.wait(seconds) or ctx.cancelled:
                 raise Cancelled(f"step '{ctx.step_id}' was cancelled while waiting to retry")
 
-        client = OpenAICompatible(cfg.base_url, cfg.model, api_key, timeout_s=cfg.timeout_s,
-                                  max_retries=cfg.max_retries, max_retry_wait_s=cfg.max_retry_wait_s, wait=wait,
-                                  session=ctx.service("pixelmill.text.http", _session))
-        state = {"response_format": inputs.json_schema is not None and cfg.structured != "prompt"}
-        last = [0.0]
+        on_delta = None
+        if cfg.stream:
+            last = [0.0]
 
-        def on_delta(_text: str, n: int) -> None:
-            now = time.monotonic()
-            if now - last[0] >= 0.1:  # a progress event per 100 ms at most
-                last[0] = now
-                ctx.progress(n, inputs.max_tokens, "generating")
+            def on_delta(_text: str, n: int) -> None:
+                now = time.monotonic()
+                if now - last[0] >= 0.1:  # a progress event per 100 ms at most
+                    last[0] = now
+                    ctx.progress(n, inputs.max_tokens, "generating")
 
-        def call(msgs):
-            rf = None
-            if state["response_format"]:
-                rf = {"type": "json_schema", "json_schema": {"name": "answer", "schema": inputs.json_schema,
-                                                             "strict": True}}
-            try:
-                return client.chat(msgs, temperature=inputs.temperature, max_tokens=inputs.max_tokens,
-                                   seed=inputs.seed, stop=inputs.stop or None, response_format=rf,
-                                   stream=cfg.stream, on_delta=on_delta if cfg.stream else None)
-            except BadRequest as exc:
-                if rf is None or cfg.structured != "auto" or getattr(exc, "status", 0) not in (400, 422):
-                    raise
-                ctx.logger.info("server rejected response_format (%s); putting the schema in the prompt", exc)
-                state["response_format"] = False
-                return call(_with_schema_prompt(msgs, inputs.json_schema))
+        pool = ctx.service(SESSIONS, SessionPool)
+        session = pool.acquire(cfg.base_url)  # this call's alone, with the last call's open connection
+        try:
+            client = OpenAICompatible(cfg.base_url, cfg.model, api_key, timeout_s=cfg.timeout_s,
+                                      max_retries=cfg.max_retries, max_retry_wait_s=cfg.max_retry_wait_s, wait=wait,
+                                      session=session)
+            ctx.progress(0, inputs.max_tokens, f"asking {cfg.model} at {cfg.base_url}")
+            if inputs.json_schema is None:
+                return client.chat(messages, temperature=inputs.temperature, max_tokens=inputs.max_tokens,
+                                   seed=inputs.seed, stop=inputs.stop or None, stream=cfg.stream, on_delta=on_delta)
+            state = {"response_format": cfg.structured != "prompt"}
 
-        ctx.progress(0, inputs.max_tokens, f"asking {cfg.model} at {cfg.base_url}")
-        if inputs.json_schema is None:
-            return call(messages)
-        return complete_with_schema(call, messages, inputs.json_schema, cfg.max_repairs)
+            def call(msgs):
+                # a loop, not a recursive call: a closure naming itself is a reference cycle, left for the
+                # garbage collector on every call
+                while True:
+                    rf = None
+                    if state["response_format"]:
+                        rf = {"type": "json_schema", "json_schema": {"name": "answer", "schema": inputs.json_schema,
+                                                                     "strict": True}}
+                    try:
+                        return client.chat(msgs, temperature=inputs.temperature, max_tokens=inputs.max_tokens,
+                                           seed=inputs.seed, stop=inputs.stop or None, response_format=rf,
+                                           stream=cfg.stream, on_delta=on_delta)
+                    except BadRequest as exc:
+                        if rf is None or cfg.structured != "auto" or getattr(exc, "status", 0) not in (400, 422):
+                            raise
+                        ctx.logger.info("server rejected response_format (%s); putting the schema in the prompt",
+                                        exc)
+                        state["response_format"] = False
+                        msgs = _with_schema_prompt(msgs, inputs.json_schema)
+
+            return complete_with_schema(call, messages, inputs.json_schema, cfg.max_repairs)
+        finally:
+            pool.release(cfg.base_url, session)
 
     def _run_local(self, messages, inputs, ctx):
         cfg = self.config
@@ -226,8 +243,3 @@ def _with_schema_prompt(messages: list[dict], schema: dict) -> list[dict]:
         return [{"role": "system", "content": messages[0]["content"] + "\n\n" + note}, *messages[1:]]
     return [{"role": "system", "content": note}, *messages]
 
-
-def _session():
-    import requests
-
-    return requests.Session()

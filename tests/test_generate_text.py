@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import socket
 import threading
@@ -161,6 +162,30 @@ def test_streaming_assembles_text_reports_progress_and_usage(tmp_path):
     (req,) = srv.chat_requests()
     assert req["body"]["stream"] is True and req["body"]["stream_options"] == {"include_usage": True}
     assert any(m == "generating" for _, _, m in ctx.progress_log)
+
+
+@pytest.mark.parametrize("config, inputs, replies", [
+    ({}, {"prompt": "hi {{ x }}", "vars": {"x": 1}}, []),
+    ({"stream": True}, {"prompt": "hi there"}, []),
+    ({"structured": "prompt"}, {"prompt": "story", "json_schema": SCENES}, ["not json", json.dumps(GOOD)]),
+])
+def test_a_call_leaves_no_reference_cycles(tmp_path, config, inputs, replies):
+    # garbage in cycles waits for the collector: more collections, and a slower node than the raw HTTP call
+    with FakeOpenAI() as srv:
+        n, ctx = node(srv.base_url, **config), make_context(tmp_path)
+        parsed = GenerateTextNode.Inputs.model_validate(inputs)
+        gc.disable()
+        try:
+            for i in range(11):
+                if i == 1:  # after a first call that fills the caches
+                    gc.collect()
+                for r in replies:
+                    srv.reply(r)
+                n.run(parsed, ctx)
+            found = gc.collect()
+        finally:
+            gc.enable()
+    assert found < 10, f"{found} objects in reference cycles after 10 calls"
 
 
 def test_config_errors_at_load():

@@ -53,6 +53,8 @@ def error_text(resp: requests.Response) -> tuple[str, str]:
 
 
 class OpenAICompatible:
+    __slots__ = ("base_url", "model", "timeout_s", "max_retries", "max_retry_wait_s", "wait", "session", "headers")
+
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout_s: float = 120.0,
                  max_retries: int = 4, max_retry_wait_s: float = 120.0,
                  wait: Callable[[float], None] | None = None, session: requests.Session | None = None):
@@ -85,10 +87,16 @@ class OpenAICompatible:
              seed: int | None = None, stop: list[str] | None = None, response_format: dict | None = None,
              stream: bool = False, on_delta: Callable[[str, int], None] | None = None) -> Completion:
         payload: dict[str, Any] = {"model": self.model, "messages": messages}
-        for key, value in (("temperature", temperature), ("max_tokens", max_tokens), ("seed", seed),
-                           ("stop", stop or None), ("response_format", response_format)):
-            if value is not None:
-                payload[key] = value
+        if temperature is not None:
+            payload["temperature"] = temperature
+        if max_tokens is not None:
+            payload["max_tokens"] = max_tokens
+        if seed is not None:
+            payload["seed"] = seed
+        if stop:
+            payload["stop"] = stop
+        if response_format is not None:
+            payload["response_format"] = response_format
         if stream:
             payload["stream"] = True
             payload["stream_options"] = {"include_usage": True}
@@ -102,11 +110,12 @@ class OpenAICompatible:
 
     def _post(self, payload: dict, stream: bool) -> requests.Response:
         url = f"{self.base_url}/chat/completions"
+        body = json.dumps(payload)
+        extra = {"stream": True} if stream else {}  # requests' default otherwise: less merging of settings
         waited = 0.0
         for attempt in range(self.max_retries + 1):
             try:
-                resp = self.session.post(url, data=json.dumps(payload), headers=self.headers,
-                                         timeout=self.timeout_s, stream=stream)
+                resp = self.session.post(url, data=body, headers=self.headers, timeout=self.timeout_s, **extra)
             except requests.ConnectionError as exc:
                 raise ServerDown(f"could not connect to {self.base_url}: is the server running at "
                                  f"{self.base_url}? ({_first_line(exc)})") from None

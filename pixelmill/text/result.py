@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass
+@dataclass(slots=True)
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
@@ -21,7 +21,7 @@ class Usage:
                 "total_tokens": self.total_tokens}
 
 
-@dataclass
+@dataclass(slots=True)
 class Completion:
     text: str
     usage: Usage = field(default_factory=Usage)
