@@ -67,6 +67,8 @@ Z_MIN = 4.0  # sync z-score a detection needs (unmarked images reach ~4-5.5: the
 MIN_SIDE = 128
 CHASE_BITS = 14
 CHASE_FLIPS = 3  # Chase decoding tries flipping up to this many of the CHASE_BITS weakest bits
+TRIED = 6  # geometries decoded per key (each also refined): see _candidates
+REFINE_STEPS = (0.015, 0.0075, 0.00375)  # relative stretch steps of the refinement (x 25 = degrees)
 DEMO_KEY = b"pixelmill public demo key"  # public: marks made with it are forgeable
 SCHEME = "pixelmill-wm2"
 PASSES = 4
@@ -263,33 +265,46 @@ def _prepare(image: Image.Image) -> tuple[tuple[np.ndarray, np.ndarray], list[np
     return (yb * w, w), _lattices(yb) + SEARCHED
 
 
-def _candidates(pair: tuple[np.ndarray, np.ndarray], lattices: list[np.ndarray], basis: _Basis) -> list[tuple[float, bool, np.ndarray]]:
-    """(z, flipped, projections) at the three geometries the sync likes best, at the original one and at the best one refined by
-    a finer search around it, best z first. Several are kept because the embedding cancelled the picture's
-    interference at the original geometry exactly: a neighbour with a marginally higher sync score can
-    read worse bits."""
-    yw, w = pair
-    scored = [(_sync(_wfold(yw, w, lat), basis), lat) for lat in lattices] + _scale_grid(yw, w, basis)
-    identity = scored[0][0]  # the embedding's own geometry
-    scored.sort(key=lambda r: -r[0][0])
-    best, lat = scored[0]
-    refined = best
+def _refine(yw: np.ndarray, w: np.ndarray, basis: _Basis, best: tuple, lat: np.ndarray) -> tuple:
+    """Coordinate search around one geometry: row stretch, column stretch and (for a rotated one) angle,
+    in halving steps; returns the best sync found (``best`` itself when nothing beats it)."""
     rotated = not (lat[0, 1] == 0 and lat[1, 0] == 0)
-    for step in (0.015, 0.0075, 0.00375):  # coordinate search: row stretch, column stretch, angle
+    for step in REFINE_STEPS:
         moves = [(step, 0, 0), (-step, 0, 0), (0, step, 0), (0, -step, 0)]
         if rotated:
             moves += [(0, 0, step * 25), (0, 0, -step * 25)]
         for dy, dx, da in moves:
             cand = lat @ _geometry(1 + dy, 1 + dx, da) if rotated else np.diag(np.diag(lat) * (1 + np.array([dy, dx])))
             r = _sync(_wfold(yw, w, cand), basis)
-            if r[0] > refined[0]:
-                refined, lat = r, cand
-    out = [r for r, _ in scored[:3]]
-    if all(identity is not r for r in out):
-        out.append(identity)
-    if refined is not best:
-        out.append(refined)
-    return [_project(r, basis) for r in sorted(out, key=lambda r: -r[0])]
+            if r[0] > best[0]:
+                best, lat = r, cand
+    return best
+
+
+def _candidates(pair: tuple[np.ndarray, np.ndarray], lattices: list[np.ndarray], basis: _Basis):
+    """(z, flipped, projections) at the geometries worth decoding, most likely first (a generator: the
+    caller stops at the first one whose CRC checks). The ``TRIED`` geometries the sync likes best are each
+    tried as found and refined by a finer search around them, and the original geometry is always tried:
+    the embedding cancelled the picture's interference there exactly. A weak mark's true geometry is often
+    not the top sync score (an unmarked picture's best of some 150 geometries reaches z ~5-6), but it is
+    nearly always among the first few, and the CRC-32 tells which one is right."""
+    yw, w = pair
+    scored = [(_sync(_wfold(yw, w, lat), basis), lat) for lat in lattices] + _scale_grid(yw, w, basis)
+    identity = scored[0][0]  # the embedding's own geometry
+    scored.sort(key=lambda r: -r[0][0])
+    kept: list[np.ndarray] = []
+    for r, lat in scored:
+        if len(kept) == TRIED:
+            break
+        if any(np.abs(lat - k).max() < 0.02 for k in kept):  # a neighbour of one already kept
+            continue
+        kept.append(lat)
+        yield _project(r, basis)
+        refined = _refine(yw, w, basis, r, lat)
+        if refined is not r:
+            yield _project(refined, basis)
+        if len(kept) == 1 and identity is not r:
+            yield _project(identity, basis)
 
 
 def detect(image: Image.Image, keys: list[bytes] | tuple[bytes, ...] = (DEMO_KEY,)) -> Detection:
