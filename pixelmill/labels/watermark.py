@@ -43,7 +43,6 @@ from .wm_grid import (  # noqa: F401 (G: layout)
     R_MAX,
     R_MIN,
     SCALES,
-    SEARCHED,
     G,
     K,
     T,
@@ -56,6 +55,8 @@ from .wm_grid import (  # noqa: F401 (G: layout)
     _luma,
     _parabola,
     _resize_f,
+    _rotation,
+    _searched,
     _weights,
 )
 
@@ -257,15 +258,16 @@ def _wfold(yw: np.ndarray, w: np.ndarray, lattice: np.ndarray) -> np.ndarray:
     return _fold(yw, lattice) / np.maximum(_fold(w, lattice), 1e-12)
 
 
-def _prepare(image: Image.Image) -> tuple[tuple[np.ndarray, np.ndarray], list[np.ndarray]]:
+def _prepare(image: Image.Image) -> tuple[tuple[np.ndarray, np.ndarray, float], list[np.ndarray]]:
     if min(image.size) < 16:
         raise WatermarkError(f"image is {image.size[0]}x{image.size[1]}; too small to hold a watermark")
     yb = _bandpass(_grid(image))
     w = _weights(yb)
-    return (yb * w, w), _lattices(yb) + SEARCHED
+    aspect = image.size[0] / image.size[1]
+    return (yb * w, w, aspect), _lattices(yb) + _searched(aspect)
 
 
-def _refine(yw: np.ndarray, w: np.ndarray, basis: _Basis, best: tuple, lat: np.ndarray) -> tuple:
+def _refine(yw: np.ndarray, w: np.ndarray, aspect: float, basis: _Basis, best: tuple, lat: np.ndarray) -> tuple:
     """Coordinate search around one geometry: row stretch, column stretch and (for a rotated one) angle,
     in halving steps; returns the best sync found (``best`` itself when nothing beats it)."""
     rotated = not (lat[0, 1] == 0 and lat[1, 0] == 0)
@@ -274,21 +276,22 @@ def _refine(yw: np.ndarray, w: np.ndarray, basis: _Basis, best: tuple, lat: np.n
         if rotated:
             moves += [(0, 0, step * 25), (0, 0, -step * 25)]
         for dy, dx, da in moves:
-            cand = lat @ _geometry(1 + dy, 1 + dx, da) if rotated else np.diag(np.diag(lat) * (1 + np.array([dy, dx])))
+            stretch = np.diag(1 + np.array([dy, dx]))
+            cand = _rotation(da, aspect) @ lat @ stretch if rotated else lat @ stretch
             r = _sync(_wfold(yw, w, cand), basis)
             if r[0] > best[0]:
                 best, lat = r, cand
     return best
 
 
-def _candidates(pair: tuple[np.ndarray, np.ndarray], lattices: list[np.ndarray], basis: _Basis):
+def _candidates(pair: tuple[np.ndarray, np.ndarray, float], lattices: list[np.ndarray], basis: _Basis):
     """(z, flipped, projections) at the geometries worth decoding, most likely first (a generator: the
     caller stops at the first one whose CRC checks). The ``TRIED`` geometries the sync likes best are each
     tried as found and refined by a finer search around them, and the original geometry is always tried:
     the embedding cancelled the picture's interference there exactly. A weak mark's true geometry is often
     not the top sync score (an unmarked picture's best of some 150 geometries reaches z ~5-6), but it is
     nearly always among the first few, and the CRC-32 tells which one is right."""
-    yw, w = pair
+    yw, w, aspect = pair
     scored = [(_sync(_wfold(yw, w, lat), basis), lat) for lat in lattices] + _scale_grid(yw, w, basis)
     identity = scored[0][0]  # the embedding's own geometry
     scored.sort(key=lambda r: -r[0][0])
@@ -300,7 +303,7 @@ def _candidates(pair: tuple[np.ndarray, np.ndarray], lattices: list[np.ndarray],
             continue
         kept.append(lat)
         yield _project(r, basis)
-        refined = _refine(yw, w, basis, r, lat)
+        refined = _refine(yw, w, aspect, basis, r, lat)
         if refined is not r:
             yield _project(refined, basis)
         if len(kept) == 1 and identity is not r:

@@ -171,14 +171,21 @@ def _fold(yb: np.ndarray, lattice: np.ndarray) -> np.ndarray:
 _PY, _PX = (a.astype(np.float64) for a in np.mgrid[0:G, 0:G])
 
 
-def _geometry(sy: float, sx: float, degrees: float = 0.0) -> np.ndarray:
+def _rotation(degrees: float, aspect: float = 1.0) -> np.ndarray:
+    """A rotation of the picture as seen on the grid. The grid squeezes a ``aspect`` = width / height
+    picture into a square, so a rotation of its pixels is a rotation conjugated by that squeeze (a
+    rotation and a shear) unless the picture is square."""
     c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
-    return np.array([[c, -s], [s, c]]) @ np.diag([sy, sx])
+    return np.array([[c, -s * aspect], [s / aspect, c]])
 
 
-def _searched() -> list[np.ndarray]:
+def _geometry(sy: float, sx: float, degrees: float = 0.0, aspect: float = 1.0) -> np.ndarray:
+    return _rotation(degrees, aspect) @ np.diag([sy, sx])
+
+
+def _searched(aspect: float = 1.0) -> list[np.ndarray]:
     """Rotations tried besides the scale grid and the autocorrelation's guesses."""
-    return [_geometry(1.0, 1.0, d) for d in ANGLES]
+    return [_geometry(1.0, 1.0, d, aspect) for d in ANGLES]
 
 
 @lru_cache(maxsize=256)
@@ -205,5 +212,3 @@ def _fold_rows(a: np.ndarray, scale: float) -> np.ndarray:
     out[present] = np.add.reduceat(rows, starts, axis=0)
     return out / np.maximum(total, 1e-9)[:, None]
 
-
-SEARCHED = _searched()
