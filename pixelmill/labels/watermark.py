@@ -46,6 +46,7 @@ from .wm_grid import (  # noqa: F401 (G: layout)
     G,
     K,
     T,
+    _analyse,
     _bandpass,
     _fold,
     _fold_rows,
@@ -261,8 +262,7 @@ def _wfold(yw: np.ndarray, w: np.ndarray, lattice: np.ndarray) -> np.ndarray:
 def _prepare(image: Image.Image) -> tuple[tuple[np.ndarray, np.ndarray, float], list[np.ndarray]]:
     if min(image.size) < 16:
         raise WatermarkError(f"image is {image.size[0]}x{image.size[1]}; too small to hold a watermark")
-    yb = _bandpass(_grid(image))
-    w = _weights(yb)
+    yb, w = _analyse(_grid(image))
     aspect = image.size[0] / image.size[1]
     return (yb * w, w, aspect), _lattices(yb) + _searched(aspect)
 
@@ -339,8 +339,7 @@ def bit_accuracy(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_
 
 def _measure(y: np.ndarray, basis: _Basis) -> np.ndarray:
     """The detector's projections at the embedding geometry (no flip, no shift)."""
-    yb = _bandpass(_resize_f(y, (G, G)))
-    w = _weights(yb)
+    yb, w = _analyse(_resize_f(y, (G, G)))
     tile = _wfold(yb * w, w, np.eye(2))
     return basis.directions.T @ _to_vec(tile - tile.mean())
 

@@ -19,6 +19,8 @@ ANGLES = (-2.25, -1.5, -0.75, 0.75, 1.5, 2.25)  # searched rotations, degrees
 N_LATTICE = 2  # candidate lattice vectors per axis tried by the detector
 WHITEN = 1.0  # detector weight grows as radius**WHITEN across the band
 WEIGHT_RADIUS = 4  # local-energy window of the fold weights (grid pixels each side)
+FLAT_STD = 0.5  # grid pixels whose neighbourhood varies less than this (grey levels) are flat fill
+FLAT_RADIUS = 4  # that neighbourhood: 9 x 9 grid pixels (a clipped mark leaves smaller flat patches)
 
 
 # ---- analysis grid -----------------------------------------------------------------------------------------
@@ -63,6 +65,43 @@ def _bandpass(y: np.ndarray) -> np.ndarray:
     out = np.fft.ifft2(np.fft.fft2(m) * _band_mask()).real[:G, :G]
     limit = 3.0 * 1.4826 * float(np.median(np.abs(out))) + 1e-6
     return np.clip(out, -limit, limit)
+
+
+def _open_box(a: np.ndarray, r: int) -> np.ndarray:
+    """Box sum of size 2r+1 along both axes, zero outside the grid (not circular)."""
+    for axis in (0, 1):
+        c = np.cumsum(np.pad(a, [(r + 1, r) if ax == axis else (0, 0) for ax in (0, 1)]), axis=axis)
+        a = np.take(c, np.arange(2 * r + 1, c.shape[axis]), axis=axis) - np.take(c, np.arange(0, c.shape[axis] - 2 * r - 1), axis=axis)
+    return a
+
+
+def _unflat(y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Flat areas (caption bars, stickers, screenshot frames, the empty corners a rotation leaves, where
+    no pixel varies) carry no mark, and their edges against the picture are strong steps that ring through
+    the band. They are filled with a smooth continuation of the picture around them (so the step
+    disappears) and get no weight. Returns the filled grid and the mask of kept pixels (None: nothing
+    flat, or almost everything flat, e.g. a blank picture: left as it is)."""
+    r = FLAT_RADIUS
+    n = _open_box(np.ones_like(y), r)
+    mean = _open_box(y, r) / n
+    flat = _open_box(y * y, r) / n - mean * mean < FLAT_STD**2
+    if not flat.any():
+        return y, None
+    keep = _open_box(flat.astype(np.float64), r) < 0.5  # flat areas grown by r: their edge goes too
+    if keep.mean() < 0.3:
+        return y, None
+    k = keep.astype(np.float64)
+    num, den = _open_box(_open_box(y * k, 8), 8), _open_box(_open_box(k, 8), 8)
+    fill = np.where(den > 1e-6, num / np.maximum(den, 1e-6), float(y[keep].mean()))
+    return np.where(keep, y, fill), keep
+
+
+def _analyse(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The band-passed grid and its fold weights (flat areas weigh nothing)."""
+    y, keep = _unflat(y)
+    yb = _bandpass(y)
+    w = _weights(yb)
+    return yb, (w if keep is None else w * keep)
 
 
 def _weights(yb: np.ndarray) -> np.ndarray:
