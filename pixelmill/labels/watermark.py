@@ -13,15 +13,21 @@ bits the picture does not already push at least ``A`` to the right side (their p
 ``+A`` or ``-A``; ``A`` is the largest margin the energy buys). A few passes absorb clipping and rounding,
 and the change is scaled back when the PSNR would fall under ``PSNR_MIN``.
 
-Detection searches the geometry. The band-passed grid is folded into one tile (which averages the
+Detection searches the geometry. Flat areas (caption bars, stickers, screenshot frames, a rotation's
+empty corners) are first filled with a smooth continuation of the picture and weighted zero, so their
+edges do not ring through the band. The band-passed grid is folded into one tile (which averages the
 picture away and keeps the mark) under every stretch of the two axes in ``SCALES`` (a crop stretches one
 or two axes, a screenshot border shrinks both; axis-aligned folds are separable and cheap), under small
-rotations (``ANGLES``) and under two guesses from the autocorrelation of the whitened spectrum (the
+rotations of the picture's pixels (``ANGLES``; on the square grid a non-square picture's rotation is a
+rotation and a shear) and under two guesses from the autocorrelation of the whitened spectrum (the
 repeated tile makes a lattice there). A circular cross-correlation of each folded tile with the sync
-pattern and with its mirror image (a flipped copy) gives a shift and a z-score; the best geometries are
-refined by a finer search, and the bits are projections of the tile shifted into place. A payload counts
-as found when the sync z-score clears ``Z_MIN`` and the CRC-32 checks (after flipping at most 3 of the 14
-weakest bits: at most 470 tries against a 32-bit check).
+pattern and with its mirror image (a flipped copy) gives a shift and a z-score. The ``TRIED`` best
+geometries, each also refined by a finer search around it, and the original geometry are decoded in
+turn (bits are projections of the tile shifted into place) until one checks: a weak mark's true geometry
+is not always the top sync score but nearly always among the first few. A payload counts as found when
+the sync z-score clears ``Z_MIN`` and the CRC-32 checks (after flipping at most 3 of the 14 weakest bits:
+at most 470 tries against a 32-bit check per geometry, at most 13 geometries per key, so an unmarked
+image passes with odds of at most 13 x 470 / 2^32, about 1.4e-6, per key tried).
 
 Keys are secrets (bytes). ``DEMO_KEY`` is public: a mark made with it proves nothing, anyone can forge or
 overwrite it. See ``pixelmill.labels.wmkeys`` for where the real key comes from.
