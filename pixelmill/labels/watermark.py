@@ -24,10 +24,13 @@ repeated tile makes a lattice there). A circular cross-correlation of each folde
 pattern and with its mirror image (a flipped copy) gives a shift and a z-score. The ``TRIED`` best
 geometries, each also refined by a finer search around it, and the original geometry are decoded in
 turn (bits are projections of the tile shifted into place) until one checks: a weak mark's true geometry
-is not always the top sync score but nearly always among the first few. A payload counts as found when
-the sync z-score clears ``Z_MIN`` and the CRC-32 checks (after flipping at most 3 of the 14 weakest bits:
-at most 470 tries against a 32-bit check per geometry, at most 13 geometries per key, so an unmarked
-image passes with odds of at most 13 x 470 / 2^32, about 1.4e-6, per key tried).
+is not always the top sync score but nearly always among the first few. The original geometry at shift
+zero, and its mirror image, are tried too without any search: a picture whose own structure outscores the
+sync everywhere still has its mark there after JPEG, a resize, colour changes or a flip. A payload counts
+as found when the sync z-score clears ``Z_MIN`` (``Z_ORIGIN`` at shift zero) and the CRC-32 checks (after
+flipping at most 3 of the 14 weakest bits: at most 470 tries against a 32-bit check per geometry, at most
+15 geometries per key, so an unmarked image passes with odds of at most 15 x 470 / 2^32, about 1.6e-6,
+per key tried; the z gates only add to that).
 
 Keys are secrets (bytes). ``DEMO_KEY`` is public: a mark made with it proves nothing, anyone can forge or
 overwrite it. See ``pixelmill.labels.wmkeys`` for where the real key comes from.
@@ -72,6 +75,7 @@ NBITS = PAYLOAD_BYTES * 8 + 32  # payload + CRC-32
 RMS = 3.0  # mark strength in grey levels (about 38.6 dB PSNR; see PSNR_MIN)
 SYNC_SHARE = 0.40  # part of the energy given to the sync pattern
 Z_MIN = 4.0  # sync z-score a detection needs (unmarked images reach ~4-5.5: the CRC-32 decides)
+Z_ORIGIN = 2.0  # the same at shift zero of the original geometry (or its mirror), tried without a search
 MIN_SIDE = 128
 CHASE_BITS = 14
 CHASE_FLIPS = 3  # Chase decoding tries flipping up to this many of the CHASE_BITS weakest bits
@@ -223,6 +227,16 @@ def _sync_many(tiles: np.ndarray, basis: _Basis) -> list[tuple]:
     return out
 
 
+def _at_origin(tile: np.ndarray, basis: _Basis, flipped: bool) -> tuple:
+    """The sync reading of a tile (or of its mirror image) at shift zero, as a z-score over all shifts:
+    where an unattacked (or only re-coloured, re-compressed, resized or flipped) picture has its mark, even
+    when the picture's own structure puts a higher correlation peak elsewhere."""
+    t = tile - tile.mean()
+    spec = np.fft.fft2(t[:, ::-1] if flipped else t)
+    corr = np.fft.ifft2(spec * basis.sync_spec).real
+    return float((corr[0, 0] - corr.mean()) / (corr.std() + 1e-12)), flipped, spec, 0.0, 0.0
+
+
 def _sync(tile: np.ndarray, basis: _Basis) -> tuple:
     return _sync_many(tile[None], basis)[0]
 
@@ -300,6 +314,7 @@ def _candidates(pair: tuple[np.ndarray, np.ndarray, float], lattices: list[np.nd
     yw, w, aspect = pair
     scored = [(_sync(_wfold(yw, w, lat), basis), lat) for lat in lattices] + _scale_grid(yw, w, basis)
     identity = scored[0][0]  # the embedding's own geometry
+    origin = _wfold(yw, w, lattices[0])
     scored.sort(key=lambda r: -r[0][0])
     kept: list[np.ndarray] = []
     for r, lat in scored:
@@ -308,12 +323,15 @@ def _candidates(pair: tuple[np.ndarray, np.ndarray, float], lattices: list[np.nd
         if any(np.abs(lat - k).max() < 0.02 for k in kept):  # a neighbour of one already kept
             continue
         kept.append(lat)
-        yield _project(r, basis)
+        yield _project(r, basis) + (Z_MIN,)
         refined = _refine(yw, w, aspect, basis, r, lat)
         if refined is not r:
-            yield _project(refined, basis)
-        if len(kept) == 1 and identity is not r:
-            yield _project(identity, basis)
+            yield _project(refined, basis) + (Z_MIN,)
+        if len(kept) == 1:
+            if identity is not r:
+                yield _project(identity, basis) + (Z_MIN,)
+            for flipped in (False, True):
+                yield _project(_at_origin(origin, basis, flipped), basis) + (Z_ORIGIN,)
 
 
 def detect(image: Image.Image, keys: list[bytes] | tuple[bytes, ...] = (DEMO_KEY,)) -> Detection:
@@ -321,9 +339,9 @@ def detect(image: Image.Image, keys: list[bytes] | tuple[bytes, ...] = (DEMO_KEY
     pair, lattices = _prepare(image)
     best: Detection | None = None
     for key in keys:
-        for z, flipped, soft in _candidates(pair, lattices, _basis(bytes(key))):
+        for z, flipped, soft, z_min in _candidates(pair, lattices, _basis(bytes(key))):
             ok, data, bits, conf, corrected = _decode_soft(soft)
-            found = ok and z >= Z_MIN and soft[0] > 0
+            found = ok and z >= z_min and soft[0] > 0
             det = Detection(found, data if found else b"", key_id(key) if found else None, z, conf,
                             flipped, corrected, bits.tolist(), (soft[1:] > 0).astype(int).tolist())
             if found:
@@ -338,7 +356,7 @@ def bit_accuracy(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_
     """Fraction of the 64 embedded bits read back right (no correction), at the best sync hypothesis."""
     want = _bits(payload_bytes(payload))
     pair, lattices = _prepare(image)
-    return max(float((want == (soft[1:] > 0)).mean()) for _, _, soft in _candidates(pair, lattices, _basis(bytes(key))))
+    return max(float((want == (soft[1:] > 0)).mean()) for _, _, soft, _ in _candidates(pair, lattices, _basis(bytes(key))))
 
 
 # ---- embedding -----------------------------------------------------------------------------------------------
