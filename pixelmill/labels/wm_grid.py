@@ -20,7 +20,8 @@ N_LATTICE = 2  # candidate lattice vectors per axis tried by the detector
 WHITEN = 1.0  # detector weight grows as radius**WHITEN across the band
 WEIGHT_RADIUS = 4  # local-energy window of the fold weights (grid pixels each side)
 FLAT_STD = 0.5  # grid pixels whose neighbourhood varies less than this (grey levels) are flat fill
-FLAT_RADIUS = 4  # that neighbourhood: 9 x 9 grid pixels (a clipped mark leaves smaller flat patches)
+FLAT_RADIUS = 2  # that neighbourhood: 5 x 5 grid pixels
+FLAT_RUN = 12  # ... in a straight run of at least 2 FLAT_RUN + 1 such pixels (a row or a column)
 
 
 # ---- analysis grid -----------------------------------------------------------------------------------------
@@ -67,9 +68,9 @@ def _bandpass(y: np.ndarray) -> np.ndarray:
     return np.clip(out, -limit, limit)
 
 
-def _open_box(a: np.ndarray, r: int) -> np.ndarray:
-    """Box sum of size 2r+1 along both axes, zero outside the grid (not circular)."""
-    for axis in (0, 1):
+def _open_box(a: np.ndarray, r: int, axes: tuple[int, ...] = (0, 1)) -> np.ndarray:
+    """Box sum of size 2r+1 along ``axes``, zero outside the grid (not circular)."""
+    for axis in axes:
         c = np.cumsum(np.pad(a, [(r + 1, r) if ax == axis else (0, 0) for ax in (0, 1)]), axis=axis)
         a = np.take(c, np.arange(2 * r + 1, c.shape[axis]), axis=axis) - np.take(c, np.arange(0, c.shape[axis] - 2 * r - 1), axis=axis)
     return a
@@ -84,7 +85,13 @@ def _unflat(y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     r = FLAT_RADIUS
     n = _open_box(np.ones_like(y), r)
     mean = _open_box(y, r) / n
-    flat = _open_box(y * y, r) / n - mean * mean < FLAT_STD**2
+    still = (_open_box(y * y, r) / n - mean * mean < FLAT_STD**2).astype(np.float64)
+    # only long runs count (bars, frames, stickers, corners): a mark clipped at black or white leaves
+    # small still patches of its own, which are kept
+    flat = np.zeros(y.shape, dtype=bool)
+    for axis in (0, 1):
+        run = _open_box(still, FLAT_RUN, (axis,)) > 2 * FLAT_RUN + 0.5  # a whole run of 2 FLAT_RUN + 1
+        flat |= _open_box(run.astype(np.float64), FLAT_RUN, (axis,)) > 0.5
     if not flat.any():
         return y, None
     keep = _open_box(flat.astype(np.float64), r) < 0.5  # flat areas grown by r: their edge goes too
