@@ -28,8 +28,8 @@ is not always the top sync score but nearly always among the first few. The orig
 zero, and its mirror image, are tried too without any search: a picture whose own structure outscores the
 sync everywhere still has its mark there after JPEG, a resize, colour changes or a flip. A payload counts
 as found when the sync z-score clears ``Z_MIN`` (``Z_ORIGIN`` at shift zero) and the CRC-32 checks (after
-flipping at most 3 of the 14 weakest bits: at most 470 tries against a 32-bit check per geometry, at most
-15 geometries per key, so an unmarked image passes with odds of at most 15 x 470 / 2^32, about 1.6e-6,
+flipping at most 3 of the 16 weakest bits: at most 697 tries against a 32-bit check per geometry, at most
+15 geometries per key, so an unmarked image passes with odds of at most 15 x 697 / 2^32, about 2.4e-6,
 per key tried; the z gates only add to that).
 
 Keys are secrets (bytes). ``DEMO_KEY`` is public: a mark made with it proves nothing, anyone can forge or
@@ -77,14 +77,14 @@ SYNC_SHARE = 0.40  # part of the energy given to the sync pattern
 Z_MIN = 4.0  # sync z-score a detection needs (unmarked images reach ~4-5.5: the CRC-32 decides)
 Z_ORIGIN = 2.0  # the same at shift zero of the original geometry (or its mirror), tried without a search
 MIN_SIDE = 128
-CHASE_BITS = 14
+CHASE_BITS = 16
 CHASE_FLIPS = 3  # Chase decoding tries flipping up to this many of the CHASE_BITS weakest bits
 TRIED = 6  # geometries decoded per key (each also refined): see _candidates
 REFINE_STEPS = (0.015, 0.0075, 0.00375)  # relative stretch steps of the refinement (x 25 = degrees)
 DEMO_KEY = b"pixelmill public demo key"  # public: marks made with it are forgeable
 SCHEME = "pixelmill-wm2"
 PASSES = 4
-PSNR_MIN = 38.3  # the change is scaled back when it would cost more than this (dB, RGB)
+PSNR_MIN = 38.1  # the change is scaled back when it would cost more than this (dB, RGB)
 
 
 class WatermarkError(ValueError):
