@@ -87,3 +87,14 @@ def test_unmarked_busy_pictures_stay_clean_under_the_wider_search():
     for im in pictures:
         det = wm.detect(im, [KEY, wm.DEMO_KEY])
         assert not det.found and det.key_id is None
+
+
+def test_black_and_white_picture_is_read_at_its_own_geometry():
+    """On a picture of pure black and white blobs the blobs' edges outscore the (clipped) sync at every
+    shift; the original geometry at shift zero, tried without a search, still reads the mark."""
+    data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) ships the test pictures")
+    blobs = data.binary_blobs(512, rng=0)
+    img = Image.fromarray(np.repeat(blobs[..., None], 3, axis=2).astype(np.uint8) * 255, "RGB")
+    marked = wm.embed(img, "AI-GEN", key=KEY)
+    assert _found(marked)
+    assert _found(marked.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
