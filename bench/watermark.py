@@ -121,7 +121,7 @@ def photos(limit: int) -> list[tuple[str, Image.Image]]:
 
     out = []
     for name in PHOTOS:
-        arr = getattr(data, name)()
+        arr = data.binary_blobs(rng=0) if name == "binary_blobs" else getattr(data, name)()  # seeded: same blobs each run
         arr = arr[0] if isinstance(arr, tuple) else arr
         if arr.dtype == bool:
             arr = arr.astype(np.uint8) * 255
@@ -232,13 +232,17 @@ def main(argv=None) -> int:
             unmarked.append(extra_attacks[j % len(extra_attacks)](pool[j % len(pool)], j))
         j += 1
     fp = 0
-    zs = []
+    zs, t_unmarked = [], []
     for im in unmarked[:args.unmarked]:
+        t0 = time.perf_counter()
         det = wm.detect(im, [wm.DEMO_KEY, secrets.token_bytes(32)])
+        t_unmarked.append((time.perf_counter() - t0) / 2)
         fp += det.found
         zs.append(det.z)
     print(f"false positives: {fp}/{args.unmarked} unmarked images (2 keys each); sync z on them: "
           f"median {np.median(zs):.2f}, max {max(zs):.2f} (threshold {wm.Z_MIN})")
+    print(f"time: detect on an unmarked image {np.median(t_unmarked) * 1000:.0f} ms per key (median; every "
+          "candidate geometry is decoded)")
     return 0
 
 

@@ -19,6 +19,9 @@ ANGLES = (-2.25, -1.5, -0.75, 0.75, 1.5, 2.25)  # searched rotations, degrees
 N_LATTICE = 2  # candidate lattice vectors per axis tried by the detector
 WHITEN = 1.0  # detector weight grows as radius**WHITEN across the band
 WEIGHT_RADIUS = 4  # local-energy window of the fold weights (grid pixels each side)
+FLAT_STD = 0.5  # grid pixels whose neighbourhood varies less than this (grey levels) are flat fill
+FLAT_RADIUS = 2  # that neighbourhood: 5 x 5 grid pixels
+FLAT_RUN = 12  # ... in a straight run of at least 2 FLAT_RUN + 1 such pixels (a row or a column)
 
 
 # ---- analysis grid -----------------------------------------------------------------------------------------
@@ -63,6 +66,49 @@ def _bandpass(y: np.ndarray) -> np.ndarray:
     out = np.fft.ifft2(np.fft.fft2(m) * _band_mask()).real[:G, :G]
     limit = 3.0 * 1.4826 * float(np.median(np.abs(out))) + 1e-6
     return np.clip(out, -limit, limit)
+
+
+def _open_box(a: np.ndarray, r: int, axes: tuple[int, ...] = (0, 1)) -> np.ndarray:
+    """Box sum of size 2r+1 along ``axes``, zero outside the grid (not circular)."""
+    for axis in axes:
+        c = np.cumsum(np.pad(a, [(r + 1, r) if ax == axis else (0, 0) for ax in (0, 1)]), axis=axis)
+        a = np.take(c, np.arange(2 * r + 1, c.shape[axis]), axis=axis) - np.take(c, np.arange(0, c.shape[axis] - 2 * r - 1), axis=axis)
+    return a
+
+
+def _unflat(y: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """Flat areas (caption bars, stickers, screenshot frames, the empty corners a rotation leaves, where
+    no pixel varies) carry no mark, and their edges against the picture are strong steps that ring through
+    the band. They are filled with a smooth continuation of the picture around them (so the step
+    disappears) and get no weight. Returns the filled grid and the mask of kept pixels (None: nothing
+    flat, or almost everything flat, e.g. a blank picture: left as it is)."""
+    r = FLAT_RADIUS
+    n = _open_box(np.ones_like(y), r)
+    mean = _open_box(y, r) / n
+    still = (_open_box(y * y, r) / n - mean * mean < FLAT_STD**2).astype(np.float64)
+    # only long runs count (bars, frames, stickers, corners): a mark clipped at black or white leaves
+    # small still patches of its own, which are kept
+    flat = np.zeros(y.shape, dtype=bool)
+    for axis in (0, 1):
+        run = _open_box(still, FLAT_RUN, (axis,)) > 2 * FLAT_RUN + 0.5  # a whole run of 2 FLAT_RUN + 1
+        flat |= _open_box(run.astype(np.float64), FLAT_RUN, (axis,)) > 0.5
+    if not flat.any():
+        return y, None
+    keep = _open_box(flat.astype(np.float64), r) < 0.5  # flat areas grown by r: their edge goes too
+    if keep.mean() < 0.3:
+        return y, None
+    k = keep.astype(np.float64)
+    num, den = _open_box(_open_box(y * k, 8), 8), _open_box(_open_box(k, 8), 8)
+    fill = np.where(den > 1e-6, num / np.maximum(den, 1e-6), float(y[keep].mean()))
+    return np.where(keep, y, fill), keep
+
+
+def _analyse(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The band-passed grid and its fold weights (flat areas weigh nothing)."""
+    y, keep = _unflat(y)
+    yb = _bandpass(y)
+    w = _weights(yb)
+    return yb, (w if keep is None else w * keep)
 
 
 def _weights(yb: np.ndarray) -> np.ndarray:
@@ -171,14 +217,21 @@ def _fold(yb: np.ndarray, lattice: np.ndarray) -> np.ndarray:
 _PY, _PX = (a.astype(np.float64) for a in np.mgrid[0:G, 0:G])
 
 
-def _geometry(sy: float, sx: float, degrees: float = 0.0) -> np.ndarray:
+def _rotation(degrees: float, aspect: float = 1.0) -> np.ndarray:
+    """A rotation of the picture as seen on the grid. The grid squeezes a ``aspect`` = width / height
+    picture into a square, so a rotation of its pixels is a rotation conjugated by that squeeze (a
+    rotation and a shear) unless the picture is square."""
     c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
-    return np.array([[c, -s], [s, c]]) @ np.diag([sy, sx])
+    return np.array([[c, -s * aspect], [s / aspect, c]])
 
 
-def _searched() -> list[np.ndarray]:
+def _geometry(sy: float, sx: float, degrees: float = 0.0, aspect: float = 1.0) -> np.ndarray:
+    return _rotation(degrees, aspect) @ np.diag([sy, sx])
+
+
+def _searched(aspect: float = 1.0) -> list[np.ndarray]:
     """Rotations tried besides the scale grid and the autocorrelation's guesses."""
-    return [_geometry(1.0, 1.0, d) for d in ANGLES]
+    return [_geometry(1.0, 1.0, d, aspect) for d in ANGLES]
 
 
 @lru_cache(maxsize=256)
@@ -205,5 +258,3 @@ def _fold_rows(a: np.ndarray, scale: float) -> np.ndarray:
     out[present] = np.add.reduceat(rows, starts, axis=0)
     return out / np.maximum(total, 1e-9)[:, None]
 
-
-SEARCHED = _searched()

@@ -1,0 +1,100 @@
+"""Watermark v2: the geometry search and the flat-area handling behind the harder attacks of
+bench/watermark.py (rotation of non-square pictures, caption bars, screenshots, crops)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from pixelmill.labels import watermark as wm
+from pixelmill.labels import wm_grid
+from pixelmill.labels.samples import generated_like
+
+KEY = b"test key: not a real secret"
+
+
+def _photo(name: str, size: tuple[int, int]) -> Image.Image:
+    data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) ships the test photos")
+    arr = getattr(data, name)()
+    arr = arr[0] if isinstance(arr, tuple) else arr  # stereo_motorcycle: (left, right, disparity)
+    return Image.fromarray(arr).convert("RGB").resize(size, Image.Resampling.LANCZOS)
+
+
+def _found(image: Image.Image) -> bool:
+    det = wm.detect(image, [KEY])
+    return det.found and det.text == "AI-GEN"
+
+
+def test_rotation_on_the_grid_is_the_pixels_rotation():
+    """The grid squeezes a W x H picture into a square: a rotation of the pixels is a rotation and a
+    shear there, which the search must use (a plain rotation loses non-square pictures)."""
+    w, h = 768, 512
+    squeeze = np.diag([wm_grid.G / h, wm_grid.G / w])  # (row, column) of a pixel -> of the grid
+    c, s = np.cos(np.radians(2)), np.sin(np.radians(2))
+    in_pixels = np.array([[c, -s], [s, c]])
+    assert np.allclose(squeeze @ in_pixels @ np.linalg.inv(squeeze), wm_grid._rotation(2, w / h))
+    assert np.allclose(wm_grid._rotation(2, 1.0), in_pixels)
+    assert not np.allclose(wm_grid._rotation(2, w / h), in_pixels)
+
+
+@pytest.mark.parametrize("name", ["stereo_motorcycle", "page"])
+def test_rotated_non_square_photo(name):
+    marked = wm.embed(_photo(name, (768, 512)), "AI-GEN", key=KEY)
+    assert _found(marked.rotate(2, Image.Resampling.BICUBIC))
+    assert _found(marked.rotate(-2, Image.Resampling.BICUBIC))
+
+
+def test_flat_areas_are_filled_and_weigh_nothing():
+    rng = np.random.default_rng(0)
+    y = 128 + 30 * np.sin(np.arange(wm_grid.G) / 7.0)[:, None] + rng.normal(0, 3, (wm_grid.G, wm_grid.G))
+    y[-34:] = 18.0  # a dark caption bar over the bottom 13 %
+    filled, keep = wm_grid._unflat(y)
+    assert keep is not None and not keep[-34:].any() and keep[:-50].all()
+    # the bar's step (about 110 grey levels) is gone: the fill continues the picture smoothly
+    assert abs(filled[-30:].mean() - y[:-40].mean()) < 40
+    assert np.abs(np.diff(y[-50:], axis=0)).max() > 90 and np.abs(np.diff(filled[-50:], axis=0)).max() < 40
+    yb, w = wm_grid._analyse(y)
+    assert (w[-34:] == 0).all() and (w[:-50] > 0).all()
+    # nothing flat, or nearly everything flat (a blank picture): left alone
+    assert wm_grid._unflat(y[:-40].copy())[1] is None
+    assert wm_grid._unflat(np.full((wm_grid.G, wm_grid.G), 128.0))[1] is None
+
+
+def test_clipped_mark_is_not_taken_for_flat_fill():
+    """On black and white areas the mark is clipped to one side, leaving small flat patches: those stay."""
+    img = Image.new("RGB", (512, 512), (0, 0, 0))
+    ImageDraw.Draw(img).rectangle([0, 0, 255, 511], fill=(255, 255, 255))
+    marked = wm.embed(img, "AI-GEN", key=KEY)
+    _, keep = wm_grid._unflat(wm_grid._grid(marked))
+    assert keep is None or keep.mean() > 0.9
+
+
+@pytest.mark.parametrize("name", ["stereo_motorcycle", "page"])
+def test_dark_caption_bar_on_busy_photo(name):
+    """A dark bar's edge against a busy picture used to ring through the mark's band."""
+    marked = wm.embed(_photo(name, (768, 512)), "AI-GEN", key=KEY)
+    barred = marked.copy()
+    draw = ImageDraw.Draw(barred)
+    draw.rectangle([0, 512 - 67, 768, 512], fill=(18, 18, 18))
+    draw.text((10, 512 - 59), "Caption text over the picture, 2026", fill=(255, 255, 255))
+    assert _found(barred)
+
+
+def test_unmarked_busy_pictures_stay_clean_under_the_wider_search():
+    """Decoding several geometries per key must not let an unmarked picture through (CRC-32)."""
+    pictures = [generated_like(384, 70, "scene"), _photo("stereo_motorcycle", (768, 512))]
+    for im in pictures:
+        det = wm.detect(im, [KEY, wm.DEMO_KEY])
+        assert not det.found and det.key_id is None
+
+
+def test_black_and_white_picture_is_read_at_its_own_geometry():
+    """On a picture of pure black and white blobs the blobs' edges outscore the (clipped) sync at every
+    shift; the original geometry at shift zero, tried without a search, still reads the mark."""
+    data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) ships the test pictures")
+    blobs = data.binary_blobs(512, rng=0)
+    img = Image.fromarray(np.repeat(blobs[..., None], 3, axis=2).astype(np.uint8) * 255, "RGB")
+    marked = wm.embed(img, "AI-GEN", key=KEY)
+    assert _found(marked)
+    assert _found(marked.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
