@@ -188,7 +188,7 @@ class LabelAiNode(Node):
                     key = wmkeys.NamedKey("demo", wm.DEMO_KEY)
                 else:
                     env = ctx.secrets.get(wmkeys.ENV) if wmkeys.ENV in ctx.secrets else None
-                    key = wmkeys.signing_key(ctx.artifacts_root.parent, env)  # artifacts live in HOME/runs
+                    key = wmkeys.signing_key(_home(ctx), env)
                 image = wm.embed(image, cfg.watermark_payload, key=key.key)
                 payload, key_id = cfg.watermark_payload, key.key_id
                 labels.append("watermark")
@@ -344,3 +344,12 @@ def _edit_record(image) -> ArtifactRef | None:
         return ArtifactRef(run_id=str(src["run_id"]), name=str(src["name"])) if isinstance(src, dict) else None
     except (ValueError, KeyError, TypeError):
         return None
+
+
+def _home(ctx):
+    """PIXELMILL_HOME, where the stored watermark key lives: the engine's settings when it handed them over
+    (artifacts may live elsewhere, PIXELMILL_ARTIFACTS), else the folder above the default artifact folder."""
+    try:
+        return ctx.services.get("settings").home
+    except KeyError:
+        return ctx.artifacts_root.parent

@@ -585,3 +585,32 @@ def test_min_side_upscales_tiny_images_so_every_label_fits(tmp_path):
     with Image.open(ctx.artifact_path(out.image)) as labelled:
         assert labelled.size == (256, 256)
     assert {"badge", "watermark", "xmp"} <= set(out.labels) and set(out.skipped) == {"c2pa"}
+
+
+def test_stored_watermark_key_lives_in_home_when_artifacts_are_elsewhere(tmp_path):
+    """PIXELMILL_ARTIFACTS on a shared mount: the key is still HOME's, the one `pixelmill inspect` reads."""
+    from pixelmill.labels import wmkeys
+
+    home, shared = tmp_path / "home", tmp_path / "shared" / "artifacts"
+    reg = Registry.from_entry_points()
+    reg.register(MakeImage)
+    rt = Runtime.create(Settings.from_env(home=home, artifacts=str(shared)), registry=reg)
+    try:
+        wf = load_text("""
+name: key-home
+steps:
+  - id: gen
+    node: test_make_image
+    with: {size: 256, format: PNG, kind: scene}
+  - id: label
+    node: label_ai
+    with: {image: "${{ steps.gen.outputs.image }}", prompt: a scene, model: embedded}
+outputs: {labels: "${{ steps.label.outputs.labels }}"}
+""", "key-home.yaml", rt.registry)
+        result = rt.run(wf, {})
+        assert result.status is RunStatus.SUCCEEDED, result.error
+        assert "watermark" in result.outputs["labels"]
+        assert wmkeys.key_file(home).is_file()
+        assert not wmkeys.key_file(shared.parent).exists()
+    finally:
+        rt.close()
