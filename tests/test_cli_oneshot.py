@@ -53,3 +53,12 @@ def test_objects_are_frozen_at_exit(tmp_path):
 def test_pixelmill_run_uses_it(tmp_path):
     body = "from pixelmill.cli import main\nmain(['run', 'workflows/hello-prompt.yaml', '-i', 'seed=3'])\n"
     assert _frozen_at_exit(body, tmp_path) == "frozen True"
+
+
+def test_close_frozen_freezes_only_while_closing():
+    from pixelmill.cli.oneshot import close_frozen
+
+    before = gc.get_freeze_count()
+    seen = []
+    close_frozen(lambda: seen.append(gc.get_freeze_count()))
+    assert seen[0] > before and gc.get_freeze_count() == before

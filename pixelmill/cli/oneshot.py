@@ -6,15 +6,17 @@ again while they are imported, and the interpreter walks them once more at exit,
 the operating system takes back anyway: on two cores that was a fifth of a cold ``pixelmill run``
 (``bench/models.py`` measures it). So for the duration of the command young collections are rarer
 (cycles are still collected, only in larger batches), and at exit the surviving objects are frozen
-(``gc.freeze``) so that the interpreter's final collections skip them. Long-lived processes (``serve``,
-``worker``) keep the defaults.
+(``gc.freeze``) so that the interpreter's final collections skip them; ``close_frozen`` does the same for
+the full collection the model manager makes when the runtime closes (the objects come back to the
+collector afterwards, so a process that goes on, such as a test, frees them later). Long-lived processes
+(``serve``, ``worker``) keep the defaults.
 """
 
 from __future__ import annotations
 
 import atexit
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 THRESHOLDS = (10_000, 20, 100)  # Python's defaults are (700, 10, 10)
@@ -31,3 +33,12 @@ def one_shot() -> Iterator[None]:
         yield
     finally:
         gc.set_threshold(*previous)
+
+
+def close_frozen(close: Callable[[], None]) -> None:
+    """Call ``close`` with every live object frozen: its ``gc.collect`` walks only what it frees."""
+    gc.freeze()
+    try:
+        close()
+    finally:
+        gc.unfreeze()

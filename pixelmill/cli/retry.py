@@ -18,7 +18,7 @@ from ..problems import WorkflowInvalid
 from ..rerun import NotRetryable, create_retry, reused_outputs
 from ..runtime import Runtime
 from .common import is_tty, print_problems, registry
-from .oneshot import one_shot
+from .oneshot import close_frozen, one_shot
 from .progress import Progress
 from .workflows import EXIT, _report
 
@@ -75,7 +75,7 @@ def retry_cmd(run_id: str, file: Path | None, as_json: bool) -> None:
         _report(result, as_json, runtime.settings.artifacts_root)
         sys.exit(EXIT.get(result.status, 1))
     finally:
-        runtime.close()
+        close_frozen(runtime.close)
 
 
 COMMANDS = [retry_cmd]
