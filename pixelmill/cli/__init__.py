@@ -7,7 +7,7 @@ import os
 
 import click
 
-from .. import __version__, importcache
+from .. import __version__, importcache, lazyimports
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -16,6 +16,7 @@ from .. import __version__, importcache
 def main(verbose: int) -> None:
     """Turn YAML workflows into AI image pipelines: prompt, generate, caption, label, post."""
     importcache.install()  # before anything imports transformers: its import table from the disk cache
+    lazyimports.install()  # scipy.stats, imported by diffusers' schedulers, runs only when one uses it
     level = logging.WARNING - 10 * min(verbose, 2)
     if not verbose:
         # transformers and diffusers warn on import about optional extras we deliberately leave out
