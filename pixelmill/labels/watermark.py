@@ -39,7 +39,6 @@ import numpy as np
 from PIL import Image
 
 from . import wm_grid
-from .blas import one_blas_thread
 from .wm_grid import (  # noqa: F401 (G: layout)
     R_MAX,
     R_MIN,
@@ -293,7 +292,6 @@ def _candidates(pair: tuple[np.ndarray, np.ndarray], lattices: list[np.ndarray],
     return [_project(r, basis) for r in sorted(out, key=lambda r: -r[0])]
 
 
-@one_blas_thread
 def detect(image: Image.Image, keys: list[bytes] | tuple[bytes, ...] = (DEMO_KEY,)) -> Detection:
     """Look for a mark made with any of ``keys``; the result names the key that verified (by fingerprint)."""
     pair, lattices = _prepare(image)
@@ -312,7 +310,6 @@ def detect(image: Image.Image, keys: list[bytes] | tuple[bytes, ...] = (DEMO_KEY
     return best
 
 
-@one_blas_thread
 def bit_accuracy(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY) -> float:
     """Fraction of the 64 embedded bits read back right (no correction), at the best sync hypothesis."""
     want = _bits(payload_bytes(payload))
@@ -330,7 +327,6 @@ def _measure(y: np.ndarray, basis: _Basis) -> np.ndarray:
     return basis.directions.T @ _to_vec(tile - tile.mean())
 
 
-@one_blas_thread
 def embed(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY, min_side: int = MIN_SIDE,
           rms: float = RMS) -> Image.Image:
     """Return a copy of ``image`` (RGB or RGBA) carrying ``payload`` under ``key``."""
