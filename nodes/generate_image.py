@@ -153,7 +153,9 @@ class GenerateImageNode(Node):
         if not manager.is_loaded(key):
             ctx.progress(0, inputs.steps, f"loading {r.name}")
         element = 2 if str(r.dtype).endswith(("float16", "bfloat16")) else 4
-        estimate = estimate_folder_bytes(r.source, element, cfg.variant)
+        def estimate():  # read from the safetensors headers only when the model must load
+            return estimate_folder_bytes(r.source, element, cfg.variant)
+
         with manager.use(key, lambda: load_text2image(r, cfg), estimate, warnings.append) as pipe:
             defaults, settings_from = families.recommended_settings(
                 r.source, family, pipe, folder_defaults(r.source), known_defaults(r.name))

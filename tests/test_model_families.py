@@ -316,6 +316,22 @@ def test_room_is_made_before_loading_and_an_oversize_model_stays():
     manager.close()
 
 
+def test_an_estimate_function_is_read_only_when_the_model_loads():
+    manager = ModelManager(budget_bytes=6000, idle_timeout_s=0)
+    calls = []
+
+    def estimate():
+        calls.append(1)
+        return 4000
+
+    manager.get(("a",), lambda: torch.nn.Linear(1000, 1, bias=False))
+    for _ in range(3):
+        with manager.use(("b",), lambda: torch.nn.Linear(1000, 1, bias=False), estimate=estimate):
+            pass
+    assert len(calls) == 1 and not any(e["key"] == ("a",) for e in manager.loaded())  # room made once
+    manager.close()
+
+
 def test_pull_patterns_follow_model_index(folders):
     from pixelmill.cli.models import pull_patterns
 

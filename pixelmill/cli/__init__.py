@@ -7,7 +7,7 @@ import os
 
 import click
 
-from .. import __version__
+from .. import __version__, importcache, lazyimports
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -15,6 +15,8 @@ from .. import __version__
 @click.option("-v", "--verbose", count=True, help="more log output (-vv for debug)")
 def main(verbose: int) -> None:
     """Turn YAML workflows into AI image pipelines: prompt, generate, caption, label, post."""
+    importcache.install()  # before anything imports transformers: its import table from the disk cache
+    lazyimports.install()  # scipy.stats, imported by diffusers' schedulers, runs only when one uses it
     level = logging.WARNING - 10 * min(verbose, 2)
     if not verbose:
         # transformers and diffusers warn on import about optional extras we deliberately leave out

@@ -18,6 +18,7 @@ from ..problems import WorkflowInvalid
 from ..rerun import NotRetryable, create_retry, reused_outputs
 from ..runtime import Runtime
 from .common import is_tty, print_problems, registry
+from .oneshot import close_frozen, one_shot
 from .progress import Progress
 from .workflows import EXIT, _report
 
@@ -27,6 +28,7 @@ from .workflows import EXIT, _report
 @click.option("--file", "file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="the workflow file to use (default: the file the run was started from)")
 @click.option("--json", "as_json", is_flag=True, help="print the new run's result as JSON")
+@one_shot()
 def retry_cmd(run_id: str, file: Path | None, as_json: bool) -> None:
     """Retry a failed, blocked, cancelled or interrupted run: its succeeded steps are reused and a post
     that may already exist is finished, not posted twice."""
@@ -73,7 +75,7 @@ def retry_cmd(run_id: str, file: Path | None, as_json: bool) -> None:
         _report(result, as_json, runtime.settings.artifacts_root)
         sys.exit(EXIT.get(result.status, 1))
     finally:
-        runtime.close()
+        close_frozen(runtime.close)
 
 
 COMMANDS = [retry_cmd]

@@ -17,6 +17,7 @@ from ..schema import workflow_schema
 from ..status import RunStatus
 from . import nodeinfo
 from .common import echo_json, is_tty, print_problems, registry
+from .oneshot import close_frozen, one_shot
 from .progress import Progress
 
 EXIT = {RunStatus.SUCCEEDED: 0, RunStatus.FAILED: 1, RunStatus.BLOCKED: 3, RunStatus.CANCELLED: 4}
@@ -36,6 +37,7 @@ def _parse_inputs(pairs) -> dict:
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("-i", "--input", "pairs", multiple=True, metavar="KEY=VALUE", help="a workflow input (repeatable)")
 @click.option("--json", "as_json", is_flag=True, help="print the run result as JSON")
+@one_shot()
 def run_cmd(file: Path, pairs, as_json: bool) -> None:
     """Run a workflow FILE once, here, with live per-step progress."""
     given = _parse_inputs(pairs)
@@ -60,7 +62,7 @@ def run_cmd(file: Path, pairs, as_json: bool) -> None:
         _report(result, as_json, runtime.settings.artifacts_root)
         sys.exit(EXIT.get(result.status, 1))
     finally:
-        runtime.close()
+        close_frozen(runtime.close)
 
 
 def _report(result: RunResult, as_json: bool, artifacts_root: Path | None = None) -> None:

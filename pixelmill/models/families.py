@@ -7,6 +7,7 @@ family-specific tensors are touched.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import math
@@ -96,7 +97,13 @@ def negative_kwargs(family: Family, pipe, negative_prompt: str | None) -> dict:
 
 
 def call_parameters(pipe) -> dict[str, inspect.Parameter]:
-    return dict(inspect.signature(type(pipe).__call__).parameters)
+    return dict(_call_parameters(type(pipe)))
+
+
+@functools.lru_cache(maxsize=64)
+def _call_parameters(cls) -> dict[str, inspect.Parameter]:
+    # read once per pipeline class: the node asks four times per image
+    return dict(inspect.signature(cls.__call__).parameters)
 
 
 # ------------------------------------------------------------------ recommended settings

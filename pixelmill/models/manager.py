@@ -94,12 +94,12 @@ class ModelManager:
     # ------------------------------------------------------------ use
 
     @contextlib.contextmanager
-    def use(self, key: tuple, loader: Callable[[], Any], estimate: int | None = None,
+    def use(self, key: tuple, loader: Callable[[], Any], estimate: int | Callable[[], int] | None = None,
             warn: Callable[[str], None] | None = None):
         """Yield the loaded object for ``key`` (loading it once with ``loader``); held while in the block.
 
-        ``estimate``: the bytes the model will take (from its safetensors headers); room is made for it
-        *before* it loads, so the old and new models are never resident together over the budget. A model
+        ``estimate``: the bytes the model will take (from its safetensors headers), or a function that
+        reads them, called only when the model must load; room is made for it *before* it loads, so the old and new models are never resident together over the budget. A model
         bigger than the budget on its own still loads (``warn`` says so) and stays loaded until another
         model needs the room, so it is not reloaded on every run.
         """
@@ -122,7 +122,7 @@ class ModelManager:
         with self.use(key, loader) as value:
             return value
 
-    def _acquire(self, key: tuple, loader: Callable[[], Any], estimate: int | None = None,
+    def _acquire(self, key: tuple, loader: Callable[[], Any], estimate: int | Callable[[], int] | None = None,
                  warn: Callable[[str], None] | None = None) -> _Entry:
         self._start_sweeper()
         self.sweep()
@@ -135,8 +135,9 @@ class ModelManager:
         try:
             with entry.lock:  # one load per key; others wait here for it
                 if not entry.loaded:
-                    if estimate:
-                        self._make_room(key, estimate, warn)
+                    needed = estimate() if callable(estimate) else estimate
+                    if needed:
+                        self._make_room(key, needed, warn)
                     t0 = time.perf_counter()
                     value = loader()
                     with self._lock:
