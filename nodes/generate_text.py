@@ -126,7 +126,8 @@ class GenerateTextNode(Node):
 
     def __init__(self, config: GenerateTextConfig | None = None):
         super().__init__(config)
-        self._cached_client: tuple[str | None, OpenAICompatible] | None = None
+        self._client: tuple[str | None, OpenAICompatible] | None = None  # (api key, client)
+        self._pool: tuple[Any, SessionPool] | None = None  # (ctx.services, its session pool)
         self._asking = f"asking {self.config.model} at {self.config.base_url}"
 
     @classmethod
@@ -149,10 +150,13 @@ class GenerateTextNode(Node):
             done = self._run_local(messages, inputs, ctx)
         else:
             done = self._run_remote(messages, inputs, ctx)
-        ctx.logger.info("generate_text: %d completion tokens from %s", done.usage.completion_tokens, done.model)
+        usage = done.usage
+        ctx.logger.info("generate_text: %d completion tokens from %s", usage.completion_tokens, done.model)
         return _validate_outputs({  # validated like GenerateTextOutputs(...), one call fewer
-            "text": done.text, "json": done.json, "usage": done.usage.as_dict(), "model": done.model or self.config.model,
-            "finish_reason": done.finish_reason, "attempts": done.attempts})
+            "text": done.text, "json": done.json, "usage": {"prompt_tokens": usage.prompt_tokens,
+                                                            "completion_tokens": usage.completion_tokens,
+                                                            "total_tokens": usage.total_tokens},
+            "model": done.model or self.config.model, "finish_reason": done.finish_reason, "attempts": done.attempts})
 
     def _messages(self, inputs: GenerateTextInputs) -> list[dict]:
         variables = inputs.vars
@@ -171,24 +175,27 @@ class GenerateTextNode(Node):
 
     # ------------------------------------------------------------ providers
 
-    def _client(self, ctx) -> OpenAICompatible:
+    def _new_client(self, api_key: str | None) -> OpenAICompatible:
         """The client of this node's server and model, made once (again when the API key changes)."""
         cfg = self.config
-        api_key = ctx.secrets.get(cfg.api_key_secret) if cfg.api_key_secret else None
-        cached = self._cached_client
-        if cached is not None and cached[0] == api_key:
-            return cached[1]
         client = OpenAICompatible(cfg.base_url, cfg.model, api_key, timeout_s=cfg.timeout_s,
                                   max_retries=cfg.max_retries, max_retry_wait_s=cfg.max_retry_wait_s)
-        self._cached_client = (api_key, client)  # one assignment: threads sharing this node see either pair
+        self._client = (api_key, client)  # one assignment: threads sharing this node see either pair
         return client
 
     def _run_remote(self, messages, inputs, ctx):
         cfg = self.config
-        client = self._client(ctx)
+        api_key = ctx.secrets.get(cfg.api_key_secret) if cfg.api_key_secret else None
+        cached = self._client
+        client = cached[1] if cached is not None and cached[0] == api_key else self._new_client(api_key)
+        cached = self._pool  # the process's session pool, looked up once per set of services
+        if cached is not None and cached[0] is ctx.services:
+            pool = cached[1]
+        else:
+            pool = ctx.service(SESSIONS, SessionPool)
+            self._pool = (ctx.services, pool)
         on_delta = _Throttle(ctx, inputs.max_tokens) if cfg.stream else None
         wait = functools.partial(_wait_to_retry, ctx)  # no closure: nothing here is a cell variable
-        pool = ctx.service(SESSIONS, SessionPool)
         session = pool.acquire(cfg.base_url)  # this call's alone, with the last call's open connection
         try:
             ctx.progress(0, inputs.max_tokens, self._asking)

@@ -113,17 +113,10 @@ class OpenAICompatible:
         if stream:
             payload["stream"] = True
             payload["stream_options"] = {"include_usage": True}
-        resp = self._post(session or self._session(), json.dumps(payload), stream, wait or self.wait)
-        if not stream:
-            return self._read(resp)  # read in full: the connection is back in the pool for the next call
-        try:
-            return self._read_stream(resp, on_delta)
-        finally:
-            resp.close()
-
-    def _post(self, session: requests.Session, body: str, stream: bool, wait) -> requests.Response:
+        session = session or self._session()
+        body = json.dumps(payload)
         waited = 0.0
-        for attempt in range(self.max_retries + 1):
+        for attempt in range(self.max_retries + 1):  # the first try, then retries of 429 and 5xx
             try:
                 if stream:
                     resp = session.post(self.url, data=body, headers=self.headers, timeout=self.timeout_s,
@@ -136,22 +129,25 @@ class OpenAICompatible:
             except requests.Timeout:
                 raise ServerDown(f"{self.base_url} did not answer within {self.timeout_s:g} s") from None
             if resp.status_code == 200:
-                return resp
-            if resp.status_code in RETRY_STATUSES and attempt < self.max_retries:
-                delay = retry_after_seconds(resp.headers.get("Retry-After"))
-                delay = min(30.0, 0.5 * 2**attempt) if delay is None else delay
-                if waited + delay > self.max_retry_wait_s:
-                    msg, _ = error_text(resp)
-                    raise TextGenerationError(
-                        f"{self.base_url} answered {resp.status_code} ({msg}) and asks to wait {delay:g} s more, "
-                        f"past the {self.max_retry_wait_s:g} s this step may wait (max_retry_wait_s)")
-                resp.close()
-                wait(delay)
-                waited += delay
-                continue
-            self._raise_for(resp, session)
-        self._raise_for(resp, session)  # pragma: no cover - the loop always returns or raises
-        raise AssertionError
+                break
+            if resp.status_code not in RETRY_STATUSES or attempt == self.max_retries:
+                self._raise_for(resp, session)
+            delay = retry_after_seconds(resp.headers.get("Retry-After"))
+            delay = min(30.0, 0.5 * 2**attempt) if delay is None else delay
+            if waited + delay > self.max_retry_wait_s:
+                msg, _ = error_text(resp)
+                raise TextGenerationError(
+                    f"{self.base_url} answered {resp.status_code} ({msg}) and asks to wait {delay:g} s more, "
+                    f"past the {self.max_retry_wait_s:g} s this step may wait (max_retry_wait_s)")
+            resp.close()
+            (wait or self.wait)(delay)
+            waited += delay
+        if not stream:
+            return self._read(resp)  # read in full: the connection is back in the pool for the next call
+        try:
+            return self._read_stream(resp, on_delta)
+        finally:
+            resp.close()
 
     def _raise_for(self, resp: requests.Response, session: requests.Session) -> None:
         msg, code = error_text(resp)
@@ -185,8 +181,13 @@ class OpenAICompatible:
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise TextGenerationError(f"{self.base_url} sent an answer that is not a chat completion: "
                                       f"{resp.text[:200]!r}") from None
-        return Completion(text=text, usage=_usage(body.get("usage")), finish_reason=choice.get("finish_reason"),
-                          model=str(body.get("model") or self.model))
+        usage = body.get("usage")
+        if isinstance(usage, dict):  # what _usage does, without the call
+            p, c = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            usage = Usage(p, c, int(usage.get("total_tokens") or p + c))
+        else:
+            usage = Usage()
+        return Completion(text, usage, choice.get("finish_reason"), str(body.get("model") or self.model))
 
     def _read_stream(self, resp: requests.Response, on_delta) -> Completion:
         parts: list[str] = []
