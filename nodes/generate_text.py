@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 import warnings
@@ -123,6 +124,12 @@ class GenerateTextNode(Node):
     Outputs = GenerateTextOutputs
     deterministic = False
 
+    def __init__(self, config: GenerateTextConfig | None = None):
+        super().__init__(config)
+        self._client: tuple[str | None, OpenAICompatible] | None = None  # (api key, client)
+        self._pool: tuple[Any, SessionPool] | None = None  # (ctx.services, its session pool)
+        self._asking = f"asking {self.config.model} at {self.config.base_url}"
+
     @classmethod
     def check_step(cls, check: StepCheck) -> None:
         templated = bool(check.with_.get("vars"))
@@ -143,10 +150,13 @@ class GenerateTextNode(Node):
             done = self._run_local(messages, inputs, ctx)
         else:
             done = self._run_remote(messages, inputs, ctx)
-        ctx.logger.info("generate_text: %d completion tokens from %s", done.usage.completion_tokens, done.model)
+        usage = done.usage
+        ctx.logger.info("generate_text: %d completion tokens from %s", usage.completion_tokens, done.model)
         return _validate_outputs({  # validated like GenerateTextOutputs(...), one call fewer
-            "text": done.text, "json": done.json, "usage": done.usage.as_dict(), "model": done.model or self.config.model,
-            "finish_reason": done.finish_reason, "attempts": done.attempts})
+            "text": done.text, "json": done.json, "usage": {"prompt_tokens": usage.prompt_tokens,
+                                                            "completion_tokens": usage.completion_tokens,
+                                                            "total_tokens": usage.total_tokens},
+            "model": done.model or self.config.model, "finish_reason": done.finish_reason, "attempts": done.attempts})
 
     def _messages(self, inputs: GenerateTextInputs) -> list[dict]:
         variables = inputs.vars
@@ -165,60 +175,62 @@ class GenerateTextNode(Node):
 
     # ------------------------------------------------------------ providers
 
+    def _new_client(self, api_key: str | None) -> OpenAICompatible:
+        """The client of this node's server and model, made once (again when the API key changes)."""
+        cfg = self.config
+        client = OpenAICompatible(cfg.base_url, cfg.model, api_key, timeout_s=cfg.timeout_s,
+                                  max_retries=cfg.max_retries, max_retry_wait_s=cfg.max_retry_wait_s)
+        self._client = (api_key, client)  # one assignment: threads sharing this node see either pair
+        return client
+
     def _run_remote(self, messages, inputs, ctx):
         cfg = self.config
         api_key = ctx.secrets.get(cfg.api_key_secret) if cfg.api_key_secret else None
-
-        def wait(seconds: float) -> None:
-            ctx.progress(0, None, f"server busy: waiting {seconds:g} s (Retry-After)")
-            if ctx.cancel_event.wait(seconds) or ctx.cancelled:
-                raise Cancelled(f"step '{ctx.step_id}' was cancelled while waiting to retry")
-
-        on_delta = None
-        if cfg.stream:
-            last = [0.0]
-
-            def on_delta(_text: str, n: int) -> None:
-                now = time.monotonic()
-                if now - last[0] >= 0.1:  # a progress event per 100 ms at most
-                    last[0] = now
-                    ctx.progress(n, inputs.max_tokens, "generating")
-
-        pool = ctx.service(SESSIONS, SessionPool)
+        cached = self._client
+        client = cached[1] if cached is not None and cached[0] == api_key else self._new_client(api_key)
+        cached = self._pool  # the process's session pool, looked up once per set of services
+        if cached is not None and cached[0] is ctx.services:
+            pool = cached[1]
+        else:
+            pool = ctx.service(SESSIONS, SessionPool)
+            self._pool = (ctx.services, pool)
+        on_delta = _Throttle(ctx, inputs.max_tokens) if cfg.stream else None
+        wait = functools.partial(_wait_to_retry, ctx)  # no closure: nothing here is a cell variable
         session = pool.acquire(cfg.base_url)  # this call's alone, with the last call's open connection
         try:
-            client = OpenAICompatible(cfg.base_url, cfg.model, api_key, timeout_s=cfg.timeout_s,
-                                      max_retries=cfg.max_retries, max_retry_wait_s=cfg.max_retry_wait_s, wait=wait,
-                                      session=session)
-            ctx.progress(0, inputs.max_tokens, f"asking {cfg.model} at {cfg.base_url}")
+            ctx.progress(0, inputs.max_tokens, self._asking)
             if inputs.json_schema is None:
                 return client.chat(messages, temperature=inputs.temperature, max_tokens=inputs.max_tokens,
-                                   seed=inputs.seed, stop=inputs.stop or None, stream=cfg.stream, on_delta=on_delta)
-            state = {"response_format": cfg.structured != "prompt"}
-
-            def call(msgs):
-                # a loop, not a recursive call: a closure naming itself is a reference cycle, left for the
-                # garbage collector on every call
-                while True:
-                    rf = None
-                    if state["response_format"]:
-                        rf = {"type": "json_schema", "json_schema": {"name": "answer", "schema": inputs.json_schema,
-                                                                     "strict": True}}
-                    try:
-                        return client.chat(msgs, temperature=inputs.temperature, max_tokens=inputs.max_tokens,
-                                           seed=inputs.seed, stop=inputs.stop or None, response_format=rf,
-                                           stream=cfg.stream, on_delta=on_delta)
-                    except BadRequest as exc:
-                        if rf is None or cfg.structured != "auto" or getattr(exc, "status", 0) not in (400, 422):
-                            raise
-                        ctx.logger.info("server rejected response_format (%s); putting the schema in the prompt",
-                                        exc)
-                        state["response_format"] = False
-                        msgs = _with_schema_prompt(msgs, inputs.json_schema)
-
-            return complete_with_schema(call, messages, inputs.json_schema, cfg.max_repairs)
+                                   seed=inputs.seed, stop=inputs.stop or None, stream=cfg.stream, on_delta=on_delta,
+                                   session=session, wait=wait)
+            return self._remote_structured(client, messages, inputs, ctx, session, wait, on_delta)
         finally:
             pool.release(cfg.base_url, session)
+
+    def _remote_structured(self, client, messages, inputs, ctx, session, wait, on_delta):
+        cfg = self.config
+        state = {"response_format": cfg.structured != "prompt"}
+
+        def call(msgs):
+            # a loop, not a recursive call: a closure naming itself is a reference cycle, left for the
+            # garbage collector on every call
+            while True:
+                rf = None
+                if state["response_format"]:
+                    rf = {"type": "json_schema", "json_schema": {"name": "answer", "schema": inputs.json_schema,
+                                                                 "strict": True}}
+                try:
+                    return client.chat(msgs, temperature=inputs.temperature, max_tokens=inputs.max_tokens,
+                                       seed=inputs.seed, stop=inputs.stop or None, response_format=rf,
+                                       stream=cfg.stream, on_delta=on_delta, session=session, wait=wait)
+                except BadRequest as exc:
+                    if rf is None or cfg.structured != "auto" or getattr(exc, "status", 0) not in (400, 422):
+                        raise
+                    ctx.logger.info("server rejected response_format (%s); putting the schema in the prompt", exc)
+                    state["response_format"] = False
+                    msgs = _with_schema_prompt(msgs, inputs.json_schema)
+
+        return complete_with_schema(call, messages, inputs.json_schema, cfg.max_repairs)
 
     def _run_local(self, messages, inputs, ctx):
         cfg = self.config
@@ -235,6 +247,27 @@ class GenerateTextNode(Node):
             if inputs.json_schema is None:
                 return call(messages)
             return complete_with_schema(call, messages, inputs.json_schema, cfg.max_repairs)
+
+
+def _wait_to_retry(ctx, seconds: float) -> None:
+    ctx.progress(0, None, f"server busy: waiting {seconds:g} s (Retry-After)")
+    if ctx.cancel_event.wait(seconds) or ctx.cancelled:
+        raise Cancelled(f"step '{ctx.step_id}' was cancelled while waiting to retry")
+
+
+class _Throttle:
+    """Streaming progress: an event per 100 ms at most."""
+
+    __slots__ = ("ctx", "total", "last")
+
+    def __init__(self, ctx, total: int):
+        self.ctx, self.total, self.last = ctx, total, 0.0
+
+    def __call__(self, _text: str, n: int) -> None:
+        now = time.monotonic()
+        if now - self.last >= 0.1:
+            self.last = now
+            self.ctx.progress(n, self.total, "generating")
 
 
 def _with_schema_prompt(messages: list[dict], schema: dict) -> list[dict]:

@@ -53,39 +53,52 @@ def error_text(resp: requests.Response) -> tuple[str, str]:
 
 
 class OpenAICompatible:
-    __slots__ = ("base_url", "model", "timeout_s", "max_retries", "max_retry_wait_s", "wait", "session", "headers")
+    """One server and model: settings and headers made once, so one client serves many calls. Each call may
+    bring its own ``session`` (one caller at a time, see ``sessions``) and ``wait`` (the step's cancellable
+    sleep); the client's own are used otherwise."""
+
+    __slots__ = ("base_url", "model", "timeout_s", "max_retries", "max_retry_wait_s", "wait", "session", "headers",
+                 "url")
 
     def __init__(self, base_url: str, model: str, api_key: str | None = None, *, timeout_s: float = 120.0,
                  max_retries: int = 4, max_retry_wait_s: float = 120.0,
                  wait: Callable[[float], None] | None = None, session: requests.Session | None = None):
         self.base_url = base_url.rstrip("/")
+        self.url = f"{self.base_url}/chat/completions"
         self.model = model
         self.timeout_s = timeout_s
         self.max_retries = max_retries
         self.max_retry_wait_s = max_retry_wait_s
         self.wait = wait or time.sleep
-        self.session = session or requests.Session()
+        self.session = session
         self.headers = {"Content-Type": "application/json"}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
 
     # ------------------------------------------------------------ models
 
-    def list_models(self) -> list[str] | None:
+    def list_models(self, session: requests.Session | None = None) -> list[str] | None:
         """The ids ``GET /models`` lists, or None when that cannot be read."""
         try:
-            resp = self.session.get(f"{self.base_url}/models", headers=self.headers, timeout=min(10, self.timeout_s))
+            resp = (session or self._session()).get(f"{self.base_url}/models", headers=self.headers,
+                                                    timeout=min(10, self.timeout_s))
             if resp.status_code != 200:
                 return None
             return sorted(str(m.get("id")) for m in resp.json().get("data", []) if isinstance(m, dict))
         except (requests.RequestException, ValueError, AttributeError):
             return None
 
+    def _session(self) -> requests.Session:
+        if self.session is None:
+            self.session = requests.Session()
+        return self.session
+
     # ------------------------------------------------------------ chat
 
     def chat(self, messages: list[dict], *, temperature: float | None = None, max_tokens: int | None = None,
              seed: int | None = None, stop: list[str] | None = None, response_format: dict | None = None,
-             stream: bool = False, on_delta: Callable[[str, int], None] | None = None) -> Completion:
+             stream: bool = False, on_delta: Callable[[str, int], None] | None = None,
+             session: requests.Session | None = None, wait: Callable[[float], None] | None = None) -> Completion:
         payload: dict[str, Any] = {"model": self.model, "messages": messages}
         if temperature is not None:
             payload["temperature"] = temperature
@@ -100,7 +113,35 @@ class OpenAICompatible:
         if stream:
             payload["stream"] = True
             payload["stream_options"] = {"include_usage": True}
-        resp = self._post(payload, stream)
+        session = session or self._session()
+        body = json.dumps(payload)
+        waited = 0.0
+        for attempt in range(self.max_retries + 1):  # the first try, then retries of 429 and 5xx
+            try:
+                if stream:
+                    resp = session.post(self.url, data=body, headers=self.headers, timeout=self.timeout_s,
+                                        stream=True)
+                else:  # requests' default: less merging of settings
+                    resp = session.post(self.url, data=body, headers=self.headers, timeout=self.timeout_s)
+            except requests.ConnectionError as exc:
+                raise ServerDown(f"could not connect to {self.base_url}: is the server running at "
+                                 f"{self.base_url}? ({_first_line(exc)})") from None
+            except requests.Timeout:
+                raise ServerDown(f"{self.base_url} did not answer within {self.timeout_s:g} s") from None
+            if resp.status_code == 200:
+                break
+            if resp.status_code not in RETRY_STATUSES or attempt == self.max_retries:
+                self._raise_for(resp, session)
+            delay = retry_after_seconds(resp.headers.get("Retry-After"))
+            delay = min(30.0, 0.5 * 2**attempt) if delay is None else delay
+            if waited + delay > self.max_retry_wait_s:
+                msg, _ = error_text(resp)
+                raise TextGenerationError(
+                    f"{self.base_url} answered {resp.status_code} ({msg}) and asks to wait {delay:g} s more, "
+                    f"past the {self.max_retry_wait_s:g} s this step may wait (max_retry_wait_s)")
+            resp.close()
+            (wait or self.wait)(delay)
+            waited += delay
         if not stream:
             return self._read(resp)  # read in full: the connection is back in the pool for the next call
         try:
@@ -108,50 +149,19 @@ class OpenAICompatible:
         finally:
             resp.close()
 
-    def _post(self, payload: dict, stream: bool) -> requests.Response:
-        url = f"{self.base_url}/chat/completions"
-        body = json.dumps(payload)
-        extra = {"stream": True} if stream else {}  # requests' default otherwise: less merging of settings
-        waited = 0.0
-        for attempt in range(self.max_retries + 1):
-            try:
-                resp = self.session.post(url, data=body, headers=self.headers, timeout=self.timeout_s, **extra)
-            except requests.ConnectionError as exc:
-                raise ServerDown(f"could not connect to {self.base_url}: is the server running at "
-                                 f"{self.base_url}? ({_first_line(exc)})") from None
-            except requests.Timeout:
-                raise ServerDown(f"{self.base_url} did not answer within {self.timeout_s:g} s") from None
-            if resp.status_code == 200:
-                return resp
-            if resp.status_code in RETRY_STATUSES and attempt < self.max_retries:
-                delay = retry_after_seconds(resp.headers.get("Retry-After"))
-                delay = min(30.0, 0.5 * 2**attempt) if delay is None else delay
-                if waited + delay > self.max_retry_wait_s:
-                    msg, _ = error_text(resp)
-                    raise TextGenerationError(
-                        f"{self.base_url} answered {resp.status_code} ({msg}) and asks to wait {delay:g} s more, "
-                        f"past the {self.max_retry_wait_s:g} s this step may wait (max_retry_wait_s)")
-                resp.close()
-                self.wait(delay)
-                waited += delay
-                continue
-            self._raise_for(resp)
-        self._raise_for(resp)  # pragma: no cover - the loop always returns or raises
-        raise AssertionError
-
-    def _raise_for(self, resp: requests.Response) -> None:
+    def _raise_for(self, resp: requests.Response, session: requests.Session) -> None:
         msg, code = error_text(resp)
         status = resp.status_code
         model_missing = code == "model_not_found" or (status == 404 and "model" in msg.lower())
         if status == 404 and not model_missing:
-            models = self.list_models()
+            models = self.list_models(session)
             if models is not None and self.model not in models:
                 model_missing = True
             elif models is None:
                 raise BadRequest(f"{self.base_url}/chat/completions was not found (404: {msg}): check base_url, "
                                  "which usually ends in /v1 (e.g. http://localhost:11434/v1)")
         if model_missing:
-            models = self.list_models()
+            models = self.list_models(session)
             have = (f"; it has: {', '.join(models)}" if models else "; it lists no models") if models is not None else ""
             raise UnknownModel(f"the server at {self.base_url} has no model '{self.model}' ({msg}){have}")
         if status in (401, 403):
@@ -171,8 +181,13 @@ class OpenAICompatible:
         except (ValueError, KeyError, IndexError, TypeError, AttributeError):
             raise TextGenerationError(f"{self.base_url} sent an answer that is not a chat completion: "
                                       f"{resp.text[:200]!r}") from None
-        return Completion(text=text, usage=_usage(body.get("usage")), finish_reason=choice.get("finish_reason"),
-                          model=str(body.get("model") or self.model))
+        usage = body.get("usage")
+        if isinstance(usage, dict):  # what _usage does, without the call
+            p, c = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            usage = Usage(p, c, int(usage.get("total_tokens") or p + c))
+        else:
+            usage = Usage()
+        return Completion(text, usage, choice.get("finish_reason"), str(body.get("model") or self.model))
 
     def _read_stream(self, resp: requests.Response, on_delta) -> Completion:
         parts: list[str] = []
