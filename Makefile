@@ -11,7 +11,7 @@ TORCH_PIN ?= torch==2.13.0
 export TRANSFORMERS_VERBOSITY ?= error
 export DIFFUSERS_VERBOSITY ?= error
 
-.PHONY: setup run test lint bench bench-webhook schemathesis clean schema exiftool chromium postgresql redis cluster n8n-node n8n-node-test e2e-n8n
+.PHONY: setup run test lint bench gpu-check bench-webhook schemathesis clean schema exiftool chromium postgresql redis cluster n8n-node n8n-node-test e2e-n8n
 
 setup: $(STAMP)
 
@@ -104,6 +104,14 @@ bench: setup
 	$(BIN)/python bench/webhook.py
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/text_video.py
+
+# On a machine with CUDA: the model nodes' CUDA paths and the full-size SD 1.5 / SDXL bench. setup keeps a
+# torch that imports, so put a CUDA build in .venv first (python3 -m venv .venv && .venv/bin/pip install
+# torch --index-url https://download.pytorch.org/whl/cu128).
+gpu-check: setup
+	$(BIN)/pip install -q -e '.[gpu]'
+	$(BIN)/python -m pytest -q -p no:cacheprovider -rA tests/test_model_gpu.py
+	$(BIN)/python bench/gpu.py
 
 bench-webhook: setup
 	nice -n 10 $(BIN)/python bench/webhook.py
