@@ -197,19 +197,7 @@ class LabelAiNode(Node):
                 ctx.logger.warning("label_ai: watermark skipped: %s", exc)
         ctx.check_cancelled()
 
-        prompt = inputs.prompt if cfg.record_prompt else None
-        negative = inputs.negative_prompt if cfg.record_prompt else None
-        params = {
-            "prompt": prompt, "negative_prompt": negative, "model": inputs.model,
-            "seed": inputs.seed, "steps": inputs.steps, "guidance": inputs.guidance,
-            "width": image.width, "height": image.height, "pixelmill_version": __version__,
-            "run_id": ctx.run_id, "workflow": ctx.workflow, "step_id": ctx.step_id,
-        } if cfg.parameters else {}
-        prompt_info = None
-        if prompt:
-            prompt_info = prompt + (f"\nNegative prompt: {negative}" if negative else "")
-        ai = {"system": cfg.ai_system or inputs.model, "system_version": cfg.ai_system_version,
-              "prompt_information": prompt_info, "prompt_writer": cfg.prompt_writer}
+        params, ai = self._record(inputs, ctx, image.width, image.height)
         packet = xmp_mod.build_xmp(source_type, params, badge=badge_text,
                                    watermark=f"{wm.SCHEME}:{payload}" if payload else None,
                                    creator_tool=f"pixelmill {__version__}", ai=ai)
@@ -227,19 +215,8 @@ class LabelAiNode(Node):
         if cfg.parameters:
             labels.append("parameters")
 
-        if cfg.c2pa is not None:
-            try:
-                self._sign(cfg.c2pa, tmp, out_path, media_type, source_type, params, ctx,
-                           edited=edited, parent=parent_path)
-                tmp.unlink()
-                labels.append("c2pa")
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                out_path.unlink(missing_ok=True)
-                raise
-        else:
-            os.replace(tmp, out_path)
-            skipped["c2pa"] = "not configured (set config.c2pa with cert_chain and private_key)"
+        self._store(tmp, out_path, media_type, source_type, params, ctx, labels, skipped, edited=edited,
+                    parent=parent_path)
         ctx.logger.info("label_ai: wrote %s with %s", ref.name, ", ".join(labels))
         return LabelOutputs(image=ref, labels=labels, skipped=skipped, source_type=source_type,
                             watermark_payload=payload, watermark_key_id=key_id)
@@ -249,19 +226,11 @@ class LabelAiNode(Node):
         cfg: LabelConfig = self.config
         edited = cfg.edited if inputs.edited is None else inputs.edited
         source_type = xmp_mod.COMPOSITE if edited else xmp_mod.TRAINED
-        prompt = inputs.prompt if cfg.record_prompt else None
-        negative = inputs.negative_prompt if cfg.record_prompt else None
-        prompt_info = prompt + (f"\nNegative prompt: {negative}" if negative else "") if prompt else None
-        ai = {"system": cfg.ai_system or inputs.model, "system_version": cfg.ai_system_version,
-              "prompt_information": prompt_info, "prompt_writer": cfg.prompt_writer}
-        params: dict = {}
+        params: dict = {}  # filled once the frame size is known, then signed into C2PA
 
         def packet_for(badge_text, width, height):
-            if cfg.parameters:
-                params.update({"prompt": prompt, "negative_prompt": negative, "model": inputs.model,
-                               "seed": inputs.seed, "steps": inputs.steps, "guidance": inputs.guidance,
-                               "width": width, "height": height, "pixelmill_version": __version__,
-                               "run_id": ctx.run_id, "workflow": ctx.workflow, "step_id": ctx.step_id})
+            recorded, ai = self._record(inputs, ctx, width, height)
+            params.update(recorded)
             return xmp_mod.build_xmp(source_type, params, badge=badge_text, creator_tool=f"pixelmill {__version__}",
                                      ai=ai)
 
@@ -282,20 +251,42 @@ class LabelAiNode(Node):
         skipped = dict(done.skipped)
         if cfg.watermark:
             skipped["watermark"] = "not embedded in video frames (the invisible watermark is for still images)"
-        if cfg.c2pa is not None:
-            try:
-                self._sign(cfg.c2pa, tmp, out_path, "video/mp4", source_type, params, ctx, edited=edited)
-                tmp.unlink()
-                labels.append("c2pa")
-            except BaseException:
-                tmp.unlink(missing_ok=True)
-                out_path.unlink(missing_ok=True)
-                raise
-        else:
-            os.replace(tmp, out_path)
-            skipped["c2pa"] = "not configured (set config.c2pa with cert_chain and private_key)"
+        self._store(tmp, out_path, "video/mp4", source_type, params, ctx, labels, skipped, edited=edited)
         ctx.logger.info("label_ai: wrote %s (%d frames) with %s", ref.name, done.frames, ", ".join(labels))
         return LabelOutputs(image=ref, video=ref, labels=labels, skipped=skipped, source_type=source_type)
+
+    def _record(self, inputs: LabelInputs, ctx, width: int, height: int) -> tuple[dict, dict]:
+        """The generation parameters (empty with ``parameters: false``) and the IPTC AI fields to write."""
+        cfg: LabelConfig = self.config
+        prompt = inputs.prompt if cfg.record_prompt else None
+        negative = inputs.negative_prompt if cfg.record_prompt else None
+        params = {
+            "prompt": prompt, "negative_prompt": negative, "model": inputs.model,
+            "seed": inputs.seed, "steps": inputs.steps, "guidance": inputs.guidance,
+            "width": width, "height": height, "pixelmill_version": __version__,
+            "run_id": ctx.run_id, "workflow": ctx.workflow, "step_id": ctx.step_id,
+        } if cfg.parameters else {}
+        prompt_info = prompt + (f"\nNegative prompt: {negative}" if negative else "") if prompt else None
+        ai = {"system": cfg.ai_system or inputs.model, "system_version": cfg.ai_system_version,
+              "prompt_information": prompt_info, "prompt_writer": cfg.prompt_writer}
+        return params, ai
+
+    def _store(self, tmp: Path, out_path: Path, media_type: str, source_type: str, params: dict, ctx,
+               labels: list[str], skipped: dict[str, str], *, edited: bool, parent: Path | None = None) -> None:
+        """Move the labelled file into place, signed with C2PA first when configured."""
+        cfg: LabelConfig = self.config
+        if cfg.c2pa is None:
+            os.replace(tmp, out_path)
+            skipped["c2pa"] = "not configured (set config.c2pa with cert_chain and private_key)"
+            return
+        try:
+            self._sign(cfg.c2pa, tmp, out_path, media_type, source_type, params, ctx, edited=edited, parent=parent)
+            tmp.unlink()
+            labels.append("c2pa")
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            out_path.unlink(missing_ok=True)
+            raise
 
     @staticmethod
     def _sign(c: C2paConfig, src: Path, dst: Path, mime: str, source_type: str, params: dict, ctx, *,

@@ -29,6 +29,8 @@ import sys
 import threading
 from pathlib import Path
 
+from .lazyimports import spec_from_others
+
 TARGET = "transformers.utils.import_utils"
 FORMAT = 1
 
@@ -61,13 +63,8 @@ class _Finder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
         if fullname != TARGET:
             return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                break
-        else:
+        spec = spec_from_others(self, fullname, path, target)
+        if spec is None:
             return None
         if not isinstance(spec.loader, importlib.machinery.SourceFileLoader):
             return spec  # not the plain installed module: leave it alone

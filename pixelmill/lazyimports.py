@@ -28,6 +28,17 @@ def install(names=LAZY) -> bool:
     return True
 
 
+def spec_from_others(me, fullname, path, target=None):
+    """The spec the rest of ``sys.meta_path`` (every finder but ``me``) finds for ``fullname``, or None."""
+    for finder in sys.meta_path:
+        if finder is me or not hasattr(finder, "find_spec"):
+            continue
+        spec = finder.find_spec(fullname, path, target)
+        if spec is not None:
+            return spec
+    return None
+
+
 class _DeferFinder(importlib.abc.MetaPathFinder):
     def __init__(self, names: frozenset[str]):
         self.names = names
@@ -35,15 +46,8 @@ class _DeferFinder(importlib.abc.MetaPathFinder):
     def find_spec(self, fullname, path, target=None):
         if fullname not in self.names:
             return None
-        for finder in sys.meta_path:
-            if finder is self or not hasattr(finder, "find_spec"):
-                continue
-            spec = finder.find_spec(fullname, path, target)
-            if spec is not None:
-                break
-        else:
-            return None
-        if spec.loader is None or not hasattr(spec.loader, "exec_module"):
+        spec = spec_from_others(self, fullname, path, target)
+        if spec is None or spec.loader is None or not hasattr(spec.loader, "exec_module"):
             return spec
         spec.loader = _DeferLoader(spec.loader)
         return spec

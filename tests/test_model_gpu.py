@@ -99,7 +99,8 @@ def test_vae_tiling_slicing_and_separate_vae(rt, folders):
 
 
 def test_variant_weights_on_cuda(rt, folders):
-    _out(_gen(rt, folders["sd_fp16_variant"], ", steps: 1", config=", device: cuda, variant: fp16")[0])
+    out = _out(_gen(rt, folders["sd_fp16_variant"], ", steps: 1", config=", device: cuda, variant: fp16")[0])
+    assert out["device"].startswith("cuda")
 
 
 def test_compile_gives_the_same_picture(rt, folders):

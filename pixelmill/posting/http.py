@@ -7,7 +7,6 @@ messages name the target and the path's first segment only, never a URL that may
 
 from __future__ import annotations
 
-import email.utils
 import logging
 import re
 import threading
@@ -20,6 +19,7 @@ from urllib.parse import urlsplit
 import requests
 
 from pixelmill.node import Cancelled
+from pixelmill.retry_after import retry_after_seconds
 
 from .base import AmbiguousDelivery, PostingError, RateLimited
 
@@ -72,24 +72,6 @@ class RetryPolicy:
     max_retry_after: float = 60.0  # a Retry-After above this fails the request instead of waiting
     connect_timeout: float = 10.0
     read_timeout: float = 30.0
-
-
-def retry_after_seconds(value: str | None, now: float | None = None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def rate_limit_wait(headers, now: float | None = None) -> float | None:

@@ -8,7 +8,6 @@ the server does not have is named together with the models it has.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import time
 from collections.abc import Callable
@@ -16,26 +15,12 @@ from typing import Any
 
 import requests
 
+from pixelmill.retry_after import retry_after_seconds
+
 from .errors import BadRequest, ServerDown, TextGenerationError, UnknownModel
 from .result import Completion, Usage
 
 RETRY_STATUSES = (429, 500, 502, 503, 504)
-
-
-def retry_after_seconds(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: delta-seconds or an HTTP date; None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def error_text(resp: requests.Response) -> tuple[str, str]:
