@@ -145,7 +145,8 @@ def _add_fields(loaded) -> tuple[dict, list[str]]:
     """The body of ``POST /calendar/<workflow>`` for one served workflow: its inputs as they are checked,
     its steps as targets."""
     inputs = input_schema(loaded.workflow.inputs)
-    target = {"enum": [*loaded.nodes, None], "description": "the step that posts this entry (default: all)"}
+    target = {"enum": [*loaded.nodes, None], "description": "a step of the workflow, given to its runs as "
+                                                           "trigger.calendar.target (docs/calendar.md, Targets)"}
     return {"inputs": inputs, "target": target}, (["inputs"] if inputs.get("required") else [])
 
 

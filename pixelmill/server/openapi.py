@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document at ``/api/v1/openapi.json``, generated from the app's URL map, the pydantic
 models that validate requests and shape responses, and the served workflows (each one gets its own
-``POST /workflows/<name>/runs`` with its exact inputs, and its own calendar paths whose bodies hold inputs). It describes the server as configured: the bearer
-scheme appears only when ``PIXELMILL_API_TOKEN`` is set."""
+``POST /workflows/<name>/runs`` with its exact inputs, and its own calendar paths whose bodies hold
+inputs). It describes the server as configured: the bearer scheme appears only when
+``PIXELMILL_API_TOKEN`` is set."""
 
 from __future__ import annotations
 
