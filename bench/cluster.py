@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -25,8 +24,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import create_engine, text  # noqa: E402
 
-from tests.pg import PgCluster  # noqa: E402
-from tests.redisutil import start_redis  # noqa: E402
+from scripts.cluster import backing_services, stop_processes  # noqa: E402
 from tests.serverutil import Server, write  # noqa: E402
 
 WF = """
@@ -82,13 +80,7 @@ class Bench:
         time.sleep(1.0)  # the Celery consumers are listening
 
     def stop_workers(self) -> None:
-        for p in self.workers:
-            p.send_signal(signal.SIGTERM)
-        for p in self.workers:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(self.workers)
         self.workers = []
 
     def sql(self, q: str, **params):
@@ -165,15 +157,13 @@ def main() -> None:
     ap.add_argument("--webhook-calls", type=int, default=300)
     ap.add_argument("--event-runs", type=int, default=5)
     args = ap.parse_args()
-    pg, why = PgCluster.start()
-    if pg is None:
-        sys.exit(f"cannot run: {why}")
-    redis, url = start_redis()
-    if redis is None:
-        pg.stop()
-        sys.exit(f"cannot run: {url}")
+    with backing_services("cannot run") as (pg, url):
+        measure(args, pg.create_database(), url)
+
+
+def measure(args, db_url: str, broker: str) -> None:
     root = Path(tempfile.mkdtemp(prefix="pixelmill-cluster-bench-"))
-    bench = Bench(root, pg.create_database(), url, args.job)
+    bench = Bench(root, db_url, broker, args.job)
     srv = None
     try:
         srv = bench.api("celery")
@@ -213,9 +203,6 @@ def main() -> None:
             srv.stop()
         bench.stop_workers()
         bench.engine.dispose()
-        redis.terminate()
-        redis.wait(10)
-        pg.stop()
         shutil.rmtree(root, ignore_errors=True)
 
 

@@ -18,44 +18,21 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import Pass, pass_chain
 
-from pixelmill.loader import load_text  # noqa: E402
-from pixelmill.node import Model, Node  # noqa: E402
-from pixelmill.registry import Registry  # noqa: E402
-from pixelmill.runtime import Runtime  # noqa: E402
-from pixelmill.settings import Settings  # noqa: E402
-
-
-class PassInputs(Model):
-    value: int = 0
-
-
-class PassOutputs(Model):
-    value: int
-
-
-class Pass(Node):
-    """Add one to a number: the cheapest possible node."""
-
-    type = "bench_pass"
-    Inputs = PassInputs
-    Outputs = PassOutputs
-
-    def run(self, inputs, ctx):
-        return PassOutputs(value=inputs.value + 1)
+from pixelmill.loader import load_text
+from pixelmill.registry import Registry
+from pixelmill.runtime import Runtime
+from pixelmill.settings import Settings
 
 
 def chain(node: str, n: int = 10) -> str:
     lines = ["# yaml-language-server: $schema=./pixelmill.schema.json", "name: bench-chain", "steps:"]
+    if node == "bench_pass":
+        return "\n".join(lines + pass_chain(n)) + "\n"
     for i in range(n):
-        if node == "bench_pass":
-            value = "0" if i == 0 else f"'${{{{ steps.s{i - 1}.outputs.value }}}}'"
-            lines.append(f"  - {{id: s{i}, node: bench_pass, with: {{value: {value}}}}}")
-        else:
-            prev = "start" if i == 0 else f"${{{{ steps.s{i - 1}.outputs.text }}}}"
-            lines.append(f"  - {{id: s{i}, node: prompt, with: {{template: 'x', vars: {{p: '{prev}'}}, seed: 1}}}}")
+        prev = "start" if i == 0 else f"${{{{ steps.s{i - 1}.outputs.text }}}}"
+        lines.append(f"  - {{id: s{i}, node: prompt, with: {{template: 'x', vars: {{p: '{prev}'}}, seed: 1}}}}")
     return "\n".join(lines) + "\n"
 
 

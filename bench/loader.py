@@ -9,42 +9,16 @@ Target: 2,000 steps validate in under 2 s. Prints figures measured in this run o
 from __future__ import annotations
 
 import argparse
-import sys
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from _common import Pass, pass_chain
 
-from pixelmill.loader import load_text  # noqa: E402
-from pixelmill.node import Model, Node  # noqa: E402
-from pixelmill.registry import Registry  # noqa: E402
-
-
-class PassInputs(Model):
-    value: int = 0
-
-
-class PassOutputs(Model):
-    value: int
-
-
-class Pass(Node):
-    """Add one to a number."""
-
-    type = "bench_pass"
-    Inputs = PassInputs
-    Outputs = PassOutputs
-
-    def run(self, inputs, ctx):
-        return PassOutputs(value=inputs.value + 1)
+from pixelmill.loader import load_text
+from pixelmill.registry import Registry
 
 
 def workflow(n: int) -> str:
-    lines = ["name: bench-loader", "steps:"]
-    for i in range(n):
-        value = "0" if i % 50 == 0 else f"'${{{{ steps.s{i - 1}.outputs.value }}}}'"
-        lines.append(f"  - {{id: s{i}, node: bench_pass, with: {{value: {value}}}}}")
+    lines = ["name: bench-loader", "steps:", *pass_chain(n, restart_every=50)]
     lines.append(f"  - {{id: last, node: bench_pass, needs: [s{n - 1}]}}")
     return "\n".join(lines) + "\n"
 

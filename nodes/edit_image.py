@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import random
 from typing import Literal
 
 from pydantic import Field
 
 from pixelmill.imaging.ops import ImageOpError, open_image
 from pixelmill.models import editing
-from pixelmill.models.loaders import load_text2image, resolve_model
+from pixelmill.models.diffusion import prepare
+from pixelmill.models.loaders import load_text2image
 from pixelmill.models.locate import EMBEDDED, recommended
-from pixelmill.models.manager import manager_for, pipeline_lock
+from pixelmill.models.manager import pipeline_lock
 from pixelmill.models.options import ModelOptions
 from pixelmill.node import ArtifactRef, Model, Node
 
@@ -90,13 +90,11 @@ class EditImageNode(Node):
         original = open_image(ctx.artifact_path(inputs.image), inputs.image.name)
         canvas, mask = self._canvas(inputs, original, ctx)
         kind = "img2img" if inputs.mode == "img2img" else "inpaint"
-        r = resolve_model(cfg.model, "sd", cfg.device, cfg.dtype)
+        r, seed, manager = prepare(cfg, inputs.seed, ctx)
         defaults = recommended(r.name, r.source)
-        seed = inputs.seed if inputs.seed is not None else random.SystemRandom().randrange(2**31)
         steps = inputs.steps or int(defaults["steps"])
         guidance = float(inputs.guidance if inputs.guidance is not None else defaults["guidance"])
         strength = inputs.strength if inputs.strength is not None else (0.6 if kind == "img2img" else 1.0)
-        manager = manager_for(ctx)
         ctx.progress(0, steps, f"loading {r.name}")
         with manager.use(("text2image", *r.key), lambda: load_text2image(r)) if r.name == EMBEDDED else \
                 _nothing() as base:

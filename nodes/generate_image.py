@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
-import random
 from typing import Literal
 
 from pydantic import Field
 
 from pixelmill.models import families
-from pixelmill.models.loaders import load_text2image, resolve_model
+from pixelmill.models.diffusion import prepare
+from pixelmill.models.loaders import load_text2image
 from pixelmill.models.locate import folder_defaults, known_defaults
-from pixelmill.models.manager import manager_for, pipeline_lock
+from pixelmill.models.manager import pipeline_lock
 from pixelmill.models.memory import estimate_folder_bytes
 from pixelmill.models.options import PipelineOptions
 from pixelmill.moderation.images import nsfw_verdict
@@ -140,14 +140,12 @@ class GenerateImageNode(Node):
 
     def run(self, inputs: GenerateImageInputs, ctx) -> GenerateImageOutputs:
         cfg = self.config
-        r = resolve_model(cfg.model, "sd", cfg.device, cfg.dtype)
+        r, seed, manager = prepare(cfg, inputs.seed, ctx)
         family = families.family_of(r.pipeline_class)
         if inputs.negative_prompt and family.negative == "refuse":  # before any load
             raise ValueError(f"negative_prompt is not used by this model: {families.NEGATIVE_REFUSED[family.name]}")
         if cfg.scheduler != "default":
             _check_scheduler_before_load(r, cfg.scheduler)
-        seed = inputs.seed if inputs.seed is not None else random.SystemRandom().randrange(2**31)
-        manager = manager_for(ctx)
         warnings: list[str] = []
         key = ("text2image", *r.key, *cfg.load_options())
         if not manager.is_loaded(key):

@@ -285,6 +285,13 @@ class RunStore:
         for rid in ids:
             self.artifacts.delete(rid)
 
+    def delete_orphans(self, table) -> int:
+        """Delete the rows of ``table`` whose ``run_id`` names no run any more (a table another module keeps
+        per run, e.g. the server's callbacks, once its runs are deleted); returns how many rows went."""
+        has_run = select(_RUNS.c.id).where(_RUNS.c.id == table.c.run_id).exists()
+        with self.writing() as conn:
+            return conn.execute(delete(table).where(~has_run)).rowcount
+
     def reclaim_space(self) -> int:
         """Give the space of deleted rows back to the file system; returns the bytes freed.
 

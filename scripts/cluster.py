@@ -1,7 +1,8 @@
 """``make cluster``: a local cluster on loopback — redis-server, a throwaway PostgreSQL, one API process in celery
 mode and two workers — runs the main job (``daily-shapes``) through it, prints where to look, and keeps
 everything running until Ctrl-C (``--once``: stop after the job). Needs Debian's redis-server and postgresql
-(``make cluster`` installs them when it may).
+(``make cluster`` installs them when it may). ``bench/cluster.py`` starts its backing services and stops its
+processes with ``backing_services`` and ``stop_processes`` from here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import requests
@@ -26,18 +29,46 @@ from tests.pg import PgCluster, free_port  # noqa: E402
 from tests.redisutil import start_redis  # noqa: E402
 
 
+@contextmanager
+def backing_services(who: str) -> Iterator[tuple[PgCluster, str]]:
+    """redis-server and a throwaway PostgreSQL on free loopback ports, stopped on exit: yields the cluster and
+    the broker URL; exits the program with ``who: <what is missing>`` when either cannot start."""
+    pg, why = PgCluster.start()
+    if pg is None:
+        sys.exit(f"{who}: {why}")
+    redis, broker = start_redis()
+    if redis is None:
+        pg.stop()
+        sys.exit(f"{who}: {broker}")
+    try:
+        yield pg, broker
+    finally:
+        redis.terminate()
+        redis.wait(10)
+        pg.stop()
+
+
+def stop_processes(procs: list[subprocess.Popen], grace: float = 20.0) -> None:
+    """SIGTERM to every process, then up to ``grace`` seconds each to exit before it is killed."""
+    for p in procs:
+        p.send_signal(signal.SIGTERM)
+    for p in procs:
+        try:
+            p.wait(grace)
+        except subprocess.TimeoutExpired:
+            p.kill()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--once", action="store_true", help="stop everything after the job")
     ap.add_argument("--workflow", default="daily-shapes")
     args = ap.parse_args()
-    pg, why = PgCluster.start()
-    if pg is None:
-        sys.exit(f"cluster: {why}")
-    redis, broker = start_redis()
-    if redis is None:
-        pg.stop()
-        sys.exit(f"cluster: {broker}")
+    with backing_services("cluster") as (pg, broker):
+        run(args, pg, broker)
+
+
+def run(args, pg: PgCluster, broker: str) -> None:
     home = Path(tempfile.mkdtemp(prefix="pixelmill-cluster-"))
     port = free_port()
     env = {**os.environ, "PIXELMILL_DB_URL": pg.create_database(), "PIXELMILL_BROKER_URL": broker,
@@ -82,16 +113,7 @@ def main() -> None:
             print("cluster: running; Ctrl-C stops everything", flush=True)
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
-        for p in procs:
-            p.send_signal(signal.SIGTERM)
-        for p in procs:
-            try:
-                p.wait(20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        redis.terminate()
-        redis.wait(10)
-        pg.stop()
+        stop_processes(procs)
         if args.once:
             shutil.rmtree(home, ignore_errors=True)
 

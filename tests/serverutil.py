@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import requests
@@ -98,3 +101,70 @@ def write(folder: Path, name: str, text: str) -> Path:
     path = folder / name
     path.write_text(text)
     return path
+
+
+def serving(root: Path, files: dict[str, str], env: dict | None = None, token: str | None = None) -> Iterator[Server]:
+    """A module fixture's body (``yield from serving(...)``): the workflow ``files`` (name -> YAML) written to
+    ``root/workflows``, the server started on them, stopped afterwards. ``server.data`` is the empty folder
+    ``root/data`` for the test nodes' files (the YAML may name it)."""
+    data = root / "data"
+    data.mkdir(exist_ok=True)
+    for name, text in files.items():
+        write(root / "workflows", name, text)
+    server = Server(root / "home", root / "workflows", env, token=token).start()
+    server.data = data
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def hook(srv: Server, path: str, method: str = "POST", **kw) -> requests.Response:
+    """Call the webhook ``path`` of ``srv`` (without the API token: webhooks have their own auth)."""
+    return requests.request(method, srv.url + "/webhook/" + path, timeout=30, **kw)
+
+
+class Receiver:
+    """A local HTTP endpoint (a callback's resume URL, a subscriber) that answers its first ``fail_first``
+    POSTs with ``fail_code`` and the rest with 200, recording each: ``raw``, ``body`` (JSON), ``headers``,
+    ``code`` and ``at`` (monotonic time)."""
+
+    def __init__(self, fail_first: int = 0, path: str = "/hook", fail_code: int = 503):
+        self.posts: list[dict] = []
+        self.fail_first = fail_first
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                raw = self.rfile.read(int(self.headers["Content-Length"]))
+                code = fail_code if len(outer.posts) < outer.fail_first else 200
+                outer.posts.append({"raw": raw, "body": json.loads(raw), "headers": dict(self.headers),
+                                    "code": code, "at": time.monotonic()})
+                self.send_response(code)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}{path}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    @property
+    def codes(self) -> list[int]:
+        return [p["code"] for p in self.posts]
+
+    def wait(self, n: int, timeout: float = 15.0, ok: bool = False) -> None:
+        """Until ``n`` POSTs arrived (``ok``: ``n`` answered 200)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            got = [p for p in self.posts if p["code"] == 200] if ok else self.posts
+            if len(got) >= n:
+                return
+            time.sleep(0.05)
+        raise AssertionError(f"expected {n} POST(s), got {self.codes}")
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

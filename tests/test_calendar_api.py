@@ -49,8 +49,17 @@ def test_calendar_api_lists_adds_moves_approves_skips_and_regenerates(api):
 
     bad = api.post("/api/v1/calendar/plan", json={"when": "someday"})
     assert bad.status_code == 400 and "when" in bad.get_json()["message"]  # not an ISO date: the schema says so
-    impossible = api.post("/api/v1/calendar/plan", json={"when": "2030-02-31T09:00"})
-    assert impossible.status_code == 422 and impossible.get_json()["error"] == "invalid"
+    impossible = api.post("/api/v1/calendar/plan", json={"when": "2030-02-31T09:00"})  # the schema says so too
+    assert impossible.status_code == 400 and "2030-02-31T09:00" in impossible.get_json()["message"]
+    nowhere = api.post("/api/v1/calendar/plan", json={"when": "2030-01-02T09:00", "timezone": "Mars/Olympus"})
+    assert nowhere.status_code == 400 and "unknown timezone 'Mars/Olympus'" in nowhere.get_json()["message"]
+    undeclared = api.post("/api/v1/calendar/plan", json={"when": "2030-01-02T09:00", "inputs": {"colour": "red"}})
+    assert undeclared.status_code == 400 and undeclared.get_json()["error"] == "invalid_inputs"
+    assert "unknown input 'colour'" in undeclared.get_json()["message"]
+    mistyped = api.post("/api/v1/calendar/plan", json={"when": "2030-01-02T09:00", "inputs": {"seed": "3"}})
+    assert mistyped.status_code == 400 and "input 'seed' must be a whole number" in mistyped.get_json()["message"]
+    no_step = api.post("/api/v1/calendar/plan", json={"when": "2030-01-02T09:00", "target": "nope"})
+    assert no_step.status_code == 422 and "target 'nope'" in no_step.get_json()["message"]
     taken = api.post("/api/v1/calendar/plan", json={"when": "2030-01-01T12:00:00Z"})
     assert taken.status_code == 409 and taken.get_json()["error"] == "slot_taken"
     assert api.post("/api/v1/calendar/nope", json={"when": "2030-01-02T09:00"}).status_code == 404
@@ -68,7 +77,7 @@ def test_calendar_api_lists_adds_moves_approves_skips_and_regenerates(api):
     early = api.post("/api/v1/calendar/plan/noon/approve")  # the draft is only queued (no workers here)
     assert early.status_code == 409 and early.get_json()["error"] == "draft_running"
     bad_inputs = api.post("/api/v1/calendar/plan/noon/regenerate", json={"inputs": {"seed": "x"}})
-    assert bad_inputs.status_code == 422 and "seed" in bad_inputs.get_json()["message"]
+    assert bad_inputs.status_code == 400 and "seed" in bad_inputs.get_json()["message"]
 
     approved = api.post("/api/v1/calendar/plan/added/approve")
     assert approved.status_code == 200 and approved.get_json()["status"] == "approved"
@@ -80,8 +89,36 @@ def test_calendar_api_lists_adds_moves_approves_skips_and_regenerates(api):
     listed = api.get("/api/v1/calendar?workflow=plan&start=2030-01-03T00:00:00Z").get_json()
     assert [e["id"] for e in listed["items"]] == ["added"] and listed["log"][0]["kind"] == "skipped"
     doc = api.get("/api/v1/openapi.json").get_json()
-    assert {"/api/v1/calendar", "/api/v1/calendar/{workflow}", "/api/v1/calendar/{workflow}/{entry_id}/approve",
-            "/api/v1/calendar/{workflow}/{entry_id}/regenerate"} <= set(doc["paths"])
+    assert {"/api/v1/calendar", "/api/v1/calendar/plan", "/api/v1/calendar/{workflow}/{entry_id}/approve",
+            "/api/v1/calendar/plan/{entry_id}/regenerate"} <= set(doc["paths"])
+    add = doc["paths"]["/api/v1/calendar/plan"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert add["properties"]["inputs"]["additionalProperties"] is False
+    assert set(add["properties"]["inputs"]["properties"]) == {"subject", "seed"}
+    assert None in add["properties"]["target"]["enum"]
+
+
+def test_the_when_pattern_accepts_exactly_the_dates_that_exist():
+    import re
+    from datetime import date
+
+    from pixelmill.server.calendar_api import ISO_DATETIME
+
+    pattern = re.compile(ISO_DATETIME)
+    years = [*range(1000, 1005), *range(1896, 1905), *range(1996, 2105), *range(2396, 2405), *range(9994, 10000)]
+    for y in years:
+        for m in range(1, 13):
+            for d in range(1, 32):
+                try:
+                    date(y, m, d)
+                except ValueError:
+                    exists = False
+                else:
+                    exists = y <= 9998  # in 9999 a slot moved to UTC could leave the range of a datetime
+                assert bool(pattern.fullmatch(f"{y:04d}-{m:02d}-{d:02d}T09:00")) == exists, (y, m, d)
+    for text in ["2030-01-02 09:00:00.123", "2030-01-02T09:00:00.123456+01:00", "2030-01-02T23:59Z"]:
+        assert pattern.fullmatch(text), text
+    for text in ["2030-01-02T24:00", "2030-01-02T09:00:00.5", "0999-01-01T00:00", "2030-01-02", "2030-01-02T09:00\n"]:
+        assert not pattern.fullmatch(text), text
 
 
 def test_two_server_processes_on_one_database_post_each_entry_once(tmp_path):

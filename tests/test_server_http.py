@@ -7,14 +7,12 @@ import base64
 import hashlib
 import hmac
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
 
-from .serverutil import Server, write
+from .serverutil import Receiver, hook, serving, write
 
 TOKEN = "api-token-for-tests"
 HOOK_TOKEN = "s3cret-hook-token"
@@ -24,10 +22,11 @@ HOOK_KEY = "hmac-key-for-tests"
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     root = tmp_path_factory.mktemp("srv")
-    wf = root / "workflows"
     data = root / "data"
-    data.mkdir()
-    write(wf, "done.yaml", """
+    env = {"HOOK_TOKEN": HOOK_TOKEN, "HOOK_KEY": HOOK_KEY, "HOOK_USER": "n8n", "HOOK_PASS": "pa:ss",
+           "PIXELMILL_MAX_BODY": "4096", "PIXELMILL_SSE_HEARTBEAT": "0.2", "PIXELMILL_CALLBACK_BACKOFF": "0.2",
+           "PIXELMILL_WORKERS": "4"}
+    yield from serving(root, {"done.yaml": """
 name: done
 inputs: {style: {type: string, default: flat}}
 on: {webhook: {path: done, respond: when_done}}
@@ -36,66 +35,48 @@ steps:
     node: prompt
     with: {template: "a red circle, {{ style }}", vars: {style: "${{ inputs.style }}"}, seed: 1}
 outputs: {prompt: "${{ steps.prompt.outputs.text }}", seed: "${{ steps.prompt.outputs.seed }}"}
-""")
-    write(wf, "imm.yaml", """
+""", "imm.yaml": """
 name: imm
 on: {webhook: {path: imm, respond: immediately}}
 steps:
   - {id: nap, node: test_sleep, with: {seconds: 0.3, steps: 3}}
 outputs: {slept: "${{ steps.nap.outputs.slept }}"}
-""")
-    write(wf, "slow.yaml", """
+""", "slow.yaml": """
 name: slow
 inputs: {seconds: {type: number, default: 2}, steps: {type: integer, default: 10}}
 on: {webhook: {path: slow, respond: when_done, respond_timeout: 0.5}}
 steps:
   - {id: nap, node: test_sleep, with: {seconds: "${{ inputs.seconds }}", steps: "${{ inputs.steps }}"}}
 outputs: {slept: "${{ steps.nap.outputs.slept }}"}
-""")
-    write(wf, "faildone.yaml", f"""
+""", "faildone.yaml": f"""
 name: faildone
 on: {{webhook: {{path: faildone, respond: when_done}}}}
 steps:
   - {{id: first, node: test_count, with: {{log: "{data}/faildone.log", text: hi}}}}
   - {{id: breaks, node: test_flaky, with: {{ok_file: "{data}/ok", text: "${{{{ steps.first.outputs.text }}}}"}}}}
 outputs: {{text: "${{{{ steps.breaks.outputs.text }}}}"}}
-""")
-    write(wf, "hdr.yaml", """
+""", "hdr.yaml": """
 name: hdr
 on: {webhook: {path: hdr, respond: immediately, extra_inputs: ignore,
                auth: {type: header, header: X-Token, secret: HOOK_TOKEN}}}
 steps: [{id: p, node: prompt, with: {template: hi}}]
-""")
-    write(wf, "sig.yaml", """
+""", "sig.yaml": """
 name: sig
 on: {webhook: {path: sig, respond: when_done, extra_inputs: ignore,
                auth: {type: hmac, header: X-Signature-256, secret: HOOK_KEY}}}
 steps: [{id: p, node: prompt, with: {template: "{{ n }}", vars: {n: "${{ trigger.body.n }}"}}}]
 outputs: {text: "${{ steps.p.outputs.text }}"}
-""")
-    write(wf, "basic.yaml", """
+""", "basic.yaml": """
 name: basic
 on: {webhook: {path: basic, respond: immediately,
                auth: {type: basic, username_secret: HOOK_USER, password_secret: HOOK_PASS}}}
 steps: [{id: p, node: prompt, with: {template: hi}}]
-""")
-    write(wf, "params.yaml", """
+""", "params.yaml": """
 name: params
 on: {webhook: {path: "items/:id", methods: [GET, POST], respond: when_done}}
 steps: [{id: p, node: prompt, with: {template: "item {{ i }}", vars: {i: "${{ trigger.params.id }}"}}}]
 outputs: {text: "${{ steps.p.outputs.text }}"}
-""")
-    env = {"HOOK_TOKEN": HOOK_TOKEN, "HOOK_KEY": HOOK_KEY, "HOOK_USER": "n8n", "HOOK_PASS": "pa:ss",
-           "PIXELMILL_MAX_BODY": "4096", "PIXELMILL_SSE_HEARTBEAT": "0.2", "PIXELMILL_CALLBACK_BACKOFF": "0.2",
-           "PIXELMILL_WORKERS": "4"}
-    server = Server(root / "home", wf, env, token=TOKEN).start()
-    server.data = data
-    yield server
-    server.stop()
-
-
-def hook(srv, path, method="POST", **kw):
-    return requests.request(method, srv.url + "/webhook/" + path, timeout=30, **kw)
+"""}, env, token=TOKEN)
 
 
 # -- respond modes ---------------------------------------------------------------------------------
@@ -235,46 +216,16 @@ def test_route_parameters_and_get(srv):
 # -- callbacks -------------------------------------------------------------------------------------
 
 
-class Receiver:
-    def __init__(self, fail_first: int = 1):
-        self.bodies: list[dict] = []
-        self.codes: list[int] = []
-        self.fail_first = fail_first
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                code = 500 if len(outer.codes) < outer.fail_first else 200
-                outer.codes.append(code)
-                outer.bodies.append({"body": body, "key": self.headers.get("Idempotency-Key")})
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}/resume/abc"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-
-
 def test_callback_delivered_with_retry_after_500(srv):
-    rx = Receiver(fail_first=1)
+    rx = Receiver(fail_first=1, path="/resume/abc", fail_code=500)
     try:
         r = hook(srv, "done", json={"style": "ink", "callback_url": rx.url})
         assert r.status_code == 202, r.text  # a caller that leaves a callback URL is answered at once
         run_id = r.json()["run_id"]
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and 200 not in rx.codes:
-            time.sleep(0.05)
+        rx.wait(1, ok=True)
         assert rx.codes == [500, 200]
-        delivered = rx.bodies[-1]
-        assert delivered["key"] == run_id
+        delivered = rx.posts[-1]
+        assert delivered["headers"]["Idempotency-Key"] == run_id
         assert delivered["body"]["status"] == "succeeded"
         assert delivered["body"]["outputs"]["prompt"] == "a red circle, ink"
         assert delivered["body"]["run_url"].endswith(run_id)

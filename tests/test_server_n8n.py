@@ -10,9 +10,7 @@ import hashlib
 import hmac
 import io
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import requests
@@ -21,7 +19,7 @@ from PIL import Image
 from pixelmill.server.callbacks import next_delay
 from pixelmill.server.signing import UrlSigner, redact_url
 
-from .serverutil import Server, write
+from .serverutil import Receiver, hook, serving
 
 TOKEN = "api-token-n8n-tests"
 RESUME_SIG = "c2lnbmF0dXJlLXNlY3JldC12YWx1ZQ"
@@ -30,84 +28,32 @@ RESUME_SIG = "c2lnbmF0dXJlLXNlY3JldC12YWx1ZQ"
 @pytest.fixture(scope="module")
 def srv(tmp_path_factory):
     root = tmp_path_factory.mktemp("n8n")
-    wf = root / "workflows"
     data = root / "data"
-    data.mkdir()
-    write(wf, "img.yaml", """
+    env = {"PIXELMILL_CALLBACK_BACKOFF": "0.1", "PIXELMILL_CALLBACK_MAX_DELAY": "0.3",
+           "PIXELMILL_CALLBACK_WINDOW": "3", "PIXELMILL_SCHEDULER": "0", "PIXELMILL_WORKERS": "4"}
+    yield from serving(root, {"img.yaml": """
 name: img
 inputs: {color: {type: string, default: red}}
 on: {webhook: {path: img, respond: when_done}}
 steps:
   - {id: draw, node: test_image, with: {color: "${{ inputs.color }}"}}
 outputs: {image: "${{ steps.draw.outputs.image }}"}
-""")
-    write(wf, "text.yaml", """
+""", "text.yaml": """
 name: text
 on: {webhook: {path: text, respond: when_done}}
 steps: [{id: p, node: prompt, with: {template: hello, seed: 1}}]
 outputs: {text: "${{ steps.p.outputs.text }}"}
-""")
-    write(wf, "broken.yaml", f"""
+""", "broken.yaml": f"""
 name: broken
 on: {{webhook: {{path: broken, respond: when_done}}}}
 steps:
   - {{id: breaks, node: test_flaky, with: {{ok_file: "{data}/never"}}}}
-""")
-    write(wf, "slow.yaml", """
+""", "slow.yaml": """
 name: slow
 on: {webhook: {path: slow, respond: when_done, respond_timeout: 0.3}}
 steps: [{id: nap, node: test_sleep, with: {seconds: 1.0, steps: 4}}]
 outputs: {slept: "${{ steps.nap.outputs.slept }}"}
-""")
-    env = {"PIXELMILL_CALLBACK_BACKOFF": "0.1", "PIXELMILL_CALLBACK_MAX_DELAY": "0.3",
-           "PIXELMILL_CALLBACK_WINDOW": "3", "PIXELMILL_SCHEDULER": "0", "PIXELMILL_WORKERS": "4"}
-    server = Server(root / "home", wf, env, token=TOKEN).start()
-    server.data = data
-    yield server
-    server.stop()
-
-
-def hook(srv, path, **kw):
-    return requests.post(srv.url + "/webhook/" + path, timeout=30, **kw)
-
-
-class Receiver:
-    """A local HTTP endpoint that fails its first ``fail_first`` POSTs with 503 and records every one."""
-
-    def __init__(self, fail_first: int = 0, path: str = "/hook"):
-        self.posts: list[dict] = []
-        self.fail_first = fail_first
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                raw = self.rfile.read(int(self.headers["Content-Length"]))
-                code = 503 if len(outer.posts) < outer.fail_first else 200
-                outer.posts.append({"raw": raw, "body": json.loads(raw), "headers": dict(self.headers),
-                                    "code": code, "at": time.monotonic()})
-                self.send_response(code)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-
-            def log_message(self, *a):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_port}{path}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def wait(self, n: int, timeout: float = 15.0, ok: bool = False) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            got = [p for p in self.posts if p["code"] == 200] if ok else self.posts
-            if len(got) >= n:
-                return
-            time.sleep(0.05)
-        raise AssertionError(f"expected {n} POST(s), got {[p['code'] for p in self.posts]}")
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
+"""}, env, token=TOKEN)
 
 
 def _png(raw: bytes) -> Image.Image:

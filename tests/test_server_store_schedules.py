@@ -123,7 +123,46 @@ def test_retention_by_age_and_count_gives_the_space_back(runtime):
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA freelist_count").fetchone()[0] == 0
         assert conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental from now on
-    assert Retention(store, days=0, max_runs=0).apply() == {"by_age": 0, "by_count": 0, "reclaimed_bytes": 0}
+    assert Retention(store, days=0, max_runs=0).apply() == {"by_age": 0, "by_count": 0, "related_rows": 0,
+                                                            "reclaimed_bytes": 0}
+
+
+def test_retention_deletes_the_callback_and_delivery_rows_of_deleted_runs(runtime, tmp_path):
+    """The service's retention pass takes the ``run_callbacks`` and ``subscription_deliveries`` rows of the
+    runs it deletes (and of runs deleted another way) with them; those of kept runs stay."""
+    from sqlalchemy import insert, select
+
+    from pixelmill.server import create_app
+    from pixelmill.server.callbacks import CallbackRow
+    from pixelmill.server.config import ServerConfig
+    from pixelmill.server.subscriptions import DeliveryRow
+
+    app = create_app(ServerConfig(workflows_dir=tmp_path, retention_days=14, retention_max_runs=0),
+                     runtime=runtime, start=False)
+    svc = app.extensions["pixelmill"]
+    store = runtime.store
+    old = _make_runs(store, 3, days_old=20, size=10)
+    new = _make_runs(store, 2, size=10)
+    gone_by_hand = _make_runs(store, 1, size=10)[0]  # deleted like DELETE /api/v1/runs/{id} does
+    with store.writing() as conn:
+        for rid in old + new + [gone_by_hand]:
+            conn.execute(insert(CallbackRow).values(run_id=rid, url="http://127.0.0.1:9/cb", base_url="",
+                                                    state="delivered", attempts=1))
+            for n in range(2):
+                conn.execute(insert(DeliveryRow).values(id=f"{rid[:28]}d{n:03d}", subscription_id="s" * 32,
+                                                        run_id=rid, event="run.succeeded", state="delivered",
+                                                        attempts=1))
+    assert store.delete_run(gone_by_hand)
+    result = svc.retention.apply()
+    with store.engine.connect() as conn:
+        callbacks = {r[0] for r in conn.execute(select(CallbackRow.run_id))}
+        deliveries = sorted(r[0] for r in conn.execute(select(DeliveryRow.run_id)))
+    assert callbacks == set(new)
+    assert deliveries == sorted(new * 2)
+    assert result["by_age"] == 3 and result["related_rows"] == 4 * 3
+    assert svc.callbacks.status(new[0])["state"] == "delivered"
+    assert len(svc.subscriptions.deliveries(new[1])) == 2
+    assert svc.retention.apply()["related_rows"] == 0
 
 
 def _size(db: str) -> int:

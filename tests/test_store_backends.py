@@ -18,6 +18,28 @@ from .serverutil import Server, write
 STORE_BACKENDS = ("sqlite", "postgresql")
 
 
+def test_delete_orphans_takes_the_rows_of_deleted_runs_only(db_url, tmp_path):
+    from sqlalchemy import insert, select
+
+    from pixelmill.db import Base
+    from pixelmill.server.callbacks import CallbackRow
+
+    store = RunStore(db_url, tmp_path / "runs")
+    try:
+        Base.metadata.create_all(store.engine, tables=[CallbackRow.__table__])
+        kept, gone = store.create_run("x", inputs={}), store.create_run("x", inputs={})
+        with store.writing() as conn:
+            for rid in (kept, gone):
+                conn.execute(insert(CallbackRow).values(run_id=rid, url="http://127.0.0.1:9/", base_url=""))
+        assert store.delete_orphans(CallbackRow.__table__) == 0
+        store.delete_run(gone)
+        assert store.delete_orphans(CallbackRow.__table__) == 1
+        with store.engine.connect() as conn:
+            assert [r[0] for r in conn.execute(select(CallbackRow.run_id))] == [kept]
+    finally:
+        store.close()
+
+
 def test_events_of_a_run_become_visible_in_id_order(db_url, tmp_path):
     """A transaction that drew an event id but has not committed yet must not let a later event of the same run
     become visible first: a reader that moved past the later id would never see the earlier one."""

@@ -7,7 +7,9 @@ import json
 import logging
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from flask import Flask, Response, request
 from pydantic import BaseModel, ValidationError
@@ -140,20 +142,24 @@ class RouteSpec:
     responses: dict[int, type[BaseModel] | str | None] = field(default_factory=dict)
     auth: bool = True
     operation_id: str = ""
+    # a route under ``<workflow>`` whose body depends on the workflow: (served workflow) -> (JSON Schemas of
+    # the body fields that differ, field names it adds to ``required``); the OpenAPI document then has one
+    # such path per served workflow
+    per_workflow: Callable[[Any], tuple[dict, list[str]]] | None = None
 
 
 SPEC_ATTR = "pixelmill_route"
 
 
 def endpoint(bp, rule: str, method: str, *, summary: str, tag: str, body=None, body_required: bool = True,
-             query=None, responses=None, auth: bool = True):
+             query=None, responses=None, auth: bool = True, per_workflow=None):
     """Register a view on a blueprint and describe it for the OpenAPI document (the description travels
     on the view function; the document is built from the app's own URL map)."""
 
     def deco(fn):
         prefix = bp.url_prefix or ""
         setattr(fn, SPEC_ATTR, RouteSpec(prefix + rule, method, summary, tag, body, body_required, query,
-                                         dict(responses or {200: None}), auth, fn.__name__))
+                                         dict(responses or {200: None}), auth, fn.__name__, per_workflow))
         bp.add_url_rule(rule, endpoint=fn.__name__, view_func=fn, methods=[method])
         return fn
 

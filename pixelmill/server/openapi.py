@@ -1,7 +1,8 @@
 """The OpenAPI 3.1 document at ``/api/v1/openapi.json``, generated from the app's URL map, the pydantic
 models that validate requests and shape responses, and the served workflows (each one gets its own
-``POST /workflows/<name>/runs`` with its exact inputs). It describes the server as configured: the bearer
-scheme appears only when ``PIXELMILL_API_TOKEN`` is set."""
+``POST /workflows/<name>/runs`` with its exact inputs, and its own calendar paths whose bodies hold
+inputs). It describes the server as configured: the bearer scheme appears only when
+``PIXELMILL_API_TOKEN`` is set."""
 
 from __future__ import annotations
 
@@ -78,6 +79,35 @@ def _workflow_paths(svc, trigger, ref: dict, secured: bool) -> dict:
     return paths
 
 
+def _per_workflow_paths(svc, r, ref: dict, secured: bool) -> dict:
+    """A route under ``<workflow>`` documented once per served workflow: the body fields that depend on the
+    workflow (``r.per_workflow``), the others as the body model declares them."""
+    base = ref[r.body]["$ref"]
+    required = r.body.model_json_schema().get("required", [])
+    paths = {}
+    for loaded in svc.workflows.all():
+        fields, more_required = r.per_workflow(loaded)
+        body = {"type": "object", "additionalProperties": False,
+                "properties": {name: fields.get(name, {"$ref": f"{base}/properties/{name}"})
+                               for name in r.body.model_fields}}
+        if required or more_required:
+            body["required"] = [*required, *more_required]
+        op = {"operationId": f"{r.operation_id}_{re.sub(r'[^A-Za-z0-9_]', '_', loaded.name)}",
+              "summary": f"{r.summary} ('{loaded.name}')", "tags": [r.tag],
+              "requestBody": {"required": r.body_required or bool(more_required),
+                              "content": {"application/json": {"schema": body}}},
+              "responses": _responses(r, ref, secured and r.auth)}
+        params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+                  for n in _PARAM.findall(r.rule) if n != "workflow"]
+        if params:
+            op["parameters"] = params
+        if secured and r.auth:
+            op["security"] = [{"bearer": []}]
+        path = _PARAM.sub(r"{\1}", r.rule.replace("<workflow>", loaded.name))
+        paths.setdefault(path, {})[r.method.lower()] = op
+    return paths
+
+
 def build_document(app, svc) -> dict:
     routes = route_specs(app)
     secured = bool(svc.config.api_token)
@@ -109,6 +139,10 @@ def build_document(app, svc) -> dict:
             op["security"] = [{"bearer": []}]
         if r.operation_id == "trigger_workflow":
             trigger = r  # documented per served workflow below, with that workflow's exact inputs
+            continue
+        if r.per_workflow is not None:
+            for p, ops in _per_workflow_paths(svc, r, ref, secured).items():
+                paths.setdefault(p, {}).update(ops)
             continue
         paths.setdefault(path, {})[r.method.lower()] = op
     if trigger is not None:

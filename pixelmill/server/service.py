@@ -11,7 +11,7 @@ from flask import request
 
 from ..calendar.service import CalendarService
 from ..events import Event, EventKind
-from .callbacks import CallbackDispatcher
+from .callbacks import CallbackDispatcher, CallbackRow
 from .config import ConfigError, ServerConfig
 from .context import public_error
 from .metrics import Metrics
@@ -21,7 +21,7 @@ from .retention import Retention
 from .runlog import RunLog
 from .scheduler import Scheduler
 from .signing import Sealer, UrlSigner, load_key
-from .subscriptions import Subscriptions
+from .subscriptions import DeliveryRow, Subscriptions
 from .watcher import FolderWatcher
 from .workflows import WorkflowSet
 
@@ -50,7 +50,8 @@ class Service:
         self.metrics = Metrics(self)
         self.runlog = RunLog(runtime.store)
         self.retention = Retention(runtime.store, days=config.retention_days, max_runs=config.retention_max_runs,
-                                   interval=config.retention_interval)
+                                   interval=config.retention_interval,
+                                   run_tables=(CallbackRow.__table__, DeliveryRow.__table__))
         self.watcher = FolderWatcher(config.workflows_dir, self.reload, interval=config.watch_interval,
                                      debounce=config.watch_debounce) \
             if config.workflows_dir is not None and config.watch_interval > 0 else None

@@ -70,8 +70,9 @@ _WORD = {"string": "a string", "integer": "a whole number within ±2^53", "numbe
          "file": "a data: URL or an http(s) URL (or a multipart file part)"}
 
 
-def check_json_inputs(specs: dict[str, InputSpec], given: dict) -> list[str]:
-    """Problems with ``given`` against the workflow's declared inputs (empty when it is fine)."""
+def check_json_inputs(specs: dict[str, InputSpec], given: dict, partial: bool = False) -> list[str]:
+    """Problems with ``given`` against the workflow's declared inputs (empty when it is fine); ``partial``:
+    ``given`` changes some inputs of a whole set (required ones may be absent)."""
     problems = []
     accepted = ", ".join(sorted(specs)) or "none"
     for name, value in given.items():
@@ -83,7 +84,7 @@ def check_json_inputs(specs: dict[str, InputSpec], given: dict) -> list[str]:
         elif spec.enum is not None and value not in spec.enum:
             problems.append(f"input '{name}' must be one of {spec.enum}, not {_short(value)}")
     for name, spec in specs.items():
-        if spec.required and name not in given:
+        if spec.required and name not in given and not partial:
             problems.append(f"missing required input '{name}'")
     return problems
 
