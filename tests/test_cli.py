@@ -51,6 +51,14 @@ def test_run_json_is_reproducible_across_processes_and_persisted(env, tmp_path):
     assert "prompt (prompt)  succeeded in" in shown
 
 
+def test_calendar_workflow_run_outside_the_calendar_skips_its_post(env):
+    # weekly-calendar posts only in its calendar's post phase; a plain run (CLI, API, webhook) has no
+    # trigger.calendar and must draft the prompt, skip the post and succeed, not fail on the expression
+    out = json.loads(cli("run", "workflows/weekly-calendar.yaml", "--json", env=env).stdout)
+    assert out["status"] == "succeeded", out
+    assert out["outputs"]["prompt"] == "a lighthouse at dawn, watercolour" and out["outputs"]["post"] is None
+
+
 def test_run_non_tty_is_quiet_and_reports_result(env):
     proc = cli("run", "workflows/hello-prompt.yaml", env=env)
     lines = proc.stdout.strip().splitlines()
