@@ -48,52 +48,59 @@ class EntryRuns:
                                                  "phase": phase, "target": row.target}}
 
     def draft(self, row, loaded, inputs: dict, statuses=(L.PLANNED,), **extra) -> str | None:
-        store = self.store
-        run_id = uuid.uuid4().hex
-        try:
-            resolved = resolve_inputs(loaded.workflow.inputs, inputs)
-            with store.writing() as conn:
-                # the claim first: on SQLite it takes the write lock, so a loser sees the winner's row
-                if not L.update_entry(conn, row.workflow, row.entry_id, row.version, set(statuses), self.now(),
-                                      status=L.GENERATED, draft_run_id=run_id, inputs=resolved, note="", **extra):
-                    raise _Lost
-                store.create_run(loaded.name, inputs=resolved, trigger=self._trigger(row, "draft"),
-                                 trigger_kind="calendar", workflow_file=loaded.file, run_id=run_id, conn=conn)
-        except _Lost:
-            return None
-        except InputError as exc:
-            self.fail(row, f"inputs are invalid: {exc}")
-            return None
-        self.queue.enqueue(run_id)
-        log.info("calendar %s/%s: draft run %s for %s", row.workflow, row.entry_id, run_id, row.slot)
+        def write(conn, run_id: str, resolved: dict) -> bool:
+            # the claim first: on SQLite it takes the write lock, so a loser sees the winner's row
+            if not L.update_entry(conn, row.workflow, row.entry_id, row.version, set(statuses), self.now(),
+                                  status=L.GENERATED, draft_run_id=run_id, inputs=resolved, note="", **extra):
+                return False
+            self.store.create_run(loaded.name, inputs=resolved, trigger=self._trigger(row, "draft"),
+                                  trigger_kind="calendar", workflow_file=loaded.file, run_id=run_id, conn=conn)
+            return True
+
+        run_id = self._new_run(row, loaded, inputs, write)
+        if run_id:
+            log.info("calendar %s/%s: draft run %s for %s", row.workflow, row.entry_id, run_id, row.slot)
         return run_id
 
     def post(self, row, loaded, now: datetime, late: bool) -> str | None:
-        store = self.store
-        run_id = uuid.uuid4().hex
         allowed = {L.APPROVED} if row.needs_approval else {L.PLANNED, L.APPROVED, L.GENERATED}
-        retry_of = row.draft_run_id if row.draft_run_id and store.get_run(row.draft_run_id) else None
+        retry_of = row.draft_run_id if row.draft_run_id and self.store.get_run(row.draft_run_id) else None
         note = f"posted late after downtime (slot {L.aware(row.slot).isoformat()})" if late else ""
+
+        def write(conn, run_id: str, resolved: dict) -> bool:
+            if not L.update_entry(conn, row.workflow, row.entry_id, row.version, allowed, self.now(),
+                                  post_run_id=run_id, note=note):
+                return False
+            trigger = self._trigger(row, "post")
+            if late:
+                trigger["calendar"]["late"] = True
+            self.store.create_run(loaded.name, inputs=resolved, trigger=trigger, trigger_kind="calendar",
+                                  workflow_file=loaded.file, run_id=run_id, retry_of=retry_of, conn=conn)
+            if late:
+                L.log_event(conn, row.workflow, row.entry_id, "posted_late", note, now)
+            return True
+
+        run_id = self._new_run(row, loaded, row.inputs or {}, write)
+        if run_id:
+            log.info("calendar %s/%s: post run %s%s", row.workflow, row.entry_id, run_id, " (late)" if late else "")
+        return run_id
+
+    def _new_run(self, row, loaded, inputs: dict, write) -> str | None:
+        """Resolve ``inputs``, then in one transaction ``write(conn, run_id, resolved)`` (the entry's claim and
+        its run; False when another process changed the entry first: nothing is written), then queue the
+        run. Its id, or None when the claim was lost or the inputs are invalid (the entry then fails)."""
+        run_id = uuid.uuid4().hex
         try:
-            resolved = resolve_inputs(loaded.workflow.inputs, row.inputs or {})
-            with store.writing() as conn:
-                if not L.update_entry(conn, row.workflow, row.entry_id, row.version, allowed, self.now(),
-                                      post_run_id=run_id, note=note):
+            resolved = resolve_inputs(loaded.workflow.inputs, inputs)
+            with self.store.writing() as conn:
+                if not write(conn, run_id, resolved):
                     raise _Lost
-                trigger = self._trigger(row, "post")
-                if late:
-                    trigger["calendar"]["late"] = True
-                store.create_run(loaded.name, inputs=resolved, trigger=trigger, trigger_kind="calendar",
-                                 workflow_file=loaded.file, run_id=run_id, retry_of=retry_of, conn=conn)
-                if late:
-                    L.log_event(conn, row.workflow, row.entry_id, "posted_late", note, now)
         except _Lost:
             return None
         except InputError as exc:
             self.fail(row, f"inputs are invalid: {exc}")
             return None
         self.queue.enqueue(run_id)
-        log.info("calendar %s/%s: post run %s%s", row.workflow, row.entry_id, run_id, " (late)" if late else "")
         return run_id
 
     def miss(self, row, now: datetime, why: str) -> bool:
