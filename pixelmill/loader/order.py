@@ -34,7 +34,7 @@ def dependency_order(check: Check, steps, deps, step_index) -> list[str]:
                 heapq.heappush(heap, position[nxt])
     if len(order) < len(position):
         left = {sid for sid in position if waiting[sid] > 0}
-        cycle = _find_cycle({sid: {d for d in deps.get(sid, ()) if d in left} for sid in left})
+        cycle = find_cycle({sid: {d for d in deps.get(sid, ()) if d in left} for sid in left})
         if cycle:
             first = min(cycle, key=position.get)
             k = cycle.index(first)
@@ -44,7 +44,7 @@ def dependency_order(check: Check, steps, deps, step_index) -> list[str]:
     return order
 
 
-def _find_cycle(graph: dict[str, set[str]]) -> list[str]:
+def find_cycle(graph: dict[str, set[str]]) -> list[str]:
     """A cycle in ``graph`` (step -> steps it waits for), found by an iterative depth-first search."""
     state: dict[str, int] = {}  # 1 on the current path, 2 done
     for start in graph:
