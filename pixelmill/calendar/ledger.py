@@ -84,3 +84,13 @@ def entry_dict(row) -> dict:
 def get(conn, workflow: str, entry_id: str):
     return conn.execute(select(ENTRIES).where(ENTRIES.c.workflow == workflow,
                                               ENTRIES.c.entry_id == entry_id)).first()
+
+
+def update_entry(conn, workflow: str, entry_id: str, version: int, statuses, now: datetime, **values) -> int:
+    """The one conditional write every change of an entry goes through: 1 if this call won, 0 if not
+    (the entry is at another version or status, or its post run exists)."""
+    stmt = ENTRIES.update().where(
+        ENTRIES.c.workflow == workflow, ENTRIES.c.entry_id == entry_id, ENTRIES.c.version == version,
+        ENTRIES.c.status.in_(sorted(statuses)), ENTRIES.c.post_run_id.is_(None),
+    ).values(version=version + 1, updated_at=utcnow_naive(now), **values)
+    return conn.execute(stmt).rowcount
