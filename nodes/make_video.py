@@ -3,15 +3,14 @@ pipeline, encoded as H.264 MP4, GIF or WebP."""
 
 from __future__ import annotations
 
-import random
 from typing import Literal
 
 import numpy as np
 from pydantic import Field, model_validator
 
-from pixelmill.models.loaders import load_text2image, resolve_model
+from pixelmill.models.diffusion import prepare
+from pixelmill.models.loaders import load_text2image
 from pixelmill.models.locate import recommended
-from pixelmill.models.manager import manager_for
 from pixelmill.models.options import ModelOptions, PipelineOptions
 from pixelmill.node import ArtifactRef, Model, Node
 from pixelmill.video.encode import even, write_animation, write_mp4
@@ -130,14 +129,13 @@ class MakeVideoNode(Node):
 
     def _morph(self, inputs, ctx):
         cfg = self.config
-        r = resolve_model(cfg.model, "sd", cfg.device, cfg.dtype)
+        r, seed, manager = prepare(cfg, inputs.seed, ctx)
         defaults = recommended(r.name, r.source)
-        seed = inputs.seed if inputs.seed is not None else random.SystemRandom().randrange(2**31)
         seed_to = inputs.seed_to if inputs.seed_to is not None else seed + 1
         ctx.progress(0, inputs.frames, f"loading {r.name}")
         # the same manager key as generate_image with default serving options: one pipeline for both nodes
         options = PipelineOptions()
-        with manager_for(ctx).use(("text2image", *r.key, *options.load_options()),
+        with manager.use(("text2image", *r.key, *options.load_options()),
                                   lambda: load_text2image(r, options)) as pipe:
             native = int(pipe.unet.config.sample_size) * int(pipe.vae_scale_factor)
             w = int(defaults.get("width") or native)
@@ -155,10 +153,9 @@ class MakeVideoNode(Node):
         if cfg.model == "embedded":
             raise ValueError("mode 'pipeline' needs a text-to-video model id or folder (there is no embedded one); "
                              "use mode 'morph' with the embedded model")
-        r = resolve_model(cfg.model, "video", cfg.device, cfg.dtype)
-        seed = inputs.seed if inputs.seed is not None else random.SystemRandom().randrange(2**31)
+        r, seed, manager = prepare(cfg, inputs.seed, ctx, "video")
         ctx.progress(0, None, f"loading {r.name}")
-        with manager_for(ctx).use(("text2video", *r.key),
+        with manager.use(("text2video", *r.key),
                                   lambda: load_text2video(r.name, r.source, r.device, r.dtype)) as pipe:
             ctx.check_cancelled()
             pil = video_frames(pipe, prompt=inputs.prompt, negative_prompt=inputs.negative_prompt,
