@@ -210,11 +210,7 @@ def _make(kind: str, module, name: str, loader: _DeferLoader):
     if kind == SUBMODULE:
         return importlib.import_module(f"{module.__name__}.{name}")
     if kind == FUNCTION:
-        def forward(*args, **kwargs):
-            return _real(module, name)(*args, **kwargs)
-        forward.__name__ = forward.__qualname__ = name
-        forward.__module__ = module.__name__
-        return forward
+        return _Forward(module, name)
     if kind == ALLOW_IN_GRAPH:
         def allow_in_graph(fn):
             with _LOCK:
@@ -255,6 +251,21 @@ def _disable_standin(module, name):
             return state["real"](*args, **kwargs)
         return disabled
     return disable
+
+
+class _Forward:
+    """A function standing in for one that lives in a deferred module: calls and attributes go to the real one."""
+
+    def __init__(self, module, name: str):
+        self._pm_module, self._pm_name = module, name
+        self.__name__ = self.__qualname__ = name
+        self.__module__ = module.__name__
+
+    def __call__(self, *args, **kwargs):
+        return _real(self._pm_module, self._pm_name)(*args, **kwargs)
+
+    def __getattr__(self, attribute):
+        return getattr(_real(self._pm_module, self._pm_name), attribute)
 
 
 class _StandInMeta(type):
