@@ -2,10 +2,11 @@
 """Speed of the model nodes on this machine.
 
   0. cold start: a fresh `pixelmill run workflows/daily-shapes.yaml` (new process, new PIXELMILL_HOME) as it
-     runs now, against the same run as it ran before issue 15: first importing what the model nodes imported
-     then (diffusers' AutoPipelineForText2Image and the BLIP classes), with Python's default collector
-     settings for the whole process (no pixelmill.cli.oneshot), without the import cache and the lazy
-     scipy.stats (both imported before the CLI could install its hooks); and against the real code of the commit
+     runs now, against two baselines. The reconstruction: today's code first importing what the model nodes
+     imported then (diffusers' AutoPipelineForText2Image and the BLIP classes), with Python's default
+     collector settings for the whole process (no pixelmill.cli.oneshot), so that the import cache and the
+     lazy imports (scipy.stats, torch._dynamo, ...) do not act (the libraries are imported before the CLI
+     could install its hooks). The real old code: the commit
      the issue was filed against (`--old-ref`, default 899bc07, the main commit every issue-15 branch started
      from), exported with `git archive` into a temporary folder that comes first on PYTHONPATH and run with
      the same virtual environment; all interleaved, median: ratio target <= 0.6 (`--cold-reps 0` skips this
@@ -41,8 +42,8 @@ import torch  # noqa: E402
 OLD_IMPORTS = ("from diffusers import AutoPipelineForText2Image\n"
                "from transformers import BlipForConditionalGeneration, BlipProcessor\n")
 # the run as before the cold-start work: the command without its one-shot collector settings (the decorator
-# keeps the plain function as __wrapped__); the import hooks do not act, since transformers and scipy.stats
-# are imported above, before the CLI installs them
+# keeps the plain function as __wrapped__); the import hooks do not act, since transformers, diffusers (with
+# torch._dynamo) and scipy are imported above, before the CLI installs them
 BEFORE = ("import pixelmill.cli.workflows as _w\n"
           "_w.run_cmd.callback = _w.run_cmd.callback.__wrapped__\n")
 

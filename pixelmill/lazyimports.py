@@ -58,8 +58,6 @@ STANDINS: dict[str, dict[str, str]] = {
     "scipy.optimize": {"linear_sum_assignment": FUNCTION},
 }
 
-_LOCK = threading.RLock()  # one for all: a package and its submodules run in one go
-
 
 def install(names=LAZY, standins=None, environ=os.environ) -> bool:
     """Put the finder first on ``sys.meta_path`` (once); True if it is there.
@@ -135,6 +133,7 @@ class _DeferLoader(importlib.abc.Loader):
         self.standins = standins
         self.made: dict[str, object] = {}
         self.started = False  # the real code began: stand-ins no longer answer
+        self.lock = threading.RLock()
         self.recorded: list = []  # allow_in_graph calls to hand over
 
     def create_module(self, spec):
@@ -144,14 +143,14 @@ class _DeferLoader(importlib.abc.Loader):
         module.__class__ = _Deferred  # its code runs on the first attribute it does not have yet
 
     def run(self, module) -> None:
-        with _LOCK:
+        parent = sys.modules.get(module.__name__.rpartition(".")[0])
+        if type(parent) is _Deferred:
+            # a package before its submodules, as a plain import does (and its lock before ours: the package's
+            # code may run this module meanwhile)
+            parent.__spec__.loader.run(parent)
+        with self.lock:
             if type(module) is not _Deferred or self.started:
                 return
-            parent = sys.modules.get(module.__name__.rpartition(".")[0])
-            if parent is not None and type(parent) is _Deferred:
-                parent.__spec__.loader.run(parent)  # a package before its submodules, as a plain import does
-                if type(module) is not _Deferred:
-                    return  # the package's code ran this one
             self.started = True
             if os.environ.get("PIXELMILL_LAZY_TRACE"):
                 print(f"[pixelmill.lazyimports] running {module.__name__} for:\n"
@@ -213,7 +212,7 @@ def _make(kind: str, module, name: str, loader: _DeferLoader):
         return _Forward(module, name)
     if kind == ALLOW_IN_GRAPH:
         def allow_in_graph(fn):
-            with _LOCK:
+            with loader.lock:
                 if not _ran(module) and callable(fn) and not isinstance(fn, (list, tuple)):
                     loader.recorded.append(fn)  # kept alive, as the classes it is given are anyway
                     return fn
