@@ -2,8 +2,9 @@
 
 Two kinds, both for a short, measured list:
 
-- **deferred modules** (``LAZY``): diffusers' schedulers run ``import scipy.stats`` when they are imported,
-  for the beta noise schedule (``use_beta_sigmas``) alone. The module object is made at once (with its
+- **deferred modules** (``LAZY``): diffusers' schedulers run ``import scipy.stats`` and ``from scipy import
+  integrate`` when they are imported, for the beta noise schedule (``use_beta_sigmas``) and the LMS
+  scheduler alone. The module object is made at once (with its
   name, spec, path and loader) and its code runs on the first access to any other attribute, under a lock,
   so whoever uses it gets the same, complete module. (The standard library's ``importlib.util.LazyLoader``
   would not do here: in Python 3.11 the next ``import scipy.stats`` reads ``__spec__`` and that alone runs
@@ -24,12 +25,18 @@ Two kinds, both for a short, measured list:
   * ``allow_in_graph`` records the callables it is given and returns them unchanged, as the real one does;
     the records are handed to the real ``allow_in_graph`` the moment ``torch._dynamo`` runs (only a running
     dynamo reads them), and calls after that go straight to it;
+  * ``disable`` (``torch.compiler.disable``, which transformers applies to a few methods at class
+    definition) returns a wrapper that calls the function directly while dynamo has not run (nothing can
+    be compiling then) and through the real ``disable`` wrapper once it has; ``assume_constant_result``
+    marks the function as the real one does;
   * a *submodule* attribute (``torch._dynamo.eval_frame``) imports that submodule, itself deferred.
 
-  Any other attribute, or any plain ``import`` use, runs the real module (its package first) and gives the
-  real thing; from the moment a package starts running, its stand-ins stop answering, so the package's own
-  code always sees real objects. ``PIXELMILL_LAZY_TRACE=1`` prints where each deferred module ran;
-``PIXELMILL_LAZY_IMPORTS=off`` turns all of this off.
+  Any other attribute, or any plain ``import`` of a submodule, runs the real module (its package first)
+  and gives the real thing; from the moment a package starts running, its stand-ins stop answering, so the
+  package's own code always sees real objects.
+
+``PIXELMILL_LAZY_TRACE=1`` prints what made each deferred module run; ``PIXELMILL_LAZY_IMPORTS=off`` turns
+all of this off.
 
 Installing it twice, or after the module was imported, changes nothing.
 """
