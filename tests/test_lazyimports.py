@@ -132,3 +132,19 @@ def test_off_switch(tmp_path):
             "from pixelmill import lazyimports\nok = lazyimports.install()\n"
             "import scipy.stats\nprint(json.dumps({'ok': ok, 'state': type(sys.modules['scipy.stats']).__name__}))\n")
     assert _probe(code) == {"ok": False, "state": "module"}
+
+
+def test_the_main_job_runs_without_ever_running_dynamo_or_scipy_optimize(tmp_path):
+    # what the cold-start figure rests on: a whole `pixelmill run` of the main job leaves them unrun
+    code = ("import atexit, json, sys\n"
+            "names = ['torch._dynamo', 'scipy.optimize', 'scipy.stats', 'scipy.integrate']\n"
+            "atexit.register(lambda: print(json.dumps({n: type(sys.modules.get(n)).__name__ for n in names})))\n"
+            "from pixelmill.cli import main\n"
+            "main(['run', 'workflows/daily-shapes.yaml', '--json'])\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600,
+                         env={**os.environ, "PIXELMILL_HOME": str(tmp_path / "home"), "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert json.loads(lines[-1]) == {n: "_Deferred" for n in
+                                     ["torch._dynamo", "scipy.optimize", "scipy.stats", "scipy.integrate"]}
+    assert '"status": "succeeded"' in out.stdout
