@@ -74,10 +74,10 @@ class Embedder:
             torch.set_num_threads(max(1, int(threads)))
         self._torch = torch
         self.tokenizer = AutoTokenizer.from_pretrained(str(self.folder), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(self.folder), local_files_only=True).eval()
         self.dtype = _pick_dtype(torch)
-        if self.dtype != torch.float32:
-            self.model = self.model.to(self.dtype)
+        # loaded straight in the chosen dtype: the same weights as loading in float32 and casting after
+        # (one rounding of the stored float32 values), without a float32 copy to convert first
+        self.model = AutoModel.from_pretrained(str(self.folder), local_files_only=True, dtype=self.dtype).eval()
         self.dim = int(self.model.config.hidden_size)
         self.vocabulary = frozenset(w for w in self.tokenizer.get_vocab() if w.isalpha())
         self._lock = threading.Lock()
