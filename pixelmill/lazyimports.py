@@ -64,6 +64,8 @@ STANDINS: dict[str, dict[str, str]] = {
     "torch._dynamo._trace_wrapped_higher_order_op": {"TransformGetItemToIndex": CLASS},
     "scipy.optimize": {"linear_sum_assignment": FUNCTION},
 }
+# the stand-ins without torch._dynamo's, for long-lived processes that may compile
+SCIPY_STANDINS = {name: names for name, names in STANDINS.items() if name.startswith("scipy.")}
 
 
 def install(names=LAZY, standins=None, environ=os.environ) -> bool:

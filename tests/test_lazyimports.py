@@ -148,3 +148,12 @@ def test_the_main_job_runs_without_ever_running_dynamo_or_scipy_optimize(tmp_pat
     assert json.loads(lines[-1]) == {n: "_Deferred" for n in
                                      ["torch._dynamo", "scipy.optimize", "scipy.stats", "scipy.integrate"]}
     assert '"status": "succeeded"' in out.stdout
+
+
+def test_only_one_shot_commands_defer_torch_dynamo():
+    from pixelmill.cli import standins_for
+
+    assert "torch._dynamo" in standins_for("run") and "torch._dynamo" in standins_for("retry")
+    for command in ("serve", "worker", "validate", None):
+        table = standins_for(command)
+        assert "scipy.optimize" in table and not any(name.startswith("torch") for name in table), command

@@ -9,6 +9,14 @@ import click
 
 from .. import __version__, importcache, lazyimports
 
+ONE_SHOT = frozenset({"run", "retry"})
+
+
+def standins_for(command: str | None) -> dict:
+    """The import stand-ins a CLI command runs with: all of them for a one-shot command, the scipy ones
+    for the others (``serve`` and ``worker`` live long and may compile: they import the real dynamo)."""
+    return lazyimports.STANDINS if command in ONE_SHOT else lazyimports.SCIPY_STANDINS
+
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pixelmill")
@@ -16,7 +24,10 @@ from .. import __version__, importcache, lazyimports
 def main(verbose: int) -> None:
     """Turn YAML workflows into AI image pipelines: prompt, generate, caption, label, post."""
     importcache.install()  # before anything imports transformers: its import table from the disk cache
-    lazyimports.install()  # scipy.stats, imported by diffusers' schedulers, runs only when one uses it
+    # rarely used modules the libraries import at load time run on first use: scipy.stats/integrate/optimize
+    # for every command; torch._dynamo's stand-ins only for the one-shot commands, whose cold start they
+    # shorten; long-lived processes (serve, worker), which may compile, import the real dynamo as written
+    lazyimports.install(standins=standins_for(click.get_current_context().invoked_subcommand))
     level = logging.WARNING - 10 * min(verbose, 2)
     if not verbose:
         # transformers and diffusers warn on import about optional extras we deliberately leave out
