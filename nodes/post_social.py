@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
-from pixelmill.labels.inspect import InspectError, inspect_file
+from pixelmill.labels.inspect import InspectError, labelled_ai
 from pixelmill.node import ArtifactRef, Cancelled, Model, Node
 from pixelmill.posting import preflight
 from pixelmill.posting.base import Keys, Post, PostImage, PostingError, Target
@@ -359,7 +359,7 @@ def _disclosure(configured: str | Literal[False] | None, ai_labelled: bool) -> s
 def _labelled_ai(path: Path) -> bool:
     """Whether the file's own labels (XMP source type, C2PA, watermark) say AI made it."""
     try:
-        return bool(inspect_file(path)["labelled_ai"])
+        return labelled_ai(path)
     except InspectError:
         return False
 

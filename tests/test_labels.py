@@ -614,3 +614,20 @@ outputs: {labels: "${{ steps.label.outputs.labels }}"}
         assert not wmkeys.key_file(shared.parent).exists()
     finally:
         rt.close()
+
+
+def test_labelled_ai_answers_as_inspect_and_falls_back_to_the_other_signals(tmp_path, monkeypatch):
+    from pixelmill.labels.inspect import labelled_ai
+
+    monkeypatch.setenv("PIXELMILL_HOME", str(tmp_path))  # where label_ai stored its watermark key
+    path, _, _ = _label(tmp_path, size=256)
+    assert labelled_ai(path) is True and inspect_file(path)["labelled_ai"] is True
+    # the same pixels without the XMP: only the watermark says so now, and the full inspection finds it
+    bare = tmp_path / "bare.png"
+    with Image.open(path) as im:
+        im.convert("RGB").save(bare)
+    assert inspect_file(bare, check_c2pa=False)["signals"] == ["watermark"]
+    assert labelled_ai(bare) is True
+    plain = tmp_path / "plain.png"
+    generated_like(256, seed=3).save(plain)
+    assert labelled_ai(plain) is False and inspect_file(plain)["labelled_ai"] is False

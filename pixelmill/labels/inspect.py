@@ -94,6 +94,22 @@ def inspect_file(path: str | Path, *, watermark_keys: list[NamedKey] | None = No
     return _verdict(report)
 
 
+def labelled_ai(path: str | Path) -> bool:
+    """``inspect_file(path)["labelled_ai"]``, cheaper when the file's XMP already gives an AI source type:
+    any one signal is enough, so the watermark search and the C2PA check are then skipped."""
+    path = Path(path)
+    if path.is_file() and not mp4_mod.is_mp4(path):
+        try:
+            with Image.open(path) as image:
+                image.load()
+                packet = raw_xmp(image)
+            if packet is not None and parse_xmp(packet).get("source_type") in AI_SOURCE_TYPES:
+                return True
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+            pass  # the full inspection reports what is wrong with the file
+    return bool(inspect_file(path)["labelled_ai"])
+
+
 def _verdict(report: dict[str, Any]) -> dict[str, Any]:
     source_type = report["source_type"]
     signals = []
