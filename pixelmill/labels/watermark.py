@@ -5,13 +5,15 @@ onto it, so a resize changes nothing). On that grid the mark is a ``T x T`` tile
 times. The tile is band-limited to spatial frequencies of ``R_MIN..R_MAX`` cycles per tile, i.e.
 ``K*R_MIN..K*R_MAX`` cycles per image: low enough to survive JPEG and a resize to 25 %, high enough that
 the picture itself (strong at the lowest frequencies) interferes little. In that band, a key-seeded
-random orthonormal basis gives one direction to a sync pattern and one to each of the 80 bits (48 payload
-bits + CRC-32).
+random orthonormal basis gives one direction to a sync pattern and one to each of the 88 bits (48 payload
+bits + 40 check bits, see ``watermark_code``).
 
-Embedding is informed: the detector's own statistic is measured on the picture, and energy goes only to
-bits the picture does not already push at least ``A`` to the right side (their projection is moved to
-``+A`` or ``-A``; ``A`` is the largest margin the energy buys). A few passes absorb clipping and rounding,
-and the change is scaled back when the PSNR would fall under ``PSNR_MIN``.
+Embedding is informed: the detector's own statistic is measured on the picture, as it is and after each
+crop in ``CROPS`` (10 % of each side, 5 % of all sides: a crop takes away part of the picture's
+interference, so what the picture reads there differs), and energy goes only to bits the picture does
+not already push at least ``A`` to the right side in every one of those cases (the mark makes up for the
+worst case; ``A`` is the largest margin the energy buys). A few passes absorb clipping and rounding, and
+the change is scaled back when the PSNR would fall under ``PSNR_MIN``.
 
 Detection searches the geometry. Flat areas (caption bars, stickers, screenshot frames, a rotation's
 empty corners) are first filled with a smooth continuation of the picture and weighted zero, so their
@@ -22,15 +24,17 @@ rotations of the picture's pixels (``ANGLES``; on the square grid a non-square p
 rotation and a shear) and under two guesses from the autocorrelation of the whitened spectrum (the
 repeated tile makes a lattice there). A circular cross-correlation of each folded tile with the sync
 pattern and with its mirror image (a flipped copy) gives a shift and a z-score. The ``TRIED`` best
-geometries, each also refined by a finer search around it, and the original geometry are decoded in
-turn (bits are projections of the tile shifted into place) until one checks: a weak mark's true geometry
-is not always the top sync score but nearly always among the first few. The original geometry at shift
-zero, and its mirror image, are tried too without any search: a picture whose own structure outscores the
-sync everywhere still has its mark there after JPEG, a resize, colour changes or a flip. A payload counts
-as found when the sync z-score clears ``Z_MIN`` (``Z_ORIGIN`` at shift zero) and the CRC-32 checks (after
-flipping at most 3 of the 16 weakest bits: at most 697 tries against a 32-bit check per geometry, at most
-15 geometries per key, so an unmarked image passes with odds of at most 15 x 697 / 2^32, about 2.4e-6,
-per key tried; the z gates only add to that).
+geometries, each also refined by a finer search around it (for the highest sync reading), and the
+original geometry are decoded in turn (bits are projections of the tile shifted into place) until one
+checks: a weak mark's true geometry is not always the top sync score but nearly always among the first
+few. On busy pictures the picture pulls the sync's peak up to about 1 % of stretch away from the mark's
+geometry, where several bits are already wrong, so the 8 stretches around the first ``NEIGHBOURED``
+refined geometries are decoded too. The original geometry at shift zero, and its mirror image, are tried
+without any search: a picture whose own structure outscores the sync everywhere still has its mark there
+after JPEG, a resize, colour changes or a flip. A payload counts as found when the sync z-score clears
+``Z_MIN`` (``Z_ORIGIN`` at shift zero) and list decoding finds a valid word (62,893 words tried against
+a 40-bit check per decoding, at most ``DECODINGS`` = 39 decodings per key, so an unmarked image passes
+with odds of at most 39 x 62,893 / 2^40, about 2.2e-6, per key tried; the z gates only add to that).
 
 Keys are secrets (bytes). ``DEMO_KEY`` is public: a mark made with it proves nothing, anyone can forge or
 overwrite it. See ``pixelmill.labels.wmkeys`` for where the real key comes from.
@@ -73,8 +77,8 @@ from .wm_grid import (  # noqa: F401 (G: layout)
 
 NBITS = code.NBITS  # 48 payload bits + 40 check bits
 RMS = 3.0  # mark strength in grey levels (about 38.6 dB PSNR; see PSNR_MIN)
-SYNC_SHARE = 0.40  # part of the energy given to the sync pattern
-Z_MIN = 4.0  # sync z-score a detection needs (unmarked images reach ~4-5.5: the CRC-32 decides)
+SYNC_SHARE = 0.30  # part of the energy given to the sync pattern
+Z_MIN = 4.0  # sync z-score a detection needs (unmarked images reach ~4-6: the check bits decide)
 Z_ORIGIN = 1.0  # the same at shift zero of the original geometry (or its mirror), tried without a search
 MIN_SIDE = 128
 TRIED = 6  # geometries decoded per key (each also refined): see _candidates
@@ -288,11 +292,12 @@ def _around(yw: np.ndarray, w: np.ndarray, basis: _Basis, lat: np.ndarray):
 
 def _candidates(pair: tuple[np.ndarray, np.ndarray, float], lattices: list[np.ndarray], basis: _Basis):
     """(z, flipped, projections) at the geometries worth decoding, most likely first (a generator: the
-    caller stops at the first one whose CRC checks). The ``TRIED`` geometries the sync likes best are each
+    caller stops at the first one that decodes). The ``TRIED`` geometries the sync likes best are each
     tried as found and refined by a finer search around them, and the original geometry is always tried:
     the embedding cancelled the picture's interference there exactly. A weak mark's true geometry is often
     not the top sync score (an unmarked picture's best of some 150 geometries reaches z ~5-6), but it is
-    nearly always among the first few, and the CRC-32 tells which one is right."""
+    nearly always among the first few (or next to one of them: ``_around``), and the check bits tell
+    which one is right. At most ``DECODINGS`` are yielded."""
     yw, w, aspect = pair
     scored = [(_sync(_wfold(yw, w, lat), basis), lat) for lat in lattices] + _scale_grid(yw, w, basis)
     identity = scored[0][0]  # the embedding's own geometry
@@ -338,7 +343,7 @@ def detect(image: Image.Image, keys: list[bytes] | tuple[bytes, ...] = (DEMO_KEY
 
 
 def bit_accuracy(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY) -> float:
-    """Fraction of the 64 embedded bits read back right (no correction), at the best sync hypothesis."""
+    """Fraction of the NBITS embedded bits read back right (no correction), at the best sync hypothesis."""
     want = _bits(payload_bytes(payload))
     pair, lattices = _prepare(image)
     return max(float((want == (soft[1:] > 0)).mean()) for _, _, soft, _ in _candidates(pair, lattices, _basis(bytes(key))))
@@ -353,24 +358,25 @@ def _measure(y: np.ndarray, basis: _Basis) -> np.ndarray:
     return basis.directions.T @ _to_vec(tile - tile.mean())
 
 
-def _measure_cropped(y: np.ndarray, basis: _Basis) -> list[np.ndarray]:
+def _measure_cropped(y: np.ndarray, basis: _Basis, crops=CROPS) -> list[np.ndarray]:
     """The detector's projections of the picture after each crop in ``CROPS``, at the geometry a detector
     resynchronised on the mark would use there (the stretch and shift the crop causes are known here)."""
     height, width = y.shape
     out = []
-    for top, left, bottom, right in CROPS:
-        t, l = round(height * top), round(width * left)
-        b, r = height - round(height * bottom), width - round(width * right)
-        yb, w = _analyse(_resize_f(y[t:b, l:r], (G, G)))
-        tile = _wfold(yb * w, w, np.diag([height / (b - t), width / (r - l)]))
+    for top, left, bottom, right in crops:
+        y0, x0 = round(height * top), round(width * left)
+        y1, x1 = height - round(height * bottom), width - round(width * right)
+        yb, w = _analyse(_resize_f(y[y0:y1, x0:x1], (G, G)))
+        tile = _wfold(yb * w, w, np.diag([height / (y1 - y0), width / (x1 - x0)]))
         spec = np.fft.fft2(tile - tile.mean())
-        out.append(_project((0.0, False, spec, -t * G / height, -l * G / width), basis)[2])
+        out.append(_project((0.0, False, spec, -y0 * G / height, -x0 * G / width), basis)[2])
     return out
 
 
 def embed(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY, min_side: int = MIN_SIDE,
-          rms: float = RMS) -> Image.Image:
-    """Return a copy of ``image`` (RGB or RGBA) carrying ``payload`` under ``key``."""
+          rms: float = RMS, crops: tuple[tuple[float, float, float, float], ...] = CROPS) -> Image.Image:
+    """Return a copy of ``image`` (RGB or RGBA) carrying ``payload`` under ``key``, planned to read right
+    after each of ``crops`` too (top, left, bottom, right fractions)."""
     if min(image.size) < min_side:
         raise WatermarkError(
             f"image is {image.size[0]}x{image.size[1]}; the watermark needs at least {min_side} px on the "
@@ -392,16 +398,19 @@ def embed(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY, mi
     bit_energy = (1 - SYNC_SHARE) * energy
     resp_bb = basis.response[1:, 1:]
     from_sync = basis.response[1:, 0] * sync_coef
-    worst = np.min([signs * h[1:] for h in [host] + _measure_cropped(y0, basis)], axis=0)
+    worst = np.min([signs * h[1:] for h in [host] + _measure_cropped(y0, basis, crops)], axis=0)
+
+    def needed(amp: float) -> np.ndarray:  # the mark's reading per bit, towards its side
+        return np.maximum(amp - worst, 0.0)
 
     def bit_coefs(amp: float) -> np.ndarray:
-        return np.linalg.solve(resp_bb, signs * np.maximum(amp - worst, 0.0) - from_sync)
+        return np.linalg.solve(resp_bb, signs * needed(amp) - from_sync)
 
     lo, hi = 0.0, 4 * np.sqrt(bit_energy)
     for _ in range(30):
         amp = (lo + hi) / 2
         lo, hi = (amp, hi) if float(bit_coefs(amp) @ bit_coefs(amp)) <= bit_energy else (lo, amp)
-    goal = host[1:] + signs * np.maximum(lo - worst, 0.0)
+    goal = host[1:] + signs * needed(lo)
     coef = np.concatenate([[sync_coef], bit_coefs(lo)])
     out = rgb
     for _ in range(PASSES):
