@@ -105,7 +105,7 @@ def test_decodings_per_key_are_bounded():
     for im in (generated_like(384, 71, "scene"), _photo("gravel", (512, 512))):
         pair, lattices = wm._prepare(im)
         n = sum(1 for _ in wm._candidates(pair, lattices, wm._basis(KEY)))
-        assert wm.TRIED * 2 <= n <= wm.DECODINGS == 39
+        assert wm.TRIED <= n <= wm.DECODINGS == 39
 
 
 def test_embedder_plans_for_crops():
