@@ -98,3 +98,29 @@ def test_black_and_white_picture_is_read_at_its_own_geometry():
     marked = wm.embed(img, "AI-GEN", key=KEY)
     assert _found(marked)
     assert _found(marked.transpose(Image.Transpose.FLIP_LEFT_RIGHT))
+
+
+def test_decodings_per_key_are_bounded():
+    """The false-positive bound counts DECODINGS decodings per key: the search never yields more."""
+    for im in (generated_like(384, 71, "scene"), _photo("gravel", (512, 512))):
+        pair, lattices = wm._prepare(im)
+        n = sum(1 for _ in wm._candidates(pair, lattices, wm._basis(KEY)))
+        assert wm.TRIED <= n <= wm.DECODINGS == 39
+
+
+def test_embedder_plans_for_crops():
+    """On busy texture the picture's part of a reading changes when a strip is cropped away; the embedder
+    plans for the crops in CROPS, so the bits read at those crops' geometries are far more often right."""
+    from pixelmill.labels.wm_grid import _luma
+
+    img = _photo("grass", (512, 512))
+    basis = wm._basis(KEY)
+    want = wm._bits(wm.payload_bytes("AI-GEN"))
+    errors = {}
+    for crops in (wm.CROPS, ()):
+        y = _luma(np.asarray(wm.embed(img, "AI-GEN", key=KEY, crops=crops), dtype=np.float64))
+        readings = [wm._measure(y, basis)] + wm._measure_cropped(y, basis)
+        errors[len(crops)] = [int(((r[1:] > 0) != want).sum()) for r in readings]
+    planned, unplanned = errors[len(wm.CROPS)], errors[0]
+    assert planned[0] == 0 and unplanned[0] == 0  # the picture as it is reads right either way
+    assert sum(planned[1:]) < 0.75 * sum(unplanned[1:])

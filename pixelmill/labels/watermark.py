@@ -5,13 +5,15 @@ onto it, so a resize changes nothing). On that grid the mark is a ``T x T`` tile
 times. The tile is band-limited to spatial frequencies of ``R_MIN..R_MAX`` cycles per tile, i.e.
 ``K*R_MIN..K*R_MAX`` cycles per image: low enough to survive JPEG and a resize to 25 %, high enough that
 the picture itself (strong at the lowest frequencies) interferes little. In that band, a key-seeded
-random orthonormal basis gives one direction to a sync pattern and one to each of the 80 bits (48 payload
-bits + CRC-32).
+random orthonormal basis gives one direction to a sync pattern and one to each of the 88 bits (48 payload
+bits + 40 check bits, see ``watermark_code``).
 
-Embedding is informed: the detector's own statistic is measured on the picture, and energy goes only to
-bits the picture does not already push at least ``A`` to the right side (their projection is moved to
-``+A`` or ``-A``; ``A`` is the largest margin the energy buys). A few passes absorb clipping and rounding,
-and the change is scaled back when the PSNR would fall under ``PSNR_MIN``.
+Embedding is informed: the detector's own statistic is measured on the picture, as it is and after each
+crop in ``CROPS`` (10 % of each side, 5 % of all sides: a crop takes away part of the picture's
+interference, so what the picture reads there differs), and energy goes only to bits the picture does
+not already push at least ``A`` to the right side in every one of those cases (the mark makes up for the
+worst case; ``A`` is the largest margin the energy buys). A few passes absorb clipping and rounding, and
+the change is scaled back when the PSNR would fall under ``PSNR_MIN``.
 
 Detection searches the geometry. Flat areas (caption bars, stickers, screenshot frames, a rotation's
 empty corners) are first filled with a smooth continuation of the picture and weighted zero, so their
@@ -22,15 +24,17 @@ rotations of the picture's pixels (``ANGLES``; on the square grid a non-square p
 rotation and a shear) and under two guesses from the autocorrelation of the whitened spectrum (the
 repeated tile makes a lattice there). A circular cross-correlation of each folded tile with the sync
 pattern and with its mirror image (a flipped copy) gives a shift and a z-score. The ``TRIED`` best
-geometries, each also refined by a finer search around it, and the original geometry are decoded in
-turn (bits are projections of the tile shifted into place) until one checks: a weak mark's true geometry
-is not always the top sync score but nearly always among the first few. The original geometry at shift
-zero, and its mirror image, are tried too without any search: a picture whose own structure outscores the
-sync everywhere still has its mark there after JPEG, a resize, colour changes or a flip. A payload counts
-as found when the sync z-score clears ``Z_MIN`` (``Z_ORIGIN`` at shift zero) and the CRC-32 checks (after
-flipping at most 3 of the 16 weakest bits: at most 697 tries against a 32-bit check per geometry, at most
-15 geometries per key, so an unmarked image passes with odds of at most 15 x 697 / 2^32, about 2.4e-6,
-per key tried; the z gates only add to that).
+geometries, each also refined by a finer search around it (for the highest sync reading), and the
+original geometry are decoded in turn (bits are projections of the tile shifted into place) until one
+checks: a weak mark's true geometry is not always the top sync score but nearly always among the first
+few. On busy pictures the picture pulls the sync's peak up to about 1 % of stretch away from the mark's
+geometry, where several bits are already wrong, so the 8 stretches around the first ``NEIGHBOURED``
+refined geometries are decoded too. The original geometry at shift zero, and its mirror image, are tried
+without any search: a picture whose own structure outscores the sync everywhere still has its mark there
+after JPEG, a resize, colour changes or a flip. A payload counts as found when the sync z-score clears
+``Z_MIN`` (``Z_ORIGIN`` at shift zero) and list decoding finds a valid word (62,893 words tried against
+a 40-bit check per decoding, at most ``DECODINGS`` = 39 decodings per key, so an unmarked image passes
+with odds of at most 39 x 62,893 / 2^40, about 2.2e-6, per key tried; the z gates only add to that).
 
 Keys are secrets (bytes). ``DEMO_KEY`` is public: a mark made with it proves nothing, anyone can forge or
 overwrite it. See ``pixelmill.labels.wmkeys`` for where the real key comes from.
@@ -40,14 +44,15 @@ from __future__ import annotations
 
 import hashlib
 import itertools
-import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
 from PIL import Image
 
+from . import watermark_code as code
 from . import wm_grid
+from .watermark_code import PAYLOAD_BYTES, WatermarkError, payload_bytes  # noqa: F401 (public API)
 from .wm_grid import (  # noqa: F401 (G: layout)
     R_MAX,
     R_MIN,
@@ -70,51 +75,29 @@ from .wm_grid import (  # noqa: F401 (G: layout)
     _weights,
 )
 
-PAYLOAD_BYTES = 6
-NBITS = PAYLOAD_BYTES * 8 + 32  # payload + CRC-32
+NBITS = code.NBITS  # 48 payload bits + 40 check bits
 RMS = 3.0  # mark strength in grey levels (about 38.6 dB PSNR; see PSNR_MIN)
-SYNC_SHARE = 0.40  # part of the energy given to the sync pattern
-Z_MIN = 4.0  # sync z-score a detection needs (unmarked images reach ~4-5.5: the CRC-32 decides)
+SYNC_SHARE = 0.30  # part of the energy given to the sync pattern
+Z_MIN = 4.0  # sync z-score a detection needs (unmarked images reach ~4-6: the check bits decide)
 Z_ORIGIN = 1.0  # the same at shift zero of the original geometry (or its mirror), tried without a search
 MIN_SIDE = 128
-CHASE_BITS = 16
-CHASE_FLIPS = 3  # Chase decoding tries flipping up to this many of the CHASE_BITS weakest bits
 TRIED = 6  # geometries decoded per key (each also refined): see _candidates
-REFINE_STEPS = (0.015, 0.0075, 0.00375)  # relative stretch steps of the refinement (x 25 = degrees)
+REFINE_STEPS = (0.015, 0.0075, 0.00375, 0.001875)  # relative stretch steps of the refinement (x 25 = degrees)
+NEIGHBOURED = 3  # the first NEIGHBOURED geometries also decode the 8 stretches around their refinement ...
+NEIGHBOUR_STEP = 0.006  # ... this far apart (relative)
+DECODINGS = 2 * TRIED + 3 + 8 * NEIGHBOURED  # most decodings per key (see _candidates): 39
 DEMO_KEY = b"pixelmill public demo key"  # public: marks made with it are forgeable
 SCHEME = "pixelmill-wm2"
 PASSES = 4
+# crops (top, left, bottom, right fractions) the embedder plans for, besides the picture as it is
+CROPS = ((0.1, 0, 0, 0), (0, 0.1, 0, 0), (0, 0, 0.1, 0), (0, 0, 0, 0.1), (0.05, 0.05, 0.05, 0.05))
 PSNR_MIN = 38.1  # the change is scaled back when it would cost more than this (dB, RGB)
-
-
-class WatermarkError(ValueError):
-    """The image or payload cannot carry a watermark (the message says why)."""
 
 
 # ---- payload ---------------------------------------------------------------------------------------------
 
-def payload_bytes(payload: str | bytes) -> bytes:
-    """The 6 bytes a payload string becomes (UTF-8, zero padded); longer payloads are an error."""
-    raw = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
-    if len(raw) > PAYLOAD_BYTES:
-        raise WatermarkError(
-            f"watermark payload {payload!r} is {len(raw)} bytes; at most {PAYLOAD_BYTES} fit (e.g. 'AI-GEN')")
-    return raw.ljust(PAYLOAD_BYTES, b"\0")
-
-
-def _crc(data: bytes) -> int:
-    return zlib.crc32(b"pixelmill-wm2" + data)
-
-
 def _bits(data: bytes) -> np.ndarray:
-    word = data + _crc(data).to_bytes(4, "big")
-    return np.unpackbits(np.frombuffer(word, dtype=np.uint8)).astype(np.int64)
-
-
-def _check(bits: np.ndarray) -> tuple[bool, bytes]:
-    raw = np.packbits(bits.astype(np.uint8)).tobytes()
-    data, crc = raw[:PAYLOAD_BYTES], int.from_bytes(raw[PAYLOAD_BYTES:], "big")
-    return _crc(data) == crc, data
+    return code.encode(data)
 
 
 def key_id(key: bytes) -> str:
@@ -257,20 +240,8 @@ def _soft(tile: np.ndarray, basis: _Basis) -> tuple[float, bool, np.ndarray]:
 def _decode_soft(soft: np.ndarray) -> tuple[bool, bytes, np.ndarray, float, int]:
     values = soft[1:]
     scale = float(np.median(np.abs(values))) + 1e-12
-    bits = (values > 0).astype(np.int64)
     reliability = np.clip(np.abs(values) / scale, 0, 2) / 2
-    ok, data = _check(bits)
-    corrected = 0
-    if not ok:
-        weakest = np.argsort(np.abs(values))[:CHASE_BITS]
-        tries = (c for n in range(1, CHASE_FLIPS + 1) for c in itertools.combinations(weakest, n))
-        for flips in tries:
-            trial = bits.copy()
-            trial[list(flips)] ^= 1
-            ok, data = _check(trial)
-            if ok:
-                bits, corrected = trial, len(flips)
-                break
+    ok, data, bits, corrected = code.decode(values)
     return ok, data, bits, float(reliability.mean()), corrected
 
 
@@ -289,8 +260,12 @@ def _prepare(image: Image.Image) -> tuple[tuple[np.ndarray, np.ndarray, float], 
 
 def _refine(yw: np.ndarray, w: np.ndarray, aspect: float, basis: _Basis, best: tuple, lat: np.ndarray) -> tuple:
     """Coordinate search around one geometry: row stretch, column stretch and (for a rotated one) angle,
-    in halving steps; returns the best sync found (``best`` itself when nothing beats it)."""
+    in halving steps, for the highest sync reading at the sync's best shift; returns the best sync found
+    (``best`` itself when nothing beats it) and its geometry. The reading itself, not its z-score: this
+    close to the mark's geometry the z-score is nearly flat (over +-1 % of stretch on busy pictures),
+    while the reading falls off as soon as the tile is misplaced."""
     rotated = not (lat[0, 1] == 0 and lat[1, 0] == 0)
+    top = _project(best, basis)[2][0]
     for step in REFINE_STEPS:
         moves = [(step, 0, 0), (-step, 0, 0), (0, step, 0), (0, -step, 0)]
         if rotated:
@@ -299,18 +274,30 @@ def _refine(yw: np.ndarray, w: np.ndarray, aspect: float, basis: _Basis, best: t
             stretch = np.diag(1 + np.array([dy, dx]))
             cand = _rotation(da, aspect) @ lat @ stretch if rotated else lat @ stretch
             r = _sync(_wfold(yw, w, cand), basis)
-            if r[0] > best[0]:
-                best, lat = r, cand
-    return best
+            reading = _project(r, basis)[2][0]
+            if reading > top:
+                best, lat, top = r, cand, reading
+    return best, lat
+
+
+def _around(yw: np.ndarray, w: np.ndarray, basis: _Basis, lat: np.ndarray):
+    """The sync at the 8 stretches around a refined geometry (NEIGHBOUR_STEP apart on each axis). On busy
+    pictures the picture pulls the sync's peak up to about 1 % of stretch away from the mark's true
+    geometry, where several bits are already wrong; the sync barely tells these stretches apart, but the
+    check does (each one is a decoding, counted in the false-positive bound)."""
+    for dy, dx in itertools.product((-NEIGHBOUR_STEP, 0.0, NEIGHBOUR_STEP), repeat=2):
+        if dy or dx:
+            yield _sync(_wfold(yw, w, lat @ np.diag([1 + dy, 1 + dx])), basis)
 
 
 def _candidates(pair: tuple[np.ndarray, np.ndarray, float], lattices: list[np.ndarray], basis: _Basis):
     """(z, flipped, projections) at the geometries worth decoding, most likely first (a generator: the
-    caller stops at the first one whose CRC checks). The ``TRIED`` geometries the sync likes best are each
+    caller stops at the first one that decodes). The ``TRIED`` geometries the sync likes best are each
     tried as found and refined by a finer search around them, and the original geometry is always tried:
     the embedding cancelled the picture's interference there exactly. A weak mark's true geometry is often
     not the top sync score (an unmarked picture's best of some 150 geometries reaches z ~5-6), but it is
-    nearly always among the first few, and the CRC-32 tells which one is right."""
+    nearly always among the first few (or next to one of them: ``_around``), and the check bits tell
+    which one is right. At most ``DECODINGS`` are yielded."""
     yw, w, aspect = pair
     scored = [(_sync(_wfold(yw, w, lat), basis), lat) for lat in lattices] + _scale_grid(yw, w, basis)
     identity = scored[0][0]  # the embedding's own geometry
@@ -324,7 +311,7 @@ def _candidates(pair: tuple[np.ndarray, np.ndarray, float], lattices: list[np.nd
             continue
         kept.append(lat)
         yield _project(r, basis) + (Z_MIN,)
-        refined = _refine(yw, w, aspect, basis, r, lat)
+        refined, at = _refine(yw, w, aspect, basis, r, lat)
         if refined is not r:
             yield _project(refined, basis) + (Z_MIN,)
         if len(kept) == 1:
@@ -332,6 +319,9 @@ def _candidates(pair: tuple[np.ndarray, np.ndarray, float], lattices: list[np.nd
                 yield _project(identity, basis) + (Z_MIN,)
             for flipped in (False, True):
                 yield _project(_at_origin(origin, basis, flipped), basis) + (Z_ORIGIN,)
+        if len(kept) <= NEIGHBOURED:
+            for near in _around(yw, w, basis, at):
+                yield _project(near, basis) + (Z_MIN,)
 
 
 def detect(image: Image.Image, keys: list[bytes] | tuple[bytes, ...] = (DEMO_KEY,)) -> Detection:
@@ -353,7 +343,7 @@ def detect(image: Image.Image, keys: list[bytes] | tuple[bytes, ...] = (DEMO_KEY
 
 
 def bit_accuracy(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY) -> float:
-    """Fraction of the 64 embedded bits read back right (no correction), at the best sync hypothesis."""
+    """Fraction of the NBITS embedded bits read back right (no correction), at the best sync hypothesis."""
     want = _bits(payload_bytes(payload))
     pair, lattices = _prepare(image)
     return max(float((want == (soft[1:] > 0)).mean()) for _, _, soft, _ in _candidates(pair, lattices, _basis(bytes(key))))
@@ -368,9 +358,25 @@ def _measure(y: np.ndarray, basis: _Basis) -> np.ndarray:
     return basis.directions.T @ _to_vec(tile - tile.mean())
 
 
+def _measure_cropped(y: np.ndarray, basis: _Basis, crops=CROPS) -> list[np.ndarray]:
+    """The detector's projections of the picture after each crop in ``CROPS``, at the geometry a detector
+    resynchronised on the mark would use there (the stretch and shift the crop causes are known here)."""
+    height, width = y.shape
+    out = []
+    for top, left, bottom, right in crops:
+        y0, x0 = round(height * top), round(width * left)
+        y1, x1 = height - round(height * bottom), width - round(width * right)
+        yb, w = _analyse(_resize_f(y[y0:y1, x0:x1], (G, G)))
+        tile = _wfold(yb * w, w, np.diag([height / (y1 - y0), width / (x1 - x0)]))
+        spec = np.fft.fft2(tile - tile.mean())
+        out.append(_project((0.0, False, spec, -y0 * G / height, -x0 * G / width), basis)[2])
+    return out
+
+
 def embed(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY, min_side: int = MIN_SIDE,
-          rms: float = RMS) -> Image.Image:
-    """Return a copy of ``image`` (RGB or RGBA) carrying ``payload`` under ``key``."""
+          rms: float = RMS, crops: tuple[tuple[float, float, float, float], ...] = CROPS) -> Image.Image:
+    """Return a copy of ``image`` (RGB or RGBA) carrying ``payload`` under ``key``, planned to read right
+    after each of ``crops`` too (top, left, bottom, right fractions)."""
     if min(image.size) < min_side:
         raise WatermarkError(
             f"image is {image.size[0]}x{image.size[1]}; the watermark needs at least {min_side} px on the "
@@ -382,25 +388,29 @@ def embed(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY, mi
     h, w = rgb.shape[:2]
     y0 = _luma(rgb)
     host = _measure(y0, basis)
-    # sync gets SYNC_SHARE of the energy. Each bit's reading must end at least ``amp`` on its side: where
-    # the picture already puts it there nothing is spent, elsewhere the picture's part is cancelled; ``amp``
-    # is the largest margin the rest of the energy buys (bisection). Coefficients follow from the readings
-    # through the detector's response matrix.
+    # sync gets SYNC_SHARE of the energy. Each bit's reading must end at least ``amp`` on its side, here
+    # and after each crop in CROPS (the picture's part of a reading changes when a part of the picture
+    # goes; the mark's part does not): where the picture already puts it there in every case nothing is
+    # spent, elsewhere the mark makes up for the worst case; ``amp`` is the largest margin the rest of the
+    # energy buys (bisection). Coefficients follow from the readings through the detector's response matrix.
     energy = (rms * T) ** 2
     sync_coef = np.sqrt(SYNC_SHARE * energy)
     bit_energy = (1 - SYNC_SHARE) * energy
     resp_bb = basis.response[1:, 1:]
     from_sync = basis.response[1:, 0] * sync_coef
-    along = signs * host[1:]
+    worst = np.min([signs * h[1:] for h in [host] + _measure_cropped(y0, basis, crops)], axis=0)
+
+    def needed(amp: float) -> np.ndarray:  # the mark's reading per bit, towards its side
+        return np.maximum(amp - worst, 0.0)
 
     def bit_coefs(amp: float) -> np.ndarray:
-        return np.linalg.solve(resp_bb, signs * np.maximum(amp, along) - host[1:] - from_sync)
+        return np.linalg.solve(resp_bb, signs * needed(amp) - from_sync)
 
     lo, hi = 0.0, 4 * np.sqrt(bit_energy)
     for _ in range(30):
         amp = (lo + hi) / 2
         lo, hi = (amp, hi) if float(bit_coefs(amp) @ bit_coefs(amp)) <= bit_energy else (lo, amp)
-    goal = signs * np.maximum(lo, along)
+    goal = host[1:] + signs * needed(lo)
     coef = np.concatenate([[sync_coef], bit_coefs(lo)])
     out = rgb
     for _ in range(PASSES):

@@ -24,8 +24,10 @@ from dataclasses import dataclass, field
 import numpy as np
 from PIL import Image
 
+from .watermark_code import PAYLOAD_BYTES, WatermarkError, payload_bytes  # noqa: F401 (shared with v2)
+from .wm_grid import _luma
+
 BAND = 12  # lowest BAND x BAND DCT frequencies (DC excluded) carry the mark
-PAYLOAD_BYTES = 6
 NBITS = PAYLOAD_BYTES * 8 + 16
 DELTA = 1.2  # lattice step, in grey levels of the normalised projection (robustness vs visibility)
 MIN_SIDE = 64  # smaller images are skipped: too few pixels to hide 64 bits reliably (see bench)
@@ -33,19 +35,6 @@ DEFAULT_KEY = 0x5049584D  # "PIXM"
 CHASE_BITS = 8  # least reliable bits tried when the CRC fails
 CHASE_MIN_CONFIDENCE = 0.75
 DECODE_MAX_SIDE = 1024  # decoding works on at most this size (memory and time on huge images)
-
-
-class WatermarkError(ValueError):
-    """The image or payload cannot carry a watermark (the message says why)."""
-
-
-def payload_bytes(payload: str | bytes) -> bytes:
-    """The 6 bytes a payload string becomes (UTF-8, zero padded); longer payloads are an error."""
-    raw = payload.encode("utf-8") if isinstance(payload, str) else bytes(payload)
-    if len(raw) > PAYLOAD_BYTES:
-        raise WatermarkError(
-            f"watermark payload {payload!r} is {len(raw)} bytes; at most {PAYLOAD_BYTES} fit (e.g. 'AI-GEN')")
-    return raw.ljust(PAYLOAD_BYTES, b"\0")
 
 
 def crc16(data: bytes) -> int:
@@ -92,10 +81,6 @@ def _basis(key: int) -> _Basis:
     if key not in _BASES:
         _BASES[key] = _Basis(key)
     return _BASES[key]
-
-
-def _luma(rgb: np.ndarray) -> np.ndarray:
-    return rgb[..., 0] * 0.299 + rgb[..., 1] * 0.587 + rgb[..., 2] * 0.114
 
 
 def _band(y: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
