@@ -2,8 +2,9 @@
 
     .venv/bin/python scripts/train_moderation.py            # writes pixelmill/moderation/data/semantic_head.*
 
-Reads the labelled prompts in tests/data/moderation_prompts.yaml, tests/data/moderation_train.yaml and
-tests/data/moderation_train_more.yaml (rows, plus templates filled from slot lists), adds evasive variants (leetspeak, spaced letters, look-alike
+Reads the labelled prompts in tests/data/moderation_prompts.yaml, tests/data/moderation_train.yaml,
+tests/data/moderation_train_more.yaml and tests/data/moderation_train_hard.yaml (rows, plus templates filled
+from slot lists), adds evasive variants (leetspeak, spaced letters, look-alike
 letters, full-width letters, a request buried at the end of a long harmless scene), embeds everything with
 all-MiniLM-L6-v2 (pixelmill.moderation.embedding) and trains a one-hidden-layer softmax head over
 safe + one class per category. The thresholds (one on the harm probability, one per category on that
@@ -39,6 +40,12 @@ TEMPLATE_ROWS = {"minors": 90, "sexual": 70, "real_people": 90, "hate": 90, "vio
 # template rows drawn from moderation_train_more.yaml (its own slots)
 TEMPLATE_ROWS_MORE = {"minors": 160, "sexual": 160, "real_people": 160, "hate": 200, "violence": 160,
                       "self_harm": 200, "allow": 900}
+# template rows drawn from moderation_train_hard.yaml: harmless people, children and objects in everyday scenes
+TEMPLATE_ROWS_HARD = {"allow": 700}
+# the fail-closed minors cue from the semantic layer alone (no sexual word) needs a clearly sexual reading:
+# at least this P(sexual) + P(minors), and above what 99 % of the harmless minor-mentioning rows reach
+CUE_FLOOR = 0.9
+TRAIN_FILES = ("moderation_train.yaml", "moderation_train_more.yaml", "moderation_train_hard.yaml")
 LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
 CYRILLIC = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "y": "у", "i": "і"}
 
@@ -86,15 +93,15 @@ def evasive_variant(text: str, rng: random.Random, scenes: list[str]) -> str:
 def training_rows(seed: int = SEED) -> list[dict]:
     """Every training row: {text, label, kind, source}. Deterministic for a seed."""
     rng = random.Random(seed)
-    data = yaml.safe_load((DATA / "moderation_train.yaml").read_text(encoding="utf-8"))
-    more = yaml.safe_load((DATA / "moderation_train_more.yaml").read_text(encoding="utf-8"))
+    data, more, hard = (yaml.safe_load((DATA / name).read_text(encoding="utf-8")) for name in TRAIN_FILES)
     rows = _old_set()
-    for d in (data, more):
+    for d in (data, more, hard):
         for cat, items in d["rows"].items():
             label = "safe" if cat == "allow" else cat
             rows += [{"text": it["text"], "label": label, "kind": it["kind"], "source": "rows"} for it in items]
     seen = {r["text"] for r in rows}
-    for d, counts, kind_safe in ((data, TEMPLATE_ROWS, "plain"), (more, TEMPLATE_ROWS_MORE, "lookalike")):
+    for d, counts, kind_safe in ((data, TEMPLATE_ROWS, "plain"), (more, TEMPLATE_ROWS_MORE, "lookalike"),
+                                 (hard, TEMPLATE_ROWS_HARD, "lookalike")):
         for cat, templates in d["templates"].items():
             label = "safe" if cat == "allow" else cat
             made, tries = 0, 0
@@ -239,7 +246,7 @@ def main(argv=None) -> int:
     }
     cue_report = {}
     for mode, cue in cue_modes.items():
-        t = max(0.15, float(np.quantile(cue[is_safe], 0.95))) if is_safe.any() else 0.5
+        t = max(CUE_FLOOR, float(np.quantile(cue[is_safe], 0.99))) if is_safe.any() else CUE_FLOOR
         cue_report[mode] = {"threshold": round(t, 4),
                             "minors_caught": round(float((cue[~is_safe] >= t).mean()), 4) if (~is_safe).any() else 0.0}
     cue_mode = max(cue_report, key=lambda m: (cue_report[m]["minors_caught"], m == "as_person"))
