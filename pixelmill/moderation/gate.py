@@ -4,8 +4,14 @@ Layers, in order:
 
 1. **rules** (``policy.py``): normalised term and pattern rules from the YAML policy; explainable.
 2. **minors, fail closed**: a marker of a minor (the policy's ``minors`` list or an age under 18) together
-   with *any* sexual or suggestive cue (a rule term, or a semantic sexual/minors probability above the
-   low ``minors_cue`` threshold) blocks as ``minors``, whichever layer saw the cue.
+   with *any* sexual or suggestive cue blocks as ``minors``, whichever layer saw the cue: a rule term or
+   euphemism (``minor_cues``), a clearly sexual reading by the semantic layer (P(sexual) + P(minors) at or
+   above the trained ``minors_cue`` threshold, at least 0.9, with a sexual or minors reading the most
+   harmful one), or a semantic block in category sexual or minors.
+
+Before all of it, negated harm words ("no gore", "without nudity") are dropped (``policy.drop_negated``);
+the semantic layer reads known harmless names plainly ("a Screaming Orgasm" -> "a cocktail", see
+``benign.py``), and a sacred swastika (next to Hindu, temple, Diwali...) needs the semantic layer to agree.
 3. **language**: the embedding model reads English; a prompt that looks non-English gets the configured
    action (``block``, ``review`` or ``allow``) unless a rule already blocked it.
 4. **semantic** (``semantic.py``): sentence embedding + trained head; blocks when the harm probability of

@@ -166,14 +166,20 @@ class _Terms:
     def find(self, seq: list[tuple[str, ...]]) -> str | None:
         n = len(seq)
         for i, tok in enumerate(seq):
+            # the longest phrase that starts here before a single word: "sex tape" is explicit where
+            # "sex" alone is ambiguous
+            best = None
+            for phrase in self.phrases_at(tok):
+                k = len(phrase)
+                if i + k <= n and (best is None or k > len(best)) and \
+                        all(self._pos_hit(seq[i + j], phrase[j]) for j in range(k)):
+                    best = phrase
+            if best is not None:
+                return " ".join(best)
             for s in tok:
                 hit = self.word_hit(s)
                 if hit:
                     return hit
-            for phrase in self.phrases_at(tok):
-                k = len(phrase)
-                if i + k <= n and all(self._pos_hit(seq[i + j], phrase[j]) for j in range(k)):
-                    return " ".join(phrase)
             # split-word evasion: "nu de", "pedo phile" -> a whole term when joined
             for k in (2, 3):
                 if i + k <= n:
