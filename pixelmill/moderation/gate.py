@@ -4,8 +4,14 @@ Layers, in order:
 
 1. **rules** (``policy.py``): normalised term and pattern rules from the YAML policy; explainable.
 2. **minors, fail closed**: a marker of a minor (the policy's ``minors`` list or an age under 18) together
-   with *any* sexual or suggestive cue (a rule term, or a semantic sexual/minors probability above the
-   low ``minors_cue`` threshold) blocks as ``minors``, whichever layer saw the cue.
+   with *any* sexual or suggestive cue blocks as ``minors``, whichever layer saw the cue: a rule term or
+   euphemism (``minor_cues``), a clearly sexual reading by the semantic layer (P(sexual) + P(minors) at or
+   above the trained ``minors_cue`` threshold, at least 0.9, with a sexual or minors reading the most
+   harmful one), or a semantic block in category sexual or minors.
+
+Before all of it, negated harm words ("no gore", "without nudity") are dropped (``policy.drop_negated``);
+the semantic layer reads known harmless names plainly ("a Screaming Orgasm" -> "a cocktail", see
+``benign.py``), and a sacred swastika (next to Hindu, temple, Diwali...) needs the semantic layer to agree.
 3. **language**: the embedding model reads English; a prompt that looks non-English gets the configured
    action (``block``, ``review`` or ``allow``) unless a rule already blocked it.
 4. **semantic** (``semantic.py``): sentence embedding + trained head; blocks when the harm probability of
@@ -21,8 +27,9 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from . import benign
 from . import normalize as nz
-from .policy import Match, Policy, _mask_light, _Terms
+from .policy import Match, Policy, _mask_light, _Terms, drop_negated
 
 AGE_UNDER_18 = re.compile(r"\b([1-9]|1[0-7]) ?(yo|y\.?o\.?|yrs?|years?)( |-)?(old)?\b|\b(age|aged) ([1-9]|1[0-7])\b"
                           r"|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen"
@@ -115,15 +122,23 @@ class Gate:
     def for_semantic(self, text: str) -> str:
         """The text as the semantic layer reads it: the policy's allow phrases taken out ("suicide prevention
         month", "killer whale" are harmless by policy, whatever the model would make of the words)."""
-        return _mask_light(nz.light(text), self.policy.allow_phrases).replace(" _ ", " ")
+        # not collapsed: "s u n   o f   a   d a y" keeps the wider gaps that mark its words
+        masked = _mask_light(benign.plain_idioms(nz.light(text, collapse=False)), self.policy.allow_phrases)
+        return masked.replace(" _ ", " ")
 
-    def _only_ambiguous(self, m: Match) -> bool:
-        return m.category != "minors" and bool(self.ambiguous) and \
-            all(nz.light(part) in self.ambiguous for part in m.term.split(" + "))
+    def _only_ambiguous(self, m: Match, text: str) -> bool:
+        """Whether every word of the match has a harmless everyday meaning here: in the policy's
+        ``ambiguous`` list, or a sacred symbol next to the words that make it sacred (see ``benign``)."""
+        if m.category == "minors":
+            return False
+        base = nz.light(text)
+        return all(nz.light(part) in self.ambiguous or benign.sacred_context(part, base)
+                   for part in m.term.split(" + "))
 
     def check(self, text: str, *, text_index: int = 0) -> Decision:
         from .language import guess_non_english
 
+        original, text = text, drop_negated(text)  # "no gore", "without nudity": see policy.drop_negated
         matches = [m for m in self.policy.check(text, text_index=text_index) if self._wanted(m.category)]
         marker = self.minor_marker(text) if self._wanted("minors") else None
         scores = None
@@ -143,7 +158,9 @@ class Gate:
                 seen = self.as_adult(self.for_semantic(text)) if as_person else self.for_semantic(text)
                 scores = self.semantic.score(seen)
                 p = scores.max_of("minors", "sexual")
-                if p >= cue_t:
+                # a real sexual reading: high, and the most harmful reading of the text is a sexual one
+                # (a scene that mentions a child and something hateful elsewhere is judged as hate below)
+                if p >= cue_t and scores.worst()[1] in ("minors", "sexual"):
                     cue = f"semantic sexual probability {p:.2f} >= {cue_t:.2f}" + \
                         (" with the minor read as a person" if as_person else "")
                 if as_person:
@@ -151,7 +168,7 @@ class Gate:
             if cue:
                 return Decision("block", "minors", "minors_fail_closed", "minor_plus_sexual_cue",
                                 f"{marker} + {cue}", text_index, matches)
-        if matches and self.semantic is not None and all(self._only_ambiguous(m) for m in matches):
+        if matches and self.semantic is not None and all(self._only_ambiguous(m, text) for m in matches):
             # words with harmless everyday meanings: the rule needs the semantic layer to agree
             scores = self.semantic.score(self.for_semantic(text))
             confirm_t = head.thresholds.get("confirm", 0.5)
@@ -177,11 +194,16 @@ class Gate:
             if verdict:
                 category, window, reason = verdict
                 where = "" if window == 0 else f" (window {window}: {scores.windows[window]!r})"
+                if marker and category in ("sexual", "minors"):
+                    # the fail-closed rule names it: a minor plus a sexual reading is a minors block
+                    return Decision("block", "minors", "minors_fail_closed", "minor_plus_sexual_cue",
+                                    f"{marker} + semantic {category}: {reason}{where}", text_index, matches,
+                                    scores.as_dict())
                 return Decision("block", category, "semantic", f"semantic_{category}", reason + where,
                                 text_index, matches, scores.as_dict())
 
         if self.guard is not None:
-            verdict = self.guard.check(text)
+            verdict = self.guard.check(original)
             if verdict.flagged and self._wanted(verdict.category):
                 return Decision("block", verdict.category, "guard", verdict.rule, verdict.detail, text_index,
                                 matches, scores.as_dict() if scores else {})

@@ -23,6 +23,11 @@ el los las del con por para una unos unas muy sus su es en niña nina niño nino
 desnuda desnudo muerte sangre cuerpo playa perro gato
 der das ein eine einen und ist mit auf im vom zum zur sind nicht ich sie wir ihr dem den des
 frau mann mädchen madchen junge kinder nackt nackte nacktes blut tod leiche hund katze sich auch oder
+als wie gegen nach bei aus über uber unter ohne zwischen
+comme sans chez sous vers entre
+como sobre sin entre hacia desde
+sul sulla nel nei alla allo agli senza
+sem pelo pela pelos pelas entre
 il lo gli della delle dei nella con per sono una uno ragazza ragazzo donna uomo nuda nudo morte sangue
 um uma os das dos na no com para menina menino mulher homem criança crianca nua morte sangue anos
 het een van en op met voor zijn niet meisje jongen vrouw naakt

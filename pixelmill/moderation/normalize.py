@@ -71,29 +71,48 @@ def gaps(text_light: str) -> list[str]:
 def join_single_runs(seq: list[tuple[str, ...]], seps: list[str] | None = None) -> list[tuple[str, ...]]:
     """Join runs of 3 or more one-character tokens (``n u d e`` -> ``nude``).
 
-    A run stops where the separator changes (``k.i.d.s n.u.d.e`` and ``K I D S   N U D E`` are two words).
+    Within a run, a separator other than the usual one is a word boundary (``k.i.d.s n.u.d.e`` and
+    ``K I D S   N U D E`` are two words; ``s u n   o f   a   d a y`` is "sun of a day": short words of one
+    or two letters are joined too once the run has a spaced-out word of three or more).
     """
     out: list[tuple[str, ...]] = []
     run: list[tuple[str, ...]] = []
-    run_sep: list[str | None] = [None]
+    run_seps: list[str] = []  # the separator before each token of the run but the first
+
+    def joined(part: list[tuple[str, ...]]) -> tuple[str, ...]:
+        a = "".join(t[0] for t in part)
+        b = "".join(t[-1] for t in part)
+        return (a,) if a == b else (a, b)
 
     def flush():
         if len(run) >= 3:
-            a = "".join(t[0] for t in run)
-            b = "".join(t[-1] for t in run)
-            out.append((a,) if a == b else (a, b))
+            if len(set(run_seps)) <= 1:
+                out.append(joined(run))
+            else:
+                usual = max(sorted(set(run_seps)), key=run_seps.count)
+                pieces, piece = [], [run[0]]
+                for tok, sep in zip(run[1:], run_seps):
+                    if sep != usual:
+                        pieces.append(piece)
+                        piece = []
+                    piece.append(tok)
+                pieces.append(piece)
+                words = any(len(p) >= 3 for p in pieces)
+                for p in pieces:
+                    if len(p) >= 3 or (words and len(p) == 2):
+                        out.append(joined(p))
+                    else:
+                        out.extend(p)
         else:
             out.extend(run)
         run.clear()
-        run_sep[0] = None
+        run_seps.clear()
 
     for i, tok in enumerate(seq):
         sep = seps[i] if seps is not None and i < len(seps) else " "
         if len(tok[0]) == 1 and tok[0] != "_":
-            if run and run_sep[0] is None:
-                run_sep[0] = sep
-            elif run and sep != run_sep[0]:
-                flush()
+            if run:
+                run_seps.append(sep)
             run.append(tok)
         else:
             flush()

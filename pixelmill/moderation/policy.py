@@ -55,6 +55,24 @@ class Match:
         return {"category": self.category, "rule": self.rule, "term": self.term, "text_index": self.text_index}
 
 
+_NEGATABLE = r"(?:gore|gory|blood|bloody|nudity|nude|naked|nsfw|violence|violent|explicit|sexual content|sexual)"
+# "no gore", "without nudity", "non-violent", "no blood or gore": a harm word negated right before it.
+NEGATED = re.compile(r"\b(?:no|non|without|zero|not)[\s-]+" + _NEGATABLE +
+                     r"(?:\s*(?:,|or|and|nor|/)\s*(?:any\s+)?" + _NEGATABLE + r")*\b", re.IGNORECASE)
+
+
+def drop_negated(text: str) -> str:
+    """The text without negated harm words ("a zombie poster, no gore" -> "a zombie poster, "). Narrow on
+    purpose: only the words in ``_NEGATABLE``, only right after the negation; every other word still counts
+    ("no gore, guts spilling out" still matches "guts spilling")."""
+    return NEGATED.sub(" ", text)
+
+
+def _es_plural(word: str) -> bool:
+    """Whether ``word`` may be a plural in -es (kisses, matches, boxes): not "spices" -> "spic"."""
+    return word.endswith("es") and word[:-2].endswith(("s", "x", "z", "ch", "sh", "o"))
+
+
 class _Terms:
     """A compiled list of terms: single words, word prefixes and multi-word phrases."""
 
@@ -105,7 +123,7 @@ class _Terms:
 
     def _word_hit(self, spelling: str, joined: bool) -> str | None:
         for cand in (spelling, spelling[:-1] if spelling.endswith("s") else None,
-                     spelling[:-2] if spelling.endswith("es") else None):
+                     spelling[:-2] if _es_plural(spelling) else None):
             if not cand:
                 continue
             for term in self.words.get(nz.squeeze(cand), ()):
@@ -129,7 +147,7 @@ class _Terms:
             if word.endswith("*"):
                 if s.startswith(word[:-1]):
                     return True
-            elif s == word or s in (word + "s", word + "es") or (
+            elif s == word or s == word + "s" or (s == word + "es" and _es_plural(s)) or (
                     nz.squeeze(s) == nz.squeeze(word) and len(s) >= len(word)):
                 return True
         return False
@@ -148,14 +166,20 @@ class _Terms:
     def find(self, seq: list[tuple[str, ...]]) -> str | None:
         n = len(seq)
         for i, tok in enumerate(seq):
+            # the longest phrase that starts here before a single word: "sex tape" is explicit where
+            # "sex" alone is ambiguous
+            best = None
+            for phrase in self.phrases_at(tok):
+                k = len(phrase)
+                if i + k <= n and (best is None or k > len(best)) and \
+                        all(self._pos_hit(seq[i + j], phrase[j]) for j in range(k)):
+                    best = phrase
+            if best is not None:
+                return " ".join(best)
             for s in tok:
                 hit = self.word_hit(s)
                 if hit:
                     return hit
-            for phrase in self.phrases_at(tok):
-                k = len(phrase)
-                if i + k <= n and all(self._pos_hit(seq[i + j], phrase[j]) for j in range(k)):
-                    return " ".join(phrase)
             # split-word evasion: "nu de", "pedo phile" -> a whole term when joined
             for k in (2, 3):
                 if i + k <= n:
@@ -322,6 +346,7 @@ class Policy:
         return _Rule(str(rule["id"]), category, clauses, _Terms(allow) if allow else None)
 
     def check(self, text: str, *, text_index: int = 0, first_only: bool = False) -> list[Match]:
+        text = drop_negated(text)
         base = nz.light(text)
         text_light = _mask_light(base, self.allow_phrases)
         toks = nz.tokens(base)

@@ -97,7 +97,8 @@ def windows(text: str) -> list[str]:
 
 
 class Head:
-    """A tiny MLP in numpy: relu(x W1 + b1) W2 + b2 -> softmax."""
+    """A tiny MLP in numpy: relu(x W1 + b1) W2 + b2 -> softmax; or an ensemble of such heads (weights
+    stacked on a first axis), whose probabilities are averaged."""
 
     def __init__(self, arrays: dict[str, np.ndarray], meta: dict):
         self.w1, self.b1 = arrays["w1"], arrays["b1"]
@@ -105,12 +106,23 @@ class Head:
         self.meta = meta
         self.classes: list[str] = list(meta["classes"])
         self.thresholds: dict[str, float] = dict(meta["thresholds"])
-        if self.w2.shape[1] != len(self.classes):
+        if self.w2.shape[-1] != len(self.classes):
             raise ValueError("semantic head: weights and class list disagree")
 
+    @property
+    def members(self) -> int:
+        return self.w1.shape[0] if self.w1.ndim == 3 else 1
+
     def predict(self, x: np.ndarray) -> np.ndarray:
-        h = np.maximum(x @ self.w1 + self.b1, 0.0)
-        z = h @ self.w2 + self.b2
+        if self.w1.ndim == 2:
+            return self._predict(x, self.w1, self.b1, self.w2, self.b2)
+        return np.mean([self._predict(x, *(a[i] for a in (self.w1, self.b1, self.w2, self.b2)))
+                        for i in range(self.members)], axis=0)
+
+    @staticmethod
+    def _predict(x, w1, b1, w2, b2) -> np.ndarray:
+        h = np.maximum(x @ w1 + b1, 0.0)
+        z = h @ w2 + b2
         z = z - z.max(axis=1, keepdims=True)
         e = np.exp(z)
         return e / e.sum(axis=1, keepdims=True)
