@@ -32,6 +32,10 @@ IDIOMS = {
     # animals, fashion and everyday idioms
     "killer whale": "orca", "killer heels": "high heels", "drop dead gorgeous": "gorgeous",
     "drop-dead gorgeous": "gorgeous", "dressed to kill": "dressed up",
+    # "X porn": internet slang for beautiful photos of X
+    **{f"{x} porn": f"{x} photography" for x in ("food", "cabin", "earth", "ruin", "ruins", "architecture",
+                                                   "gear", "book", "map", "space", "sky", "city", "house",
+                                                   "room", "plant", "tool")},
 }
 SACRED = {"swastika": ("hindu", "hinduism", "buddhist", "buddhism", "jain", "jainism", "temple", "diwali",
                        "rangoli", "sanskrit", "mandala", "puja", "om symbol", "ganesh", "lakshmi")}
