@@ -46,6 +46,9 @@ TEMPLATE_ROWS_HARD = {"allow": 700}
 # at least this P(sexual) + P(minors), and above what 99 % of the harmless minor-mentioning rows reach
 CUE_FLOOR = 0.9
 TRAIN_FILES = ("moderation_train.yaml", "moderation_train_more.yaml", "moderation_train_hard.yaml")
+# hand-written rows only (no templates): round 4's harmless look-alikes near a harm topic, and harmful prompts
+# in the same framing (awareness posters, memorials, museums...)
+ROW_FILES = ("moderation_train_lookalike.yaml",)
 LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
 CYRILLIC = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "y": "у", "i": "і"}
 
@@ -95,7 +98,8 @@ def training_rows(seed: int = SEED) -> list[dict]:
     rng = random.Random(seed)
     data, more, hard = (yaml.safe_load((DATA / name).read_text(encoding="utf-8")) for name in TRAIN_FILES)
     rows = _old_set()
-    for d in (data, more, hard):
+    only_rows = [yaml.safe_load((DATA / name).read_text(encoding="utf-8")) for name in ROW_FILES]
+    for d in (data, more, hard, *only_rows):
         for cat, items in d["rows"].items():
             label = "safe" if cat == "allow" else cat
             rows += [{"text": it["text"], "label": label, "kind": it["kind"], "source": "rows"} for it in items]

@@ -758,3 +758,45 @@ def test_round_three_rule_additions(gate, text, allowed, category):
     assert d.allowed is allowed, (text, d)
     if category:
         assert d.category == category, (text, d)
+
+
+# ---- round 4: harmless look-alikes near a harm topic -------------------------------------------------------
+
+
+def test_round4_training_rows_are_no_near_copies_of_the_development_sets():
+    """moderation_train_lookalike.yaml (hand-written look-alikes and framed harmful prompts) shares few words
+    with any row of held-out v1, v2 or v3: those were read row by row as development sets, so nothing of
+    them may leak into training."""
+    import re
+
+    import yaml
+
+    from pixelmill.moderation.normalize import for_model
+
+    stop = set("a an the of in on at with and to his her their its by for from is are as be it this that while "
+               "into onto out up down over under after before one".split())
+
+    def words(t):
+        return {w for w in re.findall(r"[a-z]+", for_model(t)) if w not in stop}
+
+    data = ROOT / "tests" / "data"
+    held = []
+    for name in ("moderation_holdout.yaml", "moderation_holdout_v2.yaml", "moderation_holdout_v3.yaml"):
+        d = yaml.safe_load((data / name).read_text(encoding="utf-8"))
+        held += [words(it["text"]) for items in d["block"].values() for it in items]
+        held += [words(it["text"]) for it in d["allow"]]
+    rows = yaml.safe_load((data / "moderation_train_lookalike.yaml").read_text(encoding="utf-8"))["rows"]
+    texts = [it["text"] for items in rows.values() for it in items]
+    assert len(rows["allow"]) >= 400 and sum(len(v) for k, v in rows.items() if k != "allow") >= 40
+    near = [t for t in texts for b in held if (a := words(t)) and len(a & b) / len(a | b) >= 0.6]
+    assert not near, near[:5]
+
+
+def test_round4_rows_are_in_the_training_set():
+    spec = importlib.util.spec_from_file_location("train_moderation", ROOT / "scripts" / "train_moderation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = [r for r in mod.training_rows() if r["source"] == "rows"]
+    texts = {r["text"]: r["label"] for r in rows}
+    assert texts.get("a hunter's stew of venison in a cast iron pot") == "safe"
+    assert texts.get("awareness campaign image showing jews as rats swarming over a bank") == "hate"
