@@ -4,7 +4,7 @@
 
 Reads the labelled prompts in tests/data/moderation_prompts.yaml, tests/data/moderation_train.yaml,
 tests/data/moderation_train_more.yaml and tests/data/moderation_train_hard.yaml (rows, plus templates filled
-from slot lists), adds evasive variants (leetspeak, spaced letters, look-alike
+from slot lists) and tests/data/moderation_train_lookalike.yaml (rows only), adds evasive variants (leetspeak, spaced letters, look-alike
 letters, full-width letters, a request buried at the end of a long harmless scene), embeds everything with
 all-MiniLM-L6-v2 (pixelmill.moderation.embedding) and trains a one-hidden-layer softmax head over
 safe + one class per category. The thresholds (one on the harm probability, one per category on that
@@ -46,6 +46,9 @@ TEMPLATE_ROWS_HARD = {"allow": 700}
 # at least this P(sexual) + P(minors), and above what 99 % of the harmless minor-mentioning rows reach
 CUE_FLOOR = 0.9
 TRAIN_FILES = ("moderation_train.yaml", "moderation_train_more.yaml", "moderation_train_hard.yaml")
+# hand-written rows only (no templates): round 4's harmless look-alikes near a harm topic, and harmful prompts
+# in the same framing (awareness posters, memorials, museums...)
+ROW_FILES = ("moderation_train_lookalike.yaml",)
 LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
 CYRILLIC = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "y": "у", "i": "і"}
 
@@ -95,7 +98,8 @@ def training_rows(seed: int = SEED) -> list[dict]:
     rng = random.Random(seed)
     data, more, hard = (yaml.safe_load((DATA / name).read_text(encoding="utf-8")) for name in TRAIN_FILES)
     rows = _old_set()
-    for d in (data, more, hard):
+    only_rows = [yaml.safe_load((DATA / name).read_text(encoding="utf-8")) for name in ROW_FILES]
+    for d in (data, more, hard, *only_rows):
         for cat, items in d["rows"].items():
             label = "safe" if cat == "allow" else cat
             rows += [{"text": it["text"], "label": label, "kind": it["kind"], "source": "rows"} for it in items]
@@ -147,6 +151,29 @@ def _train_head(x: np.ndarray, y: np.ndarray, seed: int, hidden: int = 64, epoch
             "w2": net[2].weight.detach().numpy().T.copy(), "b2": net[2].bias.detach().numpy().copy()}
 
 
+def calibration_rows(y: np.ndarray, written: np.ndarray, calibrate_on: str, category: str = "") -> np.ndarray:
+    """The harmless rows whose out-of-fold scores set a threshold: all of them, or only those written by hand
+    (and their windows), which are harder to tell apart than template rows. "mixed": the hand-written ones,
+    except for the minors threshold, which fails closed and is set on all harmless rows (the lower one)."""
+    safe = y == 0
+    if calibrate_on == "all" or (calibrate_on == "mixed" and category == "minors"):
+        return safe
+    return safe & written
+
+
+def calibrate(oof: np.ndarray, y: np.ndarray, written: np.ndarray, calibrate_on: str,
+              fp_target: float) -> tuple[float, dict[str, float]]:
+    """(harm threshold, per-category thresholds) from out-of-fold probabilities: half of the false-block
+    budget for the harm probability, the other half shared by the categories (a category the head is less
+    sure about, whose rows get lower probabilities, gets a lower threshold)."""
+    harm = 1.0 - oof[:, 0]
+    block = float(np.quantile(harm[calibration_rows(y, written, calibrate_on)], 1.0 - fp_target / 2))
+    per_category = {c: round(float(np.quantile(oof[calibration_rows(y, written, calibrate_on, c), i + 1],
+                                               1.0 - fp_target / (2 * len(CATEGORIES)))), 4)
+                    for i, c in enumerate(CATEGORIES)}
+    return block, per_category
+
+
 ENSEMBLE = 5  # heads with different seeds, probabilities averaged: steadier thresholds than one head
 
 
@@ -178,9 +205,11 @@ def main(argv=None) -> int:
                     help="embeddings of texts seen before (speeds up reruns; same results)")
     ap.add_argument("--fp-target", type=float, default=0.015,
                     help="out-of-fold false-block rate on harmless rows that sets the thresholds")
-    ap.add_argument("--calibrate-on", choices=["handwritten", "all"], default="all",
+    ap.add_argument("--save-oof", type=Path, help="also write the out-of-fold probabilities here (.npz)")
+    ap.add_argument("--calibrate-on", choices=["handwritten", "all", "mixed"], default="all",
                     help="harmless rows that set the thresholds: all (default) or only the hand-written ones "
-                         "(stricter: fewer false blocks, lower recall)")
+                         "(stricter: fewer false blocks, lower recall) or mixed (hand-written ones, but all "
+                         "for the minors threshold, which fails closed)")
     args = ap.parse_args(argv)
 
     import os
@@ -229,12 +258,10 @@ def main(argv=None) -> int:
     # the harmless rows that set the thresholds: all of them (default), or only those written by hand (and
     # their windows), which are harder to tell apart than template rows. On held-out v1, "handwritten"
     # gave recall 0.928 / false blocks 0.6 %, "all" 0.978 / 1.8 % (targets: >= 0.95, <= 2 %): "all" ships.
-    calib = safe & np.array(written) if args.calibrate_on == "handwritten" else safe
-    # half of the false-block budget for the harm probability, the other half shared by the categories:
-    # a category the head is less sure about (its rows get lower probabilities) gets a lower threshold
-    block_threshold = float(np.quantile(harm[calib], 1.0 - args.fp_target / 2))
-    per_category = {c: round(float(np.quantile(oof[calib, i + 1], 1.0 - args.fp_target / (2 * len(CATEGORIES)))), 4)
-                    for i, c in enumerate(CATEGORIES)}
+    block_threshold, per_category = calibrate(oof, y, np.array(written), args.calibrate_on, args.fp_target)
+    if args.save_oof:
+        np.savez(args.save_oof, oof=oof, y=y, written=np.array(written))
+    calib = calibration_rows(y, np.array(written), args.calibrate_on)
     flagged = harm >= block_threshold
     for i, c in enumerate(CATEGORIES):
         flagged |= oof[:, i + 1] >= per_category[c]
