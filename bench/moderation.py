@@ -10,7 +10,7 @@ moderation_train_hard.yaml and their seeded expansions; in-sample), the held-out
 longer blind), the held-out set v2 (tests/data/moderation_holdout_v2.yaml; never trained on, but read row by
 row as a development set in round 3, so no longer blind), the held-out set v3
 (tests/data/moderation_holdout_v3.yaml, written by someone else; measured blind once after round 3, then its
-misses were read for a few rule fixes, so no longer blind) and, when its file exists, the blind held-out set
+rows were read while tuning round 4, so no longer blind) and, when its file exists, the blind held-out set
 v4 (tests/data/moderation_holdout_v4.yaml, written by someone else; its rows are never listed): recall per
 category (blocked at all, and filed under the expected category), plain against
 evasive and by wording (paraphrase, euphemism, slang, spacing, homoglyph, leet, buried, indirect,
@@ -169,8 +169,8 @@ def main(argv=None) -> int:
         report("held-out set v2 (development set since round 3: its misses and false blocks were read row by "
                "row; no longer blind)", evaluate(gate, holdout_rows(HOLDOUT_V2)), args.verbose)
     if "holdout_v3" in wanted:
-        report("held-out set v3 (written by someone else; measured blind once after round 3, then its misses were "
-               "read for a few rule fixes: no longer blind)", evaluate(gate, holdout_rows(HOLDOUT_V3)), args.verbose)
+        report("held-out set v3 (written by someone else; measured blind once after round 3, then read row by row "
+               "in round 4: a development set, no longer blind)", evaluate(gate, holdout_rows(HOLDOUT_V3)), args.verbose)
     if "holdout_v4" in wanted:
         if not HOLDOUT_V4.is_file():
             ap.error(f"{HOLDOUT_V4.relative_to(ROOT)} does not exist")
