@@ -20,7 +20,16 @@ from pixelmill.settings import Settings
 from pixelmill.status import RunStatus
 
 from .posting_fakes import FakeBluesky, FakeMastodon, FakeWebhooks
-from .test_posting import BPASS, HANDLE, MTOKEN, Boom, FixtureImage, bluesky_cfg, mastodon_cfg
+from .test_posting import (
+    BPASS,
+    HANDLE,
+    MTOKEN,
+    Boom,
+    FixtureImage,
+    bluesky_cfg,
+    crash_before_first_mark_sent,
+    mastodon_cfg,
+)
 
 ALT = "four shapes in a row, one after another"
 
@@ -192,16 +201,7 @@ def test_mastodon_video_post_is_exactly_once_across_a_timeout_and_a_crash(rt, mo
         assert len(calls) == 2 and calls[0].headers["Idempotency-Key"] == calls[1].headers["Idempotency-Key"]
         assert len(m.statuses) == 1 and result.steps["post"].outputs["deduplicated"] is True
 
-    calls = []
-    real = Ledger.mark_sent
-
-    def crash_once(self, *a, **kw):
-        calls.append(1)
-        if len(calls) == 1:
-            raise RuntimeError("simulated crash before recording")
-        return real(self, *a, **kw)
-
-    monkeypatch.setattr(Ledger, "mark_sent", crash_once)
+    crash_before_first_mark_sent(monkeypatch)
     # posted, then the process died before the ledger said so: retry the run as `pixelmill retry` does (the
     # steps that succeeded are reused, so the labelled video is the same file)
     with FakeMastodon(MTOKEN) as m:

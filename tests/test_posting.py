@@ -276,9 +276,9 @@ def test_mastodon_dry_run_sends_nothing_and_shows_requests(rt):
         assert MTOKEN not in json.dumps(out)
 
 
-def test_crash_between_sent_and_recorded_then_rerun_posts_once(rt, monkeypatch):
-    """The post reached Mastodon but the process died before the ledger said 'sent'; a re-run of the
-    failed run (retry_of) resumes with the same Idempotency-Key and gets the same status back."""
+def crash_before_first_mark_sent(monkeypatch) -> None:
+    """The first ``Ledger.mark_sent`` raises, as a process dying after the post and before the ledger
+    said 'sent' would; later calls record as usual."""
     calls = []
     real = Ledger.mark_sent
 
@@ -289,6 +289,12 @@ def test_crash_between_sent_and_recorded_then_rerun_posts_once(rt, monkeypatch):
         return real(self, *a, **kw)
 
     monkeypatch.setattr(Ledger, "mark_sent", crash_once)
+
+
+def test_crash_between_sent_and_recorded_then_rerun_posts_once(rt, monkeypatch):
+    """The post reached Mastodon but the process died before the ledger said 'sent'; a re-run of the
+    failed run (retry_of) resumes with the same Idempotency-Key and gets the same status back."""
+    crash_before_first_mark_sent(monkeypatch)
     with FakeMastodon(MTOKEN) as m:
         text = flow(mastodon_cfg(m))
         loaded = load_text(text, "posting-test.yaml", rt.registry)

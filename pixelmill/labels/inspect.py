@@ -72,12 +72,7 @@ def inspect_file(path: str | Path, *, watermark_keys: list[NamedKey] | None = No
         raise InspectError(f"{path}: not a readable image ({exc})") from None
 
     report: dict[str, Any] = {"file": str(path), "format": fmt, "width": size[0], "height": size[1]}
-    xmp_info: dict[str, Any] = {"present": xmp_packet is not None}
-    if xmp_packet is not None:
-        try:
-            xmp_info.update(parse_xmp(xmp_packet))
-        except (ValueError, SyntaxError) as exc:
-            xmp_info["error"] = f"XMP does not parse: {exc}"
+    xmp_info = _xmp_info(xmp_packet)
     report["xmp"] = xmp_info
     source_type = xmp_info.get("source_type")
     report["source_type"] = source_type
@@ -94,6 +89,17 @@ def inspect_file(path: str | Path, *, watermark_keys: list[NamedKey] | None = No
     return _verdict(report)
 
 
+def _xmp_info(packet: bytes | None) -> dict[str, Any]:
+    """What an XMP packet says (``parse_xmp``), with ``present``, or the parse error under ``error``."""
+    info: dict[str, Any] = {"present": packet is not None}
+    if packet is not None:
+        try:
+            info.update(parse_xmp(packet))
+        except (ValueError, SyntaxError) as exc:
+            info["error"] = f"XMP does not parse: {exc}"
+    return info
+
+
 def labelled_ai(path: str | Path) -> bool:
     """``inspect_file(path)["labelled_ai"]``, cheaper when the file's XMP already gives an AI source type:
     any one signal is enough, so the watermark search and the C2PA check are then skipped."""
@@ -103,9 +109,9 @@ def labelled_ai(path: str | Path) -> bool:
             with Image.open(path) as image:
                 image.load()
                 packet = raw_xmp(image)
-            if packet is not None and parse_xmp(packet).get("source_type") in AI_SOURCE_TYPES:
+            if _xmp_info(packet).get("source_type") in AI_SOURCE_TYPES:
                 return True
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+        except (UnidentifiedImageError, OSError):
             pass  # the full inspection reports what is wrong with the file
     return bool(inspect_file(path)["labelled_ai"])
 
@@ -139,12 +145,7 @@ def _inspect_mp4(path: Path, *, trust_anchors_pem: bytes | None, check_c2pa: boo
         raise InspectError(f"{path}: not a readable MP4 video ({exc})") from None
     report: dict[str, Any] = {"file": str(path), "format": "MP4", "width": size[0], "height": size[1],
                               "mp4_tags": tags}
-    xmp_info: dict[str, Any] = {"present": packet is not None}
-    if packet is not None:
-        try:
-            xmp_info.update(parse_xmp(packet))
-        except (ValueError, SyntaxError) as exc:
-            xmp_info["error"] = f"XMP does not parse: {exc}"
+    xmp_info = _xmp_info(packet)
     report["xmp"] = xmp_info
     report["source_type"] = xmp_info.get("source_type")
     report["parameters"] = {"text": None, "xmp": xmp_info.get("params") or {}}
