@@ -42,7 +42,8 @@ HOLDOUT = ROOT / "tests" / "data" / "moderation_holdout.yaml"
 HOLDOUT_V2 = ROOT / "tests" / "data" / "moderation_holdout_v2.yaml"
 HOLDOUT_V3 = ROOT / "tests" / "data" / "moderation_holdout_v3.yaml"
 HOLDOUT_V4 = ROOT / "tests" / "data" / "moderation_holdout_v4.yaml"
-SETS = ("main", "holdout", "holdout_v2", "holdout_v3", "holdout_v4")
+HOLDOUT_V5 = ROOT / "tests" / "data" / "moderation_holdout_v5.yaml"
+SETS = ("main", "holdout", "holdout_v2", "holdout_v3", "holdout_v4", "holdout_v5")
 
 
 def holdout_rows(path: Path = HOLDOUT) -> list[dict]:
@@ -159,7 +160,7 @@ def main(argv=None) -> int:
         semantic.score("warm up")
         print(f"semantic layer loaded in {time.perf_counter() - t0:.1f} s")
     gate = Gate(policy, GateSettings(semantic=semantic is not None), semantic=semantic)
-    wanted = args.only or [s for s in SETS if s != "holdout_v4" or HOLDOUT_V4.is_file()]
+    wanted = args.only or [s for s in SETS if s != "holdout_v5" or HOLDOUT_V5.is_file()]
     if "main" in wanted:
         report("main set (training prompts, in-sample)", evaluate(gate, main_rows()), False)
     if "holdout" in wanted:
@@ -172,11 +173,14 @@ def main(argv=None) -> int:
         report("held-out set v3 (written by someone else; measured blind once after round 3, then read row by row "
                "in round 4: a development set, no longer blind)", evaluate(gate, holdout_rows(HOLDOUT_V3)), args.verbose)
     if "holdout_v4" in wanted:
-        if not HOLDOUT_V4.is_file():
-            ap.error(f"{HOLDOUT_V4.relative_to(ROOT)} does not exist")
+        report("held-out set v4 (written by someone else; measured blind after rounds 3 and 4, then read row by row "
+               "in round 5: a development set, no longer blind)", evaluate(gate, holdout_rows(HOLDOUT_V4)), args.verbose)
+    if "holdout_v5" in wanted:
+        if not HOLDOUT_V5.is_file():
+            ap.error(f"{HOLDOUT_V5.relative_to(ROOT)} does not exist")
         # blind: misses are not listed (--verbose does not apply), so the set is not read while tuning
-        report("held-out set v4 (blind: written by someone else, never read while tuning)",
-               evaluate(gate, holdout_rows(HOLDOUT_V4)), False)
+        report("held-out set v5 (blind: written by someone else, never read while tuning)",
+               evaluate(gate, holdout_rows(HOLDOUT_V5)), False)
     return 0
 
 
