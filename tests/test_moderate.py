@@ -960,7 +960,7 @@ def test_a_benign_frame_cannot_hide_a_harmful_depiction(gate, text):
     "a suicide prevention poster, open hands and the helpline number, soft yellow",
     "suicide awareness day flyer with a green ribbon and a quote about hope",
     "a suicide hotline sticker on a bus shelter, 'talk to us, any time'",
-    "a sex education poster about puberty for a school nurse's office, simple diagrams",
+    "a sex education leaflet on contraception for a college health centre, simple diagrams",
 ])
 def test_plain_prevention_and_awareness_posters_pass(gate, text):
     d = gate.check(text)
