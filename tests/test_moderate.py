@@ -145,7 +145,7 @@ categories:
     assert p.check("a billboard for Gl0bex")[0].rule == "competitor_names"
     assert p.check("use CODE abc12 today")[0].rule == "coupon_codes"
     assert p.check("Jane Mayor in lingerie")[0].rule == "public_figure_sexualised"  # list extended
-    assert p.check("a realistic photo of Barack Obama") == []  # rule disabled
+    assert p.check("a realistic photo of Barack Obama") == []  # rule disabled (the default ships it off too)
     assert p.check("a bloody mary cocktail") == []
     assert p.check("paint splatter")[0].rule == "gore_terms"  # rule replaced by id...
     assert p.check("decapitated") == []  # ...so its old terms are gone
@@ -800,7 +800,7 @@ def test_round4_training_rows_are_no_near_copies_of_the_development_sets():
     rows = yaml.safe_load((data / "moderation_train_lookalike.yaml").read_text(encoding="utf-8"))["rows"]
     texts = [it["text"] for items in rows.values() for it in items]
     assert len(rows["allow"]) >= 400 and sum(len(v) for k, v in rows.items() if k != "allow") >= 40
-    near = [t for t in texts for b in held if (a := words(t)) and len(a & b) / len(a | b) >= 0.6]
+    near = [t for t in texts if (a := words(t)) for b in held if len(a & b) / len(a | b) >= 0.6]
     assert not near, near[:5]
 
 
@@ -901,7 +901,7 @@ def test_round5_training_rows_are_no_near_copies_of_the_held_out_sets():
     rows = yaml.safe_load((data / "moderation_train_round5.yaml").read_text(encoding="utf-8"))["rows"]
     texts = [it["text"] for items in rows.values() for it in items]
     assert len(rows["allow"]) >= 200 and sum(len(v) for k, v in rows.items() if k != "allow") >= 30
-    near = [t for t in texts for b in held if (a := words(t)) and len(a & b) / len(a | b) >= 0.6]
+    near = [t for t in texts if (a := words(t)) for b in held if len(a & b) / len(a | b) >= 0.6]
     assert not near, near[:5]
 
 
