@@ -85,6 +85,10 @@ class Gate:
                        for t in policy.lists.get("minors", [])} - {""}, key=len, reverse=True)
         self._minor_rx = re.compile(r"\b(?:a |an )?(?:" + "|".join(alts) + r")s?\b") if alts else None
         self.vocabulary = getattr(getattr(semantic, "embedder", None), "vocabulary", None)
+        # allow phrases the semantic layer still reads: harm topics in a harmless frame ("suicide prevention")
+        frames = {" ".join(nz.TOKEN.findall(nz.light(t))) for t in policy.lists.get("frames", [])}
+        self.semantic_allow = [p for p in policy.allow_phrases
+                               if " ".join(nz.TOKEN.findall(nz.light(p))) not in frames]
 
     def _wanted(self, category: str) -> bool:
         cats = self.settings.categories
@@ -120,10 +124,12 @@ class Gate:
         return self._minor_rx.sub("a person", base) if self._minor_rx else base
 
     def for_semantic(self, text: str) -> str:
-        """The text as the semantic layer reads it: the policy's allow phrases taken out ("suicide prevention
-        month", "killer whale" are harmless by policy, whatever the model would make of the words)."""
+        """The text as the semantic layer reads it: the policy's allow phrases taken out ("killer whale",
+        "murder mystery" are harmless by policy, whatever the model would make of the words), except the
+        ``frames`` ("suicide prevention", "sex education"): the model reads those with the rest of the prompt,
+        as it was trained, so that a harmless frame cannot hide a harmful depiction or method."""
         # not collapsed: "s u n   o f   a   d a y" keeps the wider gaps that mark its words
-        masked = _mask_light(benign.plain_idioms(nz.light(text, collapse=False)), self.policy.allow_phrases)
+        masked = _mask_light(benign.plain_idioms(nz.light(text, collapse=False)), self.semantic_allow)
         return masked.replace(" _ ", " ")
 
     def _only_ambiguous(self, m: Match, text: str) -> bool:

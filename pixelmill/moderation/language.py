@@ -1,12 +1,17 @@
 """A cheap guess whether a prompt is written in English (the embedding model reads English only).
 
-Two signals, no model: letters from a non-Latin script (after look-alike letters are mapped to Latin, so
-``nаkеd`` with Cyrillic letters still reads as English), and function words of other common languages
-outnumbering English ones. Short noun-phrase prompts ("a red fox, 8k") count as English.
+Three signals, no model: letters from a non-Latin script (after look-alike letters are mapped to Latin, so
+``nаkеd`` with Cyrillic letters still reads as English), function words of other common languages
+outnumbering English ones, and (with the model's vocabulary, for prompts with no function word at all:
+"Folter eines Gefangenen, blutig") words the English model does not know that carry accented letters or
+endings of other languages (-ung, -keit, -lich, -ig, -en, -ción, -zione...). Short noun-phrase prompts
+("a red fox, 8k") count as English, and so do English tag lists with slang or names ("loli hentai",
+"kawaii avocado sticker"): their unknown words carry no such mark.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 
 from . import normalize as nz
@@ -33,6 +38,12 @@ um uma os das dos na no com para menina menino mulher homem criança crianca nua
 het een van en op met voor zijn niet meisje jongen vrouw naakt
 """.split())
 ENGLISH_CLASH = frozenset({"die", "de", "la", "en", "kind", "do", "son", "men", "pie"})
+# endings of German, Spanish, Italian, Portuguese and French words; counted only on words the English model
+# does not know (so "golden", "kitten" or "motivation" never count)
+FOREIGN_ENDINGS = ("ung", "ungen", "keit", "heit", "lich", "liche", "lichen", "isch", "ische", "ig", "ige", "igen",
+                   "en", "te", "ter", "tes", "ten", "cion", "ciones", "dade", "zione", "zioni", "mente", "ado",
+                   "ada", "ados", "adas", "ito", "ita", "ata", "ato", "eux", "euse", "oire")
+_LETTERS = re.compile(r"[^\W\d_]+")
 
 
 def non_latin_share(text: str) -> float:
@@ -57,6 +68,12 @@ def guess_non_english(text: str, vocabulary: frozenset[str] | set[str] | None = 
     english = [w for w in words if w in ENGLISH]
     if len(foreign) >= 2 and len(foreign) > len(english):
         return "function words of another language (" + ", ".join(foreign[:4]) + ")"
+    if vocabulary and not english:
+        marked = _marked_unknown(text, vocabulary)
+        long_words = [w for w in _LETTERS.findall(text.casefold()) if len(w) >= 4]
+        if len(marked) >= 2 and len(marked) >= 0.4 * len(long_words):
+            return "no English function word and words the English model does not know (" + \
+                ", ".join(marked[:4]) + ")"
     if vocabulary and foreign and not english:
         long_words = [w for w in words if len(w) >= 3 and w.isalpha()]
         unknown = [w for w in long_words if w not in vocabulary and w.rstrip("s") not in vocabulary]
@@ -64,3 +81,19 @@ def guess_non_english(text: str, vocabulary: frozenset[str] | set[str] | None = 
             return "a foreign function word and words the English model does not know (" + \
                 ", ".join(list(dict.fromkeys(foreign + unknown))[:4]) + ")"
     return None
+
+
+def _marked_unknown(text: str, vocabulary) -> list[str]:
+    """Words of four letters or more that the model does not know and that carry an accented Latin letter
+    or an ending of another language."""
+    out = []
+    for w in _LETTERS.findall(text.casefold()):
+        if len(w) < 4:
+            continue
+        plain = nz.light(w)
+        if plain in vocabulary or plain.rstrip("s") in vocabulary:
+            continue
+        accented = any(ord(c) > 127 and unicodedata.name(c, "").startswith("LATIN") for c in w)
+        if accented or w.endswith(FOREIGN_ENDINGS):
+            out.append(w)
+    return out

@@ -22,7 +22,9 @@ Policy file layout::
 
 A user policy extends the default one: ``lists`` add to the lists of that name (``lists_replace``
 replaces them), ``allow`` adds phrases, rules with a known ``id`` replace that rule and new ones are added,
-``disable`` lists rule ids or category names to switch off. ``extends: none`` starts from nothing.
+``disable`` lists rule ids or category names to switch off, ``enable`` switches back on what an earlier layer
+disabled (the default policy ships ``public_figure_photoreal`` disabled: ``enable: [public_figure_photoreal]``
+is the stricter opt-in). ``extends: none`` starts from nothing.
 """
 
 from __future__ import annotations
@@ -269,7 +271,7 @@ class Policy:
         if not isinstance(lists, dict):
             raise PolicyError(f"{source}: 'lists' must be a mapping of name -> list of terms")
         self.lists = {str(k): [str(x) for x in (v or [])] for k, v in lists.items()}
-        disabled = set(map(str, data.get("disable") or []))
+        disabled = set(map(str, data.get("disable") or [])) - set(map(str, data.get("enable") or []))
         self.allow_phrases = self._expand(data.get("allow") or [], f"{source}: allow")
         self.allow = _Terms(self.allow_phrases)
         self.rules: list[_Rule] = []
@@ -290,6 +292,11 @@ class Policy:
                     continue
                 self.rules.append(self._rule(str(cat), rule, where))
         self.categories = sorted({r.category for r in self.rules})
+        known = set(categories) | {str(r.get("id")) for body in categories.values()
+                                   for r in ((body or {}).get("rules") or []) if isinstance(r, dict)}
+        unknown = sorted(set(map(str, data.get("enable") or [])) - known)
+        if unknown:
+            raise PolicyError(f"{source}: enable: unknown rule or category {', '.join(unknown)}")
 
     def _expand(self, items, where: str) -> list[str]:
         if isinstance(items, str):
@@ -400,7 +407,10 @@ def merge(base: dict[str, Any], extra: dict[str, Any], source: str = "<policy>")
     for name, items in (extra.get("lists_replace") or {}).items():
         out.setdefault("lists", {})[name] = list(items or [])
     out["allow"] = list(out.get("allow") or []) + list(extra.get("allow") or [])
-    out["disable"] = list(out.get("disable") or []) + list(extra.get("disable") or [])
+    enable = {str(x) for x in (extra.get("enable") or [])}
+    out["disable"] = [d for d in list(out.get("disable") or []) + list(extra.get("disable") or [])
+                      if str(d) not in enable]
+    out["enable"] = [] if "enable" not in extra else sorted(enable)
     cats = out.setdefault("categories", {})
     for cat, body in (extra.get("categories") or {}).items():
         body = body or {}
