@@ -76,7 +76,12 @@ from .wm_grid import (  # noqa: F401 (G: layout)
 )
 
 NBITS = code.NBITS  # 48 payload bits + 40 check bits
-RMS = 3.0  # mark strength in grey levels (about 38.6 dB PSNR; see PSNR_MIN)
+RMS = 3.0  # mark strength in grey levels of luminance before the PSNR scale-back (see PSNR_MIN)
+# how a change of luminance is spread over R, G and B: in proportion to the luminance weights, the change
+# that moves luminance most per unit of squared error (PSNR is measured on RGB); the same change on all three
+# channels costs 1 / 0.746 as much squared error for the same luminance change
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+CHANNELS = LUMA_WEIGHTS / float(LUMA_WEIGHTS @ LUMA_WEIGHTS)
 SYNC_SHARE = 0.30  # part of the energy given to the sync pattern
 Z_MIN = 4.0  # sync z-score a detection needs (unmarked images reach ~4-6: the check bits decide)
 Z_ORIGIN = 1.0  # the same at shift zero of the original geometry (or its mirror), tried without a search
@@ -374,7 +379,8 @@ def _measure_cropped(y: np.ndarray, basis: _Basis, crops=CROPS) -> list[np.ndarr
 
 
 def embed(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY, min_side: int = MIN_SIDE,
-          rms: float = RMS, crops: tuple[tuple[float, float, float, float], ...] = CROPS) -> Image.Image:
+          rms: float = RMS, crops: tuple[tuple[float, float, float, float], ...] = CROPS,
+          channels: np.ndarray = CHANNELS) -> Image.Image:
     """Return a copy of ``image`` (RGB or RGBA) carrying ``payload`` under ``key``, planned to read right
     after each of ``crops`` too (top, left, bottom, right fractions)."""
     if min(image.size) < min_side:
@@ -416,11 +422,11 @@ def embed(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY, mi
     for _ in range(PASSES):
         tile = _from_vec(basis.directions @ coef)
         pattern = _resize_f(np.tile(tile, (K, K)), (w, h), Image.Resampling.BICUBIC)
-        out = np.clip(np.rint(rgb + pattern[..., None]), 0, 255)
+        out = np.clip(np.rint(rgb + pattern[..., None] * channels), 0, 255)
         got = _measure(_luma(out), basis)
         coef[1:] += np.linalg.solve(resp_bb, goal - got[1:])
     # the corrections can overspend: scale the (unrounded) change back until the PSNR is PSNR_MIN
-    change = np.clip(rgb + pattern[..., None], 0, 255) - rgb
+    change = np.clip(rgb + pattern[..., None] * channels, 0, 255) - rgb
     budget = 255.0**2 / 10 ** (PSNR_MIN / 10)
     factor = 1.0
     for _ in range(8):
