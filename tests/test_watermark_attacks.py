@@ -101,11 +101,13 @@ def test_black_and_white_picture_is_read_at_its_own_geometry():
 
 
 def test_decodings_per_key_are_bounded():
-    """The false-positive bound counts DECODINGS decodings per key: the search never yields more."""
+    """The false-positive bound counts DECODINGS full and SHORT_DECODINGS short decodings per key: the
+    search never yields more."""
     for im in (generated_like(384, 71, "scene"), _photo("gravel", (512, 512))):
         pair, lattices = wm._prepare(im)
-        n = sum(1 for _ in wm._candidates(pair, lattices, wm._basis(KEY)))
-        assert wm.TRIED <= n <= wm.DECODINGS == 39
+        shorts = [short for *_, short in wm._candidates(pair, lattices, wm._basis(KEY))]
+        assert wm.TRIED <= len(shorts) - sum(shorts) <= wm.DECODINGS == 15
+        assert sum(shorts) <= wm.SHORT_DECODINGS == 48
 
 
 def test_embedder_plans_for_crops():
