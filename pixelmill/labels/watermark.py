@@ -91,10 +91,12 @@ TRIED = 6  # geometries decoded per key (each also refined): see _candidates
 REFINE_STEPS = (0.015, 0.0075, 0.00375, 0.001875)  # relative stretch steps of the refinement (x 25 = degrees)
 NEIGHBOURED = 3  # the first NEIGHBOURED geometries also decode the 8 stretches around their refinement ...
 NEIGHBOUR_STEP = 0.006  # ... this far apart (relative)
-SHIFT_STEP = 0.3  # ... and the 8 shifts around the sync's shift there, this far apart (grid pixels)
+SHIFT_STEP = 0.4  # ... and the 24 shifts around the sync's shift there, up to 2 steps away (grid pixels)
+NUDGES = sorted(((dy * SHIFT_STEP, dx * SHIFT_STEP) for dy in range(-2, 3) for dx in range(-2, 3) if dy or dx),
+                key=lambda d: np.hypot(*d))  # nearest first
 DECODINGS = 2 * TRIED + 3  # full decodings per key (see _candidates): 15
-SHORT_DECODINGS = 16 * NEIGHBOURED  # decodings with the short list (the neighbours): 48
-# words tried against the check per key: 15 x 62,893 + 48 x 8,769 = 1,364,307
+SHORT_DECODINGS = (8 + len(NUDGES)) * NEIGHBOURED  # decodings with the short list (the neighbours): 96
+# words tried against the check per key: 15 x 62,893 + 96 x 8,769 = 1,785,219
 WORDS = DECODINGS * code.LIST_SIZE + SHORT_DECODINGS * code.SHORT_LIST_SIZE
 DEMO_KEY = b"pixelmill public demo key"  # public: marks made with it are forgeable
 SCHEME = "pixelmill-wm2"
@@ -301,14 +303,14 @@ def _around(yw: np.ndarray, w: np.ndarray, basis: _Basis, lat: np.ndarray):
 
 
 def _nudged(sync: tuple):
-    """The 8 shifts SHIFT_STEP around a sync's shift. On busy texture the picture pulls the sync's peak a
-    fraction of a pixel away from the mark, and the bits, which the embedder made right at the exact place,
-    are wrong there by the dozen (grass after a crop of 5 % of each side: 8 wrong bits at the sync's shift,
-    1 at the mark's). The sync cannot tell them apart (the picture is what moved it); the check can."""
+    """The 24 shifts up to two SHIFT_STEPs around a sync's shift, nearest first. On busy texture the picture
+    pulls the sync's peak up to about 0.8 grid pixels away from the mark, and the bits, which the embedder
+    made right at the exact place, are wrong there by the dozen (grass after a crop of 5 % of each side: 0
+    wrong bits at the mark's shift, 3 to 9 half a pixel away, 12 to 15 a pixel away). The sync cannot tell
+    these shifts apart (the picture is what moved it); the check can."""
     z, flipped, spec, sy, sx = sync
-    for dy, dx in itertools.product((-SHIFT_STEP, 0.0, SHIFT_STEP), repeat=2):
-        if dy or dx:
-            yield z, flipped, spec, sy + dy, sx + dx
+    for dy, dx in NUDGES:
+        yield z, flipped, spec, sy + dy, sx + dx
 
 def _candidates(pair: tuple[np.ndarray, np.ndarray, float], lattices: list[np.ndarray], basis: _Basis):
     """(z, flipped, projections) at the geometries worth decoding, most likely first (a generator: the
