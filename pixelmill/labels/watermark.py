@@ -13,7 +13,10 @@ crop in ``CROPS`` (10 % of each side, 5 % of all sides: a crop takes away part o
 interference, so what the picture reads there differs), and energy goes only to bits the picture does
 not already push at least ``A`` to the right side in every one of those cases (the mark makes up for the
 worst case; ``A`` is the largest margin the energy buys). A few passes absorb clipping and rounding, and
-the change is scaled back when the PSNR would fall under ``PSNR_MIN``.
+the change is scaled to just over ``PSNR_MIN`` (down when the passes overspend, up by at most ``UPSCALE``
+when clipping leaves budget unspent). The change of luminance is spread over R, G and B in proportion to
+the luminance weights (``CHANNELS``): PSNR counts the three alike, and that spread moves luminance 1.16
+times as far per unit of RMS error as the same change on all three.
 
 Detection searches the geometry. Flat areas (caption bars, stickers, screenshot frames, a rotation's
 empty corners) are first filled with a smooth continuation of the picture and weighted zero, so their
@@ -29,12 +32,14 @@ original geometry are decoded in turn (bits are projections of the tile shifted 
 checks: a weak mark's true geometry is not always the top sync score but nearly always among the first
 few. On busy pictures the picture pulls the sync's peak up to about 1 % of stretch away from the mark's
 geometry, where several bits are already wrong, so the 8 stretches around the first ``NEIGHBOURED``
-refined geometries are decoded too. The original geometry at shift zero, and its mirror image, are tried
+refined geometries are decoded too, and so are the 24 shifts around the sync's shift there (up to 0.8 grid
+pixels: the picture pulls the sync's peak that far). The original geometry at shift zero, and its mirror image, are tried
 without any search: a picture whose own structure outscores the sync everywhere still has its mark there
 after JPEG, a resize, colour changes or a flip. A payload counts as found when the sync z-score clears
-``Z_MIN`` (``Z_ORIGIN`` at shift zero) and list decoding finds a valid word (62,893 words tried against
-a 40-bit check per decoding, at most ``DECODINGS`` = 39 decodings per key, so an unmarked image passes
-with odds of at most 39 x 62,893 / 2^40, about 2.2e-6, per key tried; the z gates only add to that).
+``Z_MIN`` (``Z_ORIGIN`` at shift zero) and list decoding finds a valid word (at most ``DECODINGS`` = 15
+decodings of 62,893 words and ``SHORT_DECODINGS`` = 96 of the neighbours with the short list of 8,769
+words, ``WORDS`` = 1,785,219 words tried against a 40-bit check per key, so an unmarked image passes with
+odds of at most 1,785,219 / 2^40, about 1.6e-6, per key tried; the z gates only add to that).
 
 Keys are secrets (bytes). ``DEMO_KEY`` is public: a mark made with it proves nothing, anyone can forge or
 overwrite it. See ``pixelmill.labels.wmkeys`` for where the real key comes from.

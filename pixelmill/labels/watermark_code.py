@@ -10,8 +10,9 @@ that list).
 
 False positives: on an unmarked image the hard bits are as good as random, so each of the ``LIST_SIZE``
 words tried is valid with probability 2^-40; an unmarked image passes one decoding with odds of at
-most ``LIST_SIZE / 2^40`` (union bound), about 5.7e-8. The caller multiplies that by the number of
-decodings (geometries) it tries per key.
+most ``LIST_SIZE / 2^40`` (union bound), about 5.7e-8; with the short list (``short=True``: up to
+``SHORT`` flips, ``SHORT_LIST_SIZE`` words) about 8.0e-9. The caller adds these up over the decodings it
+makes per key.
 """
 
 from __future__ import annotations
