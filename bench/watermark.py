@@ -1,7 +1,14 @@
 """Measure the invisible watermark (version 2): detection and bit accuracy per attack, false positives, PSNR.
 
 Usage: .venv/bin/python bench/watermark.py [--photos N] [--synthetic N] [--embedded N] [--unmarked N]
+                                          [--seed N] [--alt]
        .venv/bin/python bench/watermark.py --beyond --unmarked 0   (attacks beyond the design)
+
+``--seed N`` makes the keys repeatable (same keys for every run, so two versions can be compared image by
+image); without it every key is random. ``--alt`` measures a second image set that nothing was tuned on:
+other views of the same photos (scaled to 640 px and cut from the opposite corner, big ones also viewed at
+another place), another binary_blobs, other synthetic seeds (700+) and model-output seeds (50+), and other
+unmarked synthetic pictures (seeds 9000+).
 
 Marked images: photos shipped with scikit-image (``skimage.data``, offline; each scaled to 512 px on the
 short side, large ones also cropped at a second place), synthetic generated-like pictures
