@@ -197,3 +197,20 @@ def test_sub_pixel_shifts_around_the_sync_are_decoded():
     assert errors(0, 0) <= 1 and errors(1.0, 1.0) >= 3  # the bits are right only near the exact place
     pulled = (5.0, False, spec, 2 * step, -step)  # a sync peak pulled off the mark: a nudge is back on it
     assert min(errors(r[3], r[4]) for r in wm._nudged(pulled)) == errors(0, 0)
+
+
+def test_edges_weigh_less_than_calm_areas(monkeypatch):
+    """Fold weights go as local band energy ** -WEIGHT_POWER (1.5): on a black-and-white picture the blobs'
+    edges outscore the sync with weights of power 1; with 1.5 a rotated copy reads."""
+    data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) ships the test pictures")
+    blobs = data.binary_blobs(512, rng=0)
+    img = Image.fromarray(np.repeat(blobs[..., None], 3, axis=2).astype(np.uint8) * 255, "RGB")
+    key = b"blobs key 1"
+    found = {}
+    assert wm_grid.WEIGHT_POWER == 1.5
+    for power in (1.5, 1.0):
+        monkeypatch.setattr(wm_grid, "WEIGHT_POWER", power)
+        marked = wm.embed(img, "AI-GEN", key=key)
+        det = wm.detect(marked.rotate(2, Image.Resampling.BICUBIC), [key])
+        found[power] = det.found and det.text == "AI-GEN"
+    assert found == {1.5: True, 1.0: False}
