@@ -324,7 +324,8 @@ def _candidates(pair: tuple[np.ndarray, np.ndarray, float], lattices: list[np.nd
     the embedding cancelled the picture's interference there exactly. A weak mark's true geometry is often
     not the top sync score (an unmarked picture's best of some 150 geometries reaches z ~5-6), but it is
     nearly always among the first few (or next to one of them: ``_around``), and the check bits tell
-    which one is right. At most ``DECODINGS`` are yielded."""
+    which one is right. Each item also carries its z gate and whether it is decoded with the short list;
+    at most ``DECODINGS`` full and ``SHORT_DECODINGS`` short ones are yielded."""
     yw, w, aspect = pair
     scored = [(_sync(_wfold(yw, w, lat), basis), lat) for lat in lattices] + _scale_grid(yw, w, basis)
     identity = scored[0][0]  # the embedding's own geometry
