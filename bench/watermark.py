@@ -1,7 +1,14 @@
 """Measure the invisible watermark (version 2): detection and bit accuracy per attack, false positives, PSNR.
 
 Usage: .venv/bin/python bench/watermark.py [--photos N] [--synthetic N] [--embedded N] [--unmarked N]
+                                          [--seed N] [--alt]
        .venv/bin/python bench/watermark.py --beyond --unmarked 0   (attacks beyond the design)
+
+``--seed N`` makes the keys repeatable (same keys for every run, so two versions can be compared image by
+image); without it every key is random. ``--alt`` measures a second image set that nothing was tuned on:
+other views of the same photos (scaled to 640 px and cut from the opposite corner, big ones also viewed at
+another place), another binary_blobs, other synthetic seeds (700+) and model-output seeds (50+), and other
+unmarked synthetic pictures (seeds 9000+).
 
 Marked images: photos shipped with scikit-image (``skimage.data``, offline; each scaled to 512 px on the
 short side, large ones also cropped at a second place), synthetic generated-like pictures
@@ -126,19 +133,22 @@ BEYOND = {
 
 # ---- images ----------------------------------------------------------------------------------------------
 
-def _to_size(arr: np.ndarray) -> Image.Image:
+def _to_size(arr: np.ndarray, size: int = SIZE) -> Image.Image:
     im = Image.fromarray(arr)
     im = im.convert("RGB") if im.mode != "RGB" else im
-    scale = SIZE / min(im.size)
+    scale = size / min(im.size)
     return im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS)
 
 
-def photos(limit: int) -> list[tuple[str, Image.Image]]:
+def photos(limit: int, alt: bool = False) -> list[tuple[str, Image.Image]]:
+    """The photos at 512 px; ``alt``: a second set from the same photos, other views of them (scaled to
+    640 px and cropped to 512 from the opposite corner, big photos also viewed at another place)."""
     import skimage.data as data
 
     out = []
     for name in PHOTOS:
-        arr = data.binary_blobs(rng=0) if name == "binary_blobs" else getattr(data, name)()  # seeded: same blobs each run
+        blobs_seed = 7 if alt else 0  # seeded: same blobs each run
+        arr = data.binary_blobs(rng=blobs_seed) if name == "binary_blobs" else getattr(data, name)()
         arr = arr[0] if isinstance(arr, tuple) else arr
         if arr.dtype == bool:
             arr = arr.astype(np.uint8) * 255
@@ -146,6 +156,14 @@ def photos(limit: int) -> list[tuple[str, Image.Image]]:
             arr = (255 * (arr - arr.min()) / max(float(np.ptp(arr)), 1e-9)).astype(np.uint8)
         if arr.ndim == 3 and arr.shape[2] == 4:
             arr = arr[..., :3]
+        if alt:
+            im = _to_size(arr, 640)
+            out.append((name + "-alt", im.crop((im.width - min(im.width, 720), im.height - 512, im.width, im.height))))
+            if min(arr.shape[:2]) >= 800:
+                h, w = arr.shape[:2]
+                s = min(h, w) * 2 // 5
+                out.append((name + "-alt-crop", _to_size(arr[h // 10:h // 10 + s, w // 2:w // 2 + s])))
+            continue
         im = _to_size(arr)
         out.append((name, im.crop((0, 0, min(im.width, 768), min(im.height, 768)))))
         if min(arr.shape[:2]) >= 800:  # a second, different view of big photos
@@ -154,12 +172,12 @@ def photos(limit: int) -> list[tuple[str, Image.Image]]:
     return out[:limit]
 
 
-def synthetic(n: int) -> list[tuple[str, Image.Image]]:
+def synthetic(n: int, seed: int = 100) -> list[tuple[str, Image.Image]]:
     kinds = ["scene", "upscaled", "light", "dark", "flat"]
-    return [(f"synthetic-{kinds[i % 5]}-{i}", generated_like(SIZE, 100 + i, kinds[i % 5])) for i in range(n)]
+    return [(f"synthetic-{kinds[i % 5]}-{seed + i}", generated_like(SIZE, seed + i, kinds[i % 5])) for i in range(n)]
 
 
-def embedded_outputs(n: int) -> list[tuple[str, Image.Image]]:
+def embedded_outputs(n: int, seed: int = 0) -> list[tuple[str, Image.Image]]:
     if n <= 0:
         return []
     try:
@@ -177,10 +195,10 @@ def embedded_outputs(n: int) -> list[tuple[str, Image.Image]]:
     specs = shapes.eval_specs()
     out = []
     for i in range(n):
-        spec = specs[(i * 7) % len(specs)]
+        spec = specs[(i * 7 + seed) % len(specs)]
         img = pipe(prompt=spec.prompt, num_inference_steps=20, guidance_scale=3.0, width=32, height=32,
-                   generator=torch.Generator().manual_seed(i)).images[0]
-        out.append((f"embedded-{i}", img.resize((SIZE, SIZE), Image.Resampling.NEAREST)))
+                   generator=torch.Generator().manual_seed(seed + i)).images[0]
+        out.append((f"embedded-{seed + i}", img.resize((SIZE, SIZE), Image.Resampling.NEAREST)))
     return out
 
 
@@ -199,13 +217,20 @@ def main(argv=None) -> int:
     ap.add_argument("--unmarked", type=int, default=200, help="unmarked images for the false-positive count")
     ap.add_argument("--attacks", default="", help="comma-separated subset of attack names")
     ap.add_argument("--beyond", action="store_true", help="only the attacks beyond the mark's design (BEYOND)")
+    ap.add_argument("--alt", action="store_true",
+                    help="the second image set: other views of the photos, other synthetic and model seeds")
+    ap.add_argument("--seed", type=int, default=None, help="seed of the keys (default: random keys)")
     args = ap.parse_args(argv)
+    keys = np.random.default_rng(args.seed) if args.seed is not None else None
     table = BEYOND if args.beyond else ATTACKS
     attacks = {k: v for k, v in table.items() if not args.attacks or k in args.attacks.split(",")}
-    images = photos(args.photos) + synthetic(args.synthetic) + embedded_outputs(args.embedded)
+    if args.alt:
+        images = photos(args.photos, alt=True) + synthetic(args.synthetic, 700) + embedded_outputs(args.embedded, 50)
+    else:
+        images = photos(args.photos) + synthetic(args.synthetic) + embedded_outputs(args.embedded)
     print(f"watermark v2: {wm.NBITS} bits ({wm.PAYLOAD_BYTES * 8} payload + {wm.code.CHECK_BITS} check bits), grid {wm.G}, "
           f"{wm.K}x{wm.K} tiles, band {wm.K * wm.R_MIN}-{wm.K * wm.R_MAX} cycles/image, z >= {wm.Z_MIN}")
-    print(f"{len(images)} marked images ({sum(n.startswith(('synthetic', 'embedded')) is False for n, _ in images)} "
+    print(f"{'second (--alt)' if args.alt else 'main'} image set: {len(images)} marked images ({sum(n.startswith(('synthetic', 'embedded')) is False for n, _ in images)} "
           f"photos), {len(attacks)} attacks")
     found = {a: 0 for a in attacks}
     bits = {a: [] for a in attacks}
@@ -213,7 +238,7 @@ def main(argv=None) -> int:
     psnrs, t_embed, t_detect = [], [], []
     want = wm._bits(wm.payload_bytes(PAYLOAD))
     for i, (name, img) in enumerate(images):
-        key = secrets.token_bytes(32)
+        key = keys.bytes(32) if keys is not None else secrets.token_bytes(32)
         t0 = time.perf_counter()
         marked = wm.embed(img, PAYLOAD, key=key)
         t_embed.append(time.perf_counter() - t0)
@@ -248,7 +273,7 @@ def main(argv=None) -> int:
     j = 0
     while len(unmarked) < args.unmarked:
         if j % 2 == 0:
-            unmarked.append(generated_like(SIZE, 5000 + j, ("scene", "upscaled", "light", "dark")[j % 4]))
+            unmarked.append(generated_like(SIZE, (9000 if args.alt else 5000) + j, ("scene", "upscaled", "light", "dark")[j % 4]))
         else:
             unmarked.append(extra_attacks[j % len(extra_attacks)](pool[j % len(pool)], j))
         j += 1

@@ -101,11 +101,13 @@ def test_black_and_white_picture_is_read_at_its_own_geometry():
 
 
 def test_decodings_per_key_are_bounded():
-    """The false-positive bound counts DECODINGS decodings per key: the search never yields more."""
+    """The false-positive bound counts DECODINGS full and SHORT_DECODINGS short decodings per key: the
+    search never yields more."""
     for im in (generated_like(384, 71, "scene"), _photo("gravel", (512, 512))):
         pair, lattices = wm._prepare(im)
-        n = sum(1 for _ in wm._candidates(pair, lattices, wm._basis(KEY)))
-        assert wm.TRIED <= n <= wm.DECODINGS == 39
+        shorts = [short for *_, short in wm._candidates(pair, lattices, wm._basis(KEY))]
+        assert wm.TRIED <= len(shorts) - sum(shorts) <= wm.DECODINGS == 15
+        assert sum(shorts) <= wm.SHORT_DECODINGS == 96
 
 
 def test_embedder_plans_for_crops():
@@ -124,3 +126,91 @@ def test_embedder_plans_for_crops():
     planned, unplanned = errors[len(wm.CROPS)], errors[0]
     assert planned[0] == 0 and unplanned[0] == 0  # the picture as it is reads right either way
     assert sum(planned[1:]) < 0.75 * sum(unplanned[1:])
+
+
+def _rgb(im: Image.Image) -> np.ndarray:
+    return np.asarray(im.convert("RGB"), dtype=np.float64)
+
+
+def _psnr(a: Image.Image, b: Image.Image) -> float:
+    return float(10 * np.log10(255.0**2 / ((_rgb(a) - _rgb(b)) ** 2).mean()))
+
+
+def test_luminance_change_is_spread_by_the_luminance_weights():
+    """PSNR counts R, G and B alike while the detector reads luminance: a change in proportion to the
+    luminance weights moves luminance 1 / sqrt(0.746) = 1.16 times as far per unit of RMS error as the
+    same change on all three channels."""
+    img = generated_like(256, 3, "scene")
+    luma = np.array([0.299, 0.587, 0.114])
+    ratio = {}
+    for name, channels in (("weighted", wm.CHANNELS), ("equal", np.ones(3))):
+        marked = wm.embed(img, "AI-GEN", key=KEY, channels=channels)
+        d = _rgb(marked) - _rgb(img)
+        ratio[name] = float(np.sqrt(((d @ luma) ** 2).mean() / (d**2).mean()))
+        assert 38.0 <= _psnr(img, marked) <= 38.4  # the budget is spent, not exceeded
+        assert _found(marked)
+        rms = np.sqrt((d**2).mean(axis=(0, 1)))
+        if name == "weighted":
+            assert rms[1] > 1.6 * rms[0] > 3 * rms[2]  # green carries most, blue least
+    assert ratio["equal"] == pytest.approx(1.0, abs=0.03)
+    assert ratio["weighted"] > 1.12
+
+
+def test_marks_of_the_previous_embedder_are_still_read():
+    """The layout is unchanged: a mark made the earlier way (the same change on R, G and B, RMS 3) reads."""
+    img = _photo("astronaut", (512, 512))
+    marked = wm.embed(img, "AI-GEN", key=KEY, channels=np.ones(3), rms=3.0)
+    assert _found(marked)
+    assert _found(marked.crop((0, 0, 512, 461)))
+
+
+@pytest.mark.parametrize("kind", ["dark", "light"])
+def test_budget_is_spent_on_pale_and_dark_pictures(kind):
+    """Clipping near black or white leaves PSNR budget unspent: the change is scaled up (at most UPSCALE)."""
+    img = generated_like(256, 4, kind)
+    marked = wm.embed(img, "AI-GEN", key=KEY, rms=2.8)  # about 2 dB short of the budget before scaling
+    assert 38.0 <= _psnr(img, marked) <= 38.4
+    assert _found(marked)
+
+
+def test_sub_pixel_shifts_around_the_sync_are_decoded():
+    """The sync's peak on busy texture can sit a fraction of a pixel off the mark; the 8 nudged shifts are
+    decoded with the short list (no more than SHORT_DECODINGS of them per key)."""
+    sync = (5.0, False, np.zeros((wm.T, wm.T), complex), 10.25, 20.5)
+    shifts = [(round(s[3] - 10.25, 3), round(s[4] - 20.5, 3)) for s in wm._nudged(sync)]
+    step = wm.SHIFT_STEP
+    grid = {(round(i * step, 3), round(j * step, 3)) for i in range(-2, 3) for j in range(-2, 3)}
+    assert len(shifts) == 24 and set(shifts) == grid - {(0.0, 0.0)}
+    assert max(np.hypot(*d) for d in shifts[:8]) < min(np.hypot(*d) for d in shifts[8:])  # nearest first
+    # a mark read half a shift step off: right at the mark, worse at the offset
+    img = _photo("grass", (512, 512))
+    marked = wm.embed(img, "AI-GEN", key=KEY)
+    pair, _ = wm._prepare(marked)
+    basis = wm._basis(KEY)
+    tile = wm._wfold(pair[0], pair[1], np.eye(2))
+    spec = np.fft.fft2(tile - tile.mean())
+    want = wm._bits(wm.payload_bytes("AI-GEN"))
+
+    def errors(sy, sx):
+        return int(((wm._project((0.0, False, spec, sy, sx), basis)[2][1:] > 0) != want).sum())
+
+    assert errors(0, 0) <= 1 and errors(1.0, 1.0) >= 3  # the bits are right only near the exact place
+    pulled = (5.0, False, spec, 2 * step, -step)  # a sync peak pulled off the mark: a nudge is back on it
+    assert min(errors(r[3], r[4]) for r in wm._nudged(pulled)) == errors(0, 0)
+
+
+def test_edges_weigh_less_than_calm_areas(monkeypatch):
+    """Fold weights go as local band energy ** -WEIGHT_POWER (1.5): on a black-and-white picture the blobs'
+    edges outscore the sync with weights of power 1; with 1.5 a rotated copy reads."""
+    data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) ships the test pictures")
+    blobs = data.binary_blobs(512, rng=0)
+    img = Image.fromarray(np.repeat(blobs[..., None], 3, axis=2).astype(np.uint8) * 255, "RGB")
+    key = b"blobs key 1"
+    found = {}
+    assert wm_grid.WEIGHT_POWER == 1.5
+    for power in (1.5, 1.0):
+        monkeypatch.setattr(wm_grid, "WEIGHT_POWER", power)
+        marked = wm.embed(img, "AI-GEN", key=key)
+        det = wm.detect(marked.rotate(2, Image.Resampling.BICUBIC), [key])
+        found[power] = det.found and det.text == "AI-GEN"
+    assert found == {1.5: True, 1.0: False}

@@ -70,8 +70,24 @@ def test_list_size_and_false_positive_bound():
     assert len(code._subsets()) == code.LIST_SIZE
     # no two subsets name the same set of bits (each is one distinct word tried)
     assert len({frozenset(r[r < code.NBITS].tolist()) for r in code._subsets()}) == code.LIST_SIZE
-    per_key = wm.DECODINGS * code.LIST_SIZE / 2.0**code.CHECK_BITS
-    assert per_key <= 15 * 697 / 2.0**32  # not above the bound of the previous version (2.4e-6)
+    assert code.SHORT_LIST_SIZE == 1 + 88 + math.comb(56, 2) + math.comb(36, 3) == 8769
+    assert len(code._subsets(code.SHORT)) == code.SHORT_LIST_SIZE
+    assert wm.WORDS == wm.DECODINGS * code.LIST_SIZE + wm.SHORT_DECODINGS * code.SHORT_LIST_SIZE == 1785219
+    per_key = wm.WORDS / 2.0**code.CHECK_BITS
+    assert per_key <= 39 * 62893 / 2.0**40  # not above the bound of the previous search (2.2e-6): 1.6e-6
+
+
+def test_short_list_corrects_up_to_three_flips_only():
+    rng = np.random.default_rng(7)
+    bits = code.encode(b"AI-GEN")
+    values = _soft(bits, rng)
+    weakest = np.argsort(np.abs(values))
+    three, four = values.copy(), values.copy()
+    three[weakest[:3]] *= -1
+    four[weakest[:4]] *= -1
+    assert code.decode(three, short=True)[:2] == (True, b"AI-GEN")
+    assert code.decode(four)[:2] == (True, b"AI-GEN")
+    assert not code.decode(four, short=True)[0]
 
 
 def test_random_readings_are_rejected():

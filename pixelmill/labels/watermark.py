@@ -13,7 +13,10 @@ crop in ``CROPS`` (10 % of each side, 5 % of all sides: a crop takes away part o
 interference, so what the picture reads there differs), and energy goes only to bits the picture does
 not already push at least ``A`` to the right side in every one of those cases (the mark makes up for the
 worst case; ``A`` is the largest margin the energy buys). A few passes absorb clipping and rounding, and
-the change is scaled back when the PSNR would fall under ``PSNR_MIN``.
+the change is scaled to just over ``PSNR_MIN`` (down when the passes overspend, up by at most ``UPSCALE``
+when clipping leaves budget unspent). The change of luminance is spread over R, G and B in proportion to
+the luminance weights (``CHANNELS``): PSNR counts the three alike, and that spread moves luminance 1.16
+times as far per unit of RMS error as the same change on all three.
 
 Detection searches the geometry. Flat areas (caption bars, stickers, screenshot frames, a rotation's
 empty corners) are first filled with a smooth continuation of the picture and weighted zero, so their
@@ -29,12 +32,14 @@ original geometry are decoded in turn (bits are projections of the tile shifted 
 checks: a weak mark's true geometry is not always the top sync score but nearly always among the first
 few. On busy pictures the picture pulls the sync's peak up to about 1 % of stretch away from the mark's
 geometry, where several bits are already wrong, so the 8 stretches around the first ``NEIGHBOURED``
-refined geometries are decoded too. The original geometry at shift zero, and its mirror image, are tried
+refined geometries are decoded too, and so are the 24 shifts around the sync's shift there (up to 0.8 grid
+pixels: the picture pulls the sync's peak that far). The original geometry at shift zero, and its mirror image, are tried
 without any search: a picture whose own structure outscores the sync everywhere still has its mark there
 after JPEG, a resize, colour changes or a flip. A payload counts as found when the sync z-score clears
-``Z_MIN`` (``Z_ORIGIN`` at shift zero) and list decoding finds a valid word (62,893 words tried against
-a 40-bit check per decoding, at most ``DECODINGS`` = 39 decodings per key, so an unmarked image passes
-with odds of at most 39 x 62,893 / 2^40, about 2.2e-6, per key tried; the z gates only add to that).
+``Z_MIN`` (``Z_ORIGIN`` at shift zero) and list decoding finds a valid word (at most ``DECODINGS`` = 15
+decodings of 62,893 words and ``SHORT_DECODINGS`` = 96 of the neighbours with the short list of 8,769
+words, ``WORDS`` = 1,785,219 words tried against a 40-bit check per key, so an unmarked image passes with
+odds of at most 1,785,219 / 2^40, about 1.6e-6, per key tried; the z gates only add to that).
 
 Keys are secrets (bytes). ``DEMO_KEY`` is public: a mark made with it proves nothing, anyone can forge or
 overwrite it. See ``pixelmill.labels.wmkeys`` for where the real key comes from.
@@ -76,7 +81,13 @@ from .wm_grid import (  # noqa: F401 (G: layout)
 )
 
 NBITS = code.NBITS  # 48 payload bits + 40 check bits
-RMS = 3.0  # mark strength in grey levels (about 38.6 dB PSNR; see PSNR_MIN)
+RMS = 3.5  # mark strength in grey levels of luminance before the PSNR scaling (see PSNR_MIN)
+UPSCALE = 1.5  # the change is scaled up by at most this much when it leaves PSNR budget unspent
+# how a change of luminance is spread over R, G and B: in proportion to the luminance weights, the change
+# that moves luminance most per unit of squared error (PSNR is measured on RGB); the same change on all three
+# channels costs 1 / 0.746 as much squared error for the same luminance change
+LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114])
+CHANNELS = LUMA_WEIGHTS / float(LUMA_WEIGHTS @ LUMA_WEIGHTS)
 SYNC_SHARE = 0.30  # part of the energy given to the sync pattern
 Z_MIN = 4.0  # sync z-score a detection needs (unmarked images reach ~4-6: the check bits decide)
 Z_ORIGIN = 1.0  # the same at shift zero of the original geometry (or its mirror), tried without a search
@@ -85,7 +96,13 @@ TRIED = 6  # geometries decoded per key (each also refined): see _candidates
 REFINE_STEPS = (0.015, 0.0075, 0.00375, 0.001875)  # relative stretch steps of the refinement (x 25 = degrees)
 NEIGHBOURED = 3  # the first NEIGHBOURED geometries also decode the 8 stretches around their refinement ...
 NEIGHBOUR_STEP = 0.006  # ... this far apart (relative)
-DECODINGS = 2 * TRIED + 3 + 8 * NEIGHBOURED  # most decodings per key (see _candidates): 39
+SHIFT_STEP = 0.4  # ... and the 24 shifts around the sync's shift there, up to 2 steps away (grid pixels)
+NUDGES = sorted(((dy * SHIFT_STEP, dx * SHIFT_STEP) for dy in range(-2, 3) for dx in range(-2, 3) if dy or dx),
+                key=lambda d: np.hypot(*d))  # nearest first
+DECODINGS = 2 * TRIED + 3  # full decodings per key (see _candidates): 15
+SHORT_DECODINGS = (8 + len(NUDGES)) * NEIGHBOURED  # decodings with the short list (the neighbours): 96
+# words tried against the check per key: 15 x 62,893 + 96 x 8,769 = 1,785,219
+WORDS = DECODINGS * code.LIST_SIZE + SHORT_DECODINGS * code.SHORT_LIST_SIZE
 DEMO_KEY = b"pixelmill public demo key"  # public: marks made with it are forgeable
 SCHEME = "pixelmill-wm2"
 PASSES = 4
@@ -237,11 +254,11 @@ def _soft(tile: np.ndarray, basis: _Basis) -> tuple[float, bool, np.ndarray]:
     return _project(_sync(tile, basis), basis)
 
 
-def _decode_soft(soft: np.ndarray) -> tuple[bool, bytes, np.ndarray, float, int]:
+def _decode_soft(soft: np.ndarray, short: bool = False) -> tuple[bool, bytes, np.ndarray, float, int]:
     values = soft[1:]
     scale = float(np.median(np.abs(values))) + 1e-12
     reliability = np.clip(np.abs(values) / scale, 0, 2) / 2
-    ok, data, bits, corrected = code.decode(values)
+    ok, data, bits, corrected = code.decode(values, short)
     return ok, data, bits, float(reliability.mean()), corrected
 
 
@@ -290,6 +307,16 @@ def _around(yw: np.ndarray, w: np.ndarray, basis: _Basis, lat: np.ndarray):
             yield _sync(_wfold(yw, w, lat @ np.diag([1 + dy, 1 + dx])), basis)
 
 
+def _nudged(sync: tuple):
+    """The 24 shifts up to two SHIFT_STEPs around a sync's shift, nearest first. On busy texture the picture
+    pulls the sync's peak up to about 0.8 grid pixels away from the mark, and the bits, which the embedder
+    made right at the exact place, are wrong there by the dozen (grass after a crop of 5 % of each side: 0
+    wrong bits at the mark's shift, 3 to 9 half a pixel away, 12 to 15 a pixel away). The sync cannot tell
+    these shifts apart (the picture is what moved it); the check can."""
+    z, flipped, spec, sy, sx = sync
+    for dy, dx in NUDGES:
+        yield z, flipped, spec, sy + dy, sx + dx
+
 def _candidates(pair: tuple[np.ndarray, np.ndarray, float], lattices: list[np.ndarray], basis: _Basis):
     """(z, flipped, projections) at the geometries worth decoding, most likely first (a generator: the
     caller stops at the first one that decodes). The ``TRIED`` geometries the sync likes best are each
@@ -297,7 +324,8 @@ def _candidates(pair: tuple[np.ndarray, np.ndarray, float], lattices: list[np.nd
     the embedding cancelled the picture's interference there exactly. A weak mark's true geometry is often
     not the top sync score (an unmarked picture's best of some 150 geometries reaches z ~5-6), but it is
     nearly always among the first few (or next to one of them: ``_around``), and the check bits tell
-    which one is right. At most ``DECODINGS`` are yielded."""
+    which one is right. Each item also carries its z gate and whether it is decoded with the short list;
+    at most ``DECODINGS`` full and ``SHORT_DECODINGS`` short ones are yielded."""
     yw, w, aspect = pair
     scored = [(_sync(_wfold(yw, w, lat), basis), lat) for lat in lattices] + _scale_grid(yw, w, basis)
     identity = scored[0][0]  # the embedding's own geometry
@@ -310,18 +338,18 @@ def _candidates(pair: tuple[np.ndarray, np.ndarray, float], lattices: list[np.nd
         if any(np.abs(lat - k).max() < 0.02 for k in kept):  # a neighbour of one already kept
             continue
         kept.append(lat)
-        yield _project(r, basis) + (Z_MIN,)
+        yield _project(r, basis) + (Z_MIN, False)
         refined, at = _refine(yw, w, aspect, basis, r, lat)
         if refined is not r:
-            yield _project(refined, basis) + (Z_MIN,)
+            yield _project(refined, basis) + (Z_MIN, False)
         if len(kept) == 1:
             if identity is not r:
-                yield _project(identity, basis) + (Z_MIN,)
+                yield _project(identity, basis) + (Z_MIN, False)
             for flipped in (False, True):
-                yield _project(_at_origin(origin, basis, flipped), basis) + (Z_ORIGIN,)
+                yield _project(_at_origin(origin, basis, flipped), basis) + (Z_ORIGIN, False)
         if len(kept) <= NEIGHBOURED:
-            for near in _around(yw, w, basis, at):
-                yield _project(near, basis) + (Z_MIN,)
+            for near in itertools.chain(_nudged(refined), _around(yw, w, basis, at)):
+                yield _project(near, basis) + (Z_MIN, True)
 
 
 def detect(image: Image.Image, keys: list[bytes] | tuple[bytes, ...] = (DEMO_KEY,)) -> Detection:
@@ -329,8 +357,8 @@ def detect(image: Image.Image, keys: list[bytes] | tuple[bytes, ...] = (DEMO_KEY
     pair, lattices = _prepare(image)
     best: Detection | None = None
     for key in keys:
-        for z, flipped, soft, z_min in _candidates(pair, lattices, _basis(bytes(key))):
-            ok, data, bits, conf, corrected = _decode_soft(soft)
+        for z, flipped, soft, z_min, short in _candidates(pair, lattices, _basis(bytes(key))):
+            ok, data, bits, conf, corrected = _decode_soft(soft, short)
             found = ok and z >= z_min and soft[0] > 0
             det = Detection(found, data if found else b"", key_id(key) if found else None, z, conf,
                             flipped, corrected, bits.tolist(), (soft[1:] > 0).astype(int).tolist())
@@ -346,7 +374,7 @@ def bit_accuracy(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_
     """Fraction of the NBITS embedded bits read back right (no correction), at the best sync hypothesis."""
     want = _bits(payload_bytes(payload))
     pair, lattices = _prepare(image)
-    return max(float((want == (soft[1:] > 0)).mean()) for _, _, soft, _ in _candidates(pair, lattices, _basis(bytes(key))))
+    return max(float((want == (soft[1:] > 0)).mean()) for _, _, soft, _, _ in _candidates(pair, lattices, _basis(bytes(key))))
 
 
 # ---- embedding -----------------------------------------------------------------------------------------------
@@ -374,7 +402,8 @@ def _measure_cropped(y: np.ndarray, basis: _Basis, crops=CROPS) -> list[np.ndarr
 
 
 def embed(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY, min_side: int = MIN_SIDE,
-          rms: float = RMS, crops: tuple[tuple[float, float, float, float], ...] = CROPS) -> Image.Image:
+          rms: float = RMS, crops: tuple[tuple[float, float, float, float], ...] = CROPS,
+          channels: np.ndarray = CHANNELS) -> Image.Image:
     """Return a copy of ``image`` (RGB or RGBA) carrying ``payload`` under ``key``, planned to read right
     after each of ``crops`` too (top, left, bottom, right fractions)."""
     if min(image.size) < min_side:
@@ -416,18 +445,22 @@ def embed(image: Image.Image, payload: str | bytes, *, key: bytes = DEMO_KEY, mi
     for _ in range(PASSES):
         tile = _from_vec(basis.directions @ coef)
         pattern = _resize_f(np.tile(tile, (K, K)), (w, h), Image.Resampling.BICUBIC)
-        out = np.clip(np.rint(rgb + pattern[..., None]), 0, 255)
+        out = np.clip(np.rint(rgb + pattern[..., None] * channels), 0, 255)
         got = _measure(_luma(out), basis)
         coef[1:] += np.linalg.solve(resp_bb, goal - got[1:])
-    # the corrections can overspend: scale the (unrounded) change back until the PSNR is PSNR_MIN
-    change = np.clip(rgb + pattern[..., None], 0, 255) - rgb
+    # the corrections can overspend, and clipping can leave budget unspent: scale the (unrounded) change
+    # until the PSNR is just over PSNR_MIN (up by at most UPSCALE)
+    change = np.clip(rgb + pattern[..., None] * channels, 0, 255) - rgb
     budget = 255.0**2 / 10 ** (PSNR_MIN / 10)
     factor = 1.0
     for _ in range(8):
         mse = float(((out - rgb) ** 2).mean())
-        if mse <= budget:
+        if 0.97 * budget <= mse <= budget or (mse < budget and factor >= UPSCALE) or mse == 0:
             break
-        factor *= np.sqrt(budget / mse) * 0.995
+        factor = min(factor * np.sqrt(budget / mse) * 0.99, UPSCALE)
+        out = np.clip(np.rint(rgb + change * factor), 0, 255)
+    while float(((out - rgb) ** 2).mean()) > budget:  # rounding: step down until it fits
+        factor *= 0.98
         out = np.clip(np.rint(rgb + change * factor), 0, 255)
     result = Image.fromarray(out.astype(np.uint8), "RGB")
     if alpha is not None:

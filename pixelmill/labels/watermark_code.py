@@ -10,8 +10,9 @@ that list).
 
 False positives: on an unmarked image the hard bits are as good as random, so each of the ``LIST_SIZE``
 words tried is valid with probability 2^-40; an unmarked image passes one decoding with odds of at
-most ``LIST_SIZE / 2^40`` (union bound), about 5.7e-8. The caller multiplies that by the number of
-decodings (geometries) it tries per key.
+most ``LIST_SIZE / 2^40`` (union bound), about 5.7e-8; with the short list (``short=True``: up to
+``SHORT`` flips, ``SHORT_LIST_SIZE`` words) about 8.0e-9. The caller adds these up over the decodings it
+makes per key.
 """
 
 from __future__ import annotations
@@ -33,6 +34,10 @@ NBITS = PAYLOAD_BITS + CHECK_BITS
 LIST = ((1, 88), (2, 56), (3, 36), (4, 28), (5, 23))
 FLIPS = max(n for n, _ in LIST)
 LIST_SIZE = 1 + sum(math.comb(m, n) for n, m in LIST)  # 62,893 words, counting the word as read
+# the short list (up to three flips) for the many near-duplicate geometries a search tries around a likely
+# one: there the bits are nearly right or nothing is, and each word tried costs false-positive odds
+SHORT = 3
+SHORT_LIST_SIZE = 1 + sum(math.comb(m, n) for n, m in LIST if n <= SHORT)  # 8,769 words
 
 
 class WatermarkError(ValueError):
@@ -75,15 +80,17 @@ def _syndrome(bits: np.ndarray) -> int:
     return int(np.bitwise_xor.reduce(columns[bits.astype(bool)], initial=np.uint64(0))) ^ offset
 
 
-@lru_cache(maxsize=1)
-def _subsets() -> np.ndarray:
-    """Every set of flips in LIST, as rows of reliability ranks (0 = least reliable) padded with NBITS."""
-    rows = [()] + [c for n, m in LIST for c in itertools.combinations(range(m), n)]
+@lru_cache(maxsize=2)
+def _subsets(flips: int = FLIPS) -> np.ndarray:
+    """Every set of up to ``flips`` flips in LIST, as rows of reliability ranks (0 = least reliable) padded
+    with NBITS."""
+    rows = [()] + [c for n, m in LIST if n <= flips for c in itertools.combinations(range(m), n)]
     return np.array([c + (NBITS,) * (FLIPS - len(c)) for c in rows], dtype=np.int64)
 
 
-def decode(values: np.ndarray) -> tuple[bool, bytes, np.ndarray, int]:
-    """List-decode NBITS soft readings (sign = bit, size = reliability): (valid, payload, bits, flipped)."""
+def decode(values: np.ndarray, short: bool = False) -> tuple[bool, bytes, np.ndarray, int]:
+    """List-decode NBITS soft readings (sign = bit, size = reliability): (valid, payload, bits, flipped).
+    ``short``: try only the SHORT_LIST_SIZE words with up to SHORT flips."""
     bits = (values > 0).astype(np.int64)
     s = _syndrome(bits)
     if s == 0:
@@ -92,7 +99,7 @@ def decode(values: np.ndarray) -> tuple[bool, bytes, np.ndarray, int]:
     order = np.argsort(np.abs(values))
     cols = np.append(columns[order], np.uint64(0))
     costs = np.append(np.abs(values[order]), 0.0)
-    subsets = _subsets()
+    subsets = _subsets(SHORT if short else FLIPS)
     hits = np.nonzero(np.bitwise_xor.reduce(cols[subsets], axis=1) == np.uint64(s))[0]
     if not len(hits):
         return False, b"", bits, 0

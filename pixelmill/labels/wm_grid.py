@@ -19,6 +19,9 @@ ANGLES = (-2.25, -1.5, -0.75, 0.75, 1.5, 2.25)  # searched rotations, degrees
 N_LATTICE = 2  # candidate lattice vectors per axis tried by the detector
 WHITEN = 1.0  # detector weight grows as radius**WHITEN across the band
 WEIGHT_RADIUS = 4  # local-energy window of the fold weights (grid pixels each side)
+# fold weights go as local band energy ** -WEIGHT_POWER: above 1, strong edges (a black-and-white
+# picture's blobs) count for less still against the calm areas between them, where the mark stands out
+WEIGHT_POWER = 1.5
 FLAT_STD = 0.5  # grid pixels whose neighbourhood varies less than this (grey levels) are flat fill
 FLAT_RADIUS = 2  # that neighbourhood: 5 x 5 grid pixels
 FLAT_RUN = 12  # ... in a straight run of at least 2 FLAT_RUN + 1 such pixels (a row or a column)
@@ -112,10 +115,11 @@ def _analyse(y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _weights(yb: np.ndarray) -> np.ndarray:
-    """Per-pixel weights for folding: the inverse of the local band energy, so busy texture, edges, bars and
-    stickers (where the picture drowns the mark) count less than calm areas (where the mark stands out)."""
+    """Per-pixel weights for folding: the inverse of the local band energy (to the power WEIGHT_POWER), so
+    busy texture, edges, bars and stickers (where the picture drowns the mark) count less than calm areas
+    (where the mark stands out)."""
     energy = _box(yb * yb, WEIGHT_RADIUS)
-    return 1.0 / (energy + float(np.median(energy)) + 1e-9)
+    return (1.0 / (energy + float(np.median(energy)) + 1e-9)) ** WEIGHT_POWER
 
 
 # ---- geometry ------------------------------------------------------------------------------------------------
