@@ -38,6 +38,13 @@ AGE_UNDER_18 = re.compile(r"\b([1-9]|1[0-7]) ?(yo|y\.?o\.?|yrs?|years?)( |-)?(ol
                           r"|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|[1-9]|1[0-7])\b"
                           r"|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen"
                           r"|fifteen|sixteen|seventeen|[1-9]|1[0-7])[ -]?(year|yr)[ -]?old\b")
+# school grades below the 12th are markers of a minor: "a fourth-grade pupil", "in the 6th grade", "sixth
+# graders" ("first-grade steel" is a quality, so a bare "Nth grade" needs a school word after it or "in")
+_ORDINAL = (r"(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh"
+            r"|1st|2nd|3rd|[4-9]th|10th|11th)")
+SCHOOL_GRADE = re.compile(rf"\b{_ORDINAL}[ -]graders?\b|\bin (?:the )?{_ORDINAL} grade\b"
+                          rf"|\b{_ORDINAL}[ -]grade (?:pupils?|students?|girls?|boys?|kids?|child|children"
+                          r"|class|classroom|classmates?|schoolgirls?|schoolboys?)\b")
 Action = Literal["allow", "block", "review"]
 
 
@@ -101,7 +108,7 @@ class Gate:
 
     def minor_marker(self, text: str) -> str | None:
         base = nz.light(text)
-        m = AGE_UNDER_18.search(base)
+        m = AGE_UNDER_18.search(base) or SCHOOL_GRADE.search(base)
         if m:
             return m.group(0)
         seq = nz.tokens(base)
