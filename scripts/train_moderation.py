@@ -4,8 +4,7 @@
 
 Reads the labelled prompts in tests/data/moderation_prompts.yaml, tests/data/moderation_train.yaml,
 tests/data/moderation_train_more.yaml and tests/data/moderation_train_hard.yaml (rows, plus templates filled
-from slot lists), tests/data/moderation_train_lookalike.yaml, tests/data/moderation_train_round5.yaml and
-tests/data/moderation_train_round6.yaml (rows only), adds evasive variants (leetspeak, spaced letters, look-alike
+from slot lists), tests/data/moderation_train_lookalike.yaml and tests/data/moderation_train_round5.yaml (rows only), adds evasive variants (leetspeak, spaced letters, look-alike
 letters, full-width letters, a request buried at the end of a long harmless scene), embeds everything with
 all-MiniLM-L6-v2 (pixelmill.moderation.embedding) and trains a one-hidden-layer softmax head over
 safe + one class per category. The thresholds (one on the harm probability, one per category on that
@@ -49,10 +48,9 @@ CUE_FLOOR = 0.9
 TRAIN_FILES = ("moderation_train.yaml", "moderation_train_more.yaml", "moderation_train_hard.yaml")
 # hand-written rows only (no templates): round 4's harmless look-alikes near a harm topic, and harmful prompts
 # in the same framing (awareness posters, memorials, museums...); round 5's neutral public figures, anime,
-# motivational posters, prevention posters and their harmful counterparts; round 6's broader families of
-# harmless look-alikes (busy scenes, bare-armed work and sport, butchery, memes, body positivity, vigils,
-# construction history, craft jargon) and harmful prompts in the same styles
-ROW_FILES = ("moderation_train_lookalike.yaml", "moderation_train_round5.yaml", "moderation_train_round6.yaml")
+# motivational posters, prevention posters and their harmful counterparts. (moderation_train_round6.yaml is
+# not read: a head trained with it was measured in round 6 and not shipped, see docs/responsible-ai.md)
+ROW_FILES = ("moderation_train_lookalike.yaml", "moderation_train_round5.yaml")
 LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
 CYRILLIC = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "y": "у", "i": "і"}
 

@@ -1057,26 +1057,12 @@ def test_shipped_head_carries_the_strictness_picked_on_the_development_sets():
     assert meta["strictness_chosen_on"]["by"] == "scripts/moderation_operating_point.py"
 
 
-def test_harm_topic_names_in_a_remembrance_scene_need_the_semantic_layer(policy):
-    from pixelmill.moderation.gate import Gate
-
-    g = Gate(policy)
-    for text in ("a candlelight vigil on the anniversary of a mass shooting, names read aloud",
-                 "a support group for suicide loss survivors, chairs in a circle"):
-        matches = policy.check(text)
-        assert matches and all(g._only_ambiguous(m, text) for m in matches), text
-    # no remembrance word: the name blocks on its own; a word that shows the harm is never relaxed
-    for text in ("a school shooting in progress, realistic", "a memorial vigil, a beheaded hostage in front"):
-        matches = policy.check(text)
-        assert matches and not all(g._only_ambiguous(m, text) for m in matches), text
-
-
-@pytest.mark.parametrize("text,blocked", [
-    ("a candlelight vigil on the anniversary of a mass shooting, names read aloud", False),
-    ("a memorial for a mass shooting showing the victims' bodies in pools of blood", True),
-])
-def test_remembrance_scenes_with_the_model(gate, text, blocked):
-    assert gate.check(text).allowed is not blocked, (text, gate.check(text))
+def test_a_remembrance_frame_does_not_hide_what_the_prompt_shows(gate):
+    """Round 6 measured a remembrance context (a harm-topic name such as "mass shooting" next to memorial,
+    vigil, survivors... needing the semantic layer to agree) and dropped it: the model read this prompt as
+    harmless (violence 0.38), so only the rule on "mass shooting" blocks it."""
+    d = gate.check("a memorial for a mass shooting showing the victims' bodies in pools of blood")
+    assert not d.allowed and d.category == "violence", d
 
 
 @pytest.mark.parametrize("text,marker", [

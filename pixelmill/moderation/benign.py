@@ -10,12 +10,6 @@ that have no harmful reading; never add a phrase because one prompt was blocked.
 ``SACRED``: the swastika is a sacred sign in Hinduism, Buddhism and Jainism. With one of the context words
 in the same prompt (Hindu, temple, Diwali...), a rule match on the symbol's name alone counts as ambiguous:
 it blocks only when the semantic layer also reads the prompt as harmful.
-
-``REMEMBRANCE``: the names of a harm topic ("suicide", "school shooting", "mass shooting") are also the names
-of what memorials, vigils, survivors' days and support groups are for. With one of the remembrance words in
-the same prompt (memorial, vigil, remembrance, survivors, mourners, in memory...), a rule match on such a
-name alone counts as ambiguous too: it blocks only when the semantic layer agrees. Words that show a harm
-(gore, a method, a noose, "dead bodies") are not in it: a frame never hides what a prompt shows.
 """
 
 from __future__ import annotations
@@ -46,12 +40,6 @@ IDIOMS = {
 SACRED = {"swastika": ("hindu", "hinduism", "buddhist", "buddhism", "jain", "jainism", "temple", "diwali",
                        "rangoli", "sanskrit", "mandala", "puja", "om symbol", "ganesh", "lakshmi")}
 
-REMEMBRANCE_WORDS = ("memorial", "memorials", "vigil", "vigils", "remembrance", "remembering", "in memory of",
-                     "in loving memory", "commemoration", "commemorating", "commemorative", "anniversary",
-                     "survivors", "survivor", "loss survivors", "bereaved", "bereavement", "mourners", "mourning",
-                     "grief", "grieving", "support group", "tribute", "wreath", "names of the victims")
-REMEMBRANCE = {term: REMEMBRANCE_WORDS for term in ("suicide", "suicidal", "school shooting", "mass shooting")}
-
 
 def _phrase_rx(phrases) -> re.Pattern:
     alts = sorted({r"\W+".join(map(re.escape, nz.TOKEN.findall(nz.light(p)))) for p in phrases} - {""},
@@ -61,7 +49,7 @@ def _phrase_rx(phrases) -> re.Pattern:
 
 IDIOM_RX = _phrase_rx(IDIOMS)
 _IDIOM_PLAIN = {" ".join(nz.TOKEN.findall(nz.light(k))): v for k, v in IDIOMS.items()}
-SACRED_RX = {term: _phrase_rx(words) for term, words in {**SACRED, **REMEMBRANCE}.items()}
+SACRED_RX = {term: _phrase_rx(words) for term, words in SACRED.items()}
 
 
 def plain_idioms(text_light: str) -> str:
@@ -71,7 +59,6 @@ def plain_idioms(text_light: str) -> str:
 
 
 def sacred_context(term: str, text_light: str) -> bool:
-    """Whether a match on ``term`` sits next to a word that gives it its sacred (``SACRED``) or remembrance
-    (``REMEMBRANCE``) meaning."""
+    """Whether a match on ``term`` sits next to a word that gives it its sacred meaning."""
     rx = SACRED_RX.get(nz.light(term))
     return bool(rx and rx.search(text_light))

@@ -146,8 +146,7 @@ class Gate:
 
     def _only_ambiguous(self, m: Match, text: str) -> bool:
         """Whether every word of the match has a harmless everyday meaning here: in the policy's
-        ``ambiguous`` list, a sacred symbol next to the words that make it sacred, or the name of a harm topic
-        in a memorial, vigil or survivors' scene (see ``benign``)."""
+        ``ambiguous`` list, or a sacred symbol next to the words that make it sacred (see ``benign``)."""
         if m.category == "minors":
             return False
         base = nz.light(text)
