@@ -15,7 +15,9 @@ the semantic layer reads known harmless names plainly ("a Screaming Orgasm" -> "
 3. **language**: the embedding model reads English; a prompt that looks non-English gets the configured
    action (``block``, ``review`` or ``allow``) unless a rule already blocked it.
 4. **semantic** (``semantic.py``): sentence embedding + trained head; blocks when the harm probability of
-   the text or of one of its windows reaches the shipped threshold, naming the most likely category.
+   the text or of one of its windows reaches the shipped threshold, naming the most likely category. The
+   head's ``strictness`` (picked leave one set out on the development sets) moves the non-minors thresholds
+   towards 1; with a marker of a minor the trained thresholds apply.
 5. **guard** (``guard.py``, optional): a guard model behind an OpenAI-compatible endpoint.
 
 The decision names the layer, rule and category that decided (the audit trail).
