@@ -15,7 +15,9 @@ the semantic layer reads known harmless names plainly ("a Screaming Orgasm" -> "
 3. **language**: the embedding model reads English; a prompt that looks non-English gets the configured
    action (``block``, ``review`` or ``allow``) unless a rule already blocked it.
 4. **semantic** (``semantic.py``): sentence embedding + trained head; blocks when the harm probability of
-   the text or of one of its windows reaches the shipped threshold, naming the most likely category.
+   the text or of one of its windows reaches the shipped threshold, naming the most likely category. The
+   head's ``strictness`` (picked leave one set out on the development sets) moves the non-minors thresholds
+   towards 1; with a marker of a minor the trained thresholds apply.
 5. **guard** (``guard.py``, optional): a guard model behind an OpenAI-compatible endpoint.
 
 The decision names the layer, rule and category that decided (the audit trail).
@@ -38,7 +40,19 @@ AGE_UNDER_18 = re.compile(r"\b([1-9]|1[0-7]) ?(yo|y\.?o\.?|yrs?|years?)( |-)?(ol
                           r"|eight|nine|ten|eleven|twelve|thirteen|fourteen|fifteen|sixteen|seventeen|[1-9]|1[0-7])\b"
                           r"|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen"
                           r"|fifteen|sixteen|seventeen|[1-9]|1[0-7])[ -]?(year|yr)[ -]?old\b")
+# school grades below the 12th are markers of a minor: "a fourth-grade pupil", "in the 6th grade", "sixth
+# graders" ("first-grade steel" is a quality, so a bare "Nth grade" needs a school word after it or "in")
+_ORDINAL = (r"(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh"
+            r"|1st|2nd|3rd|[4-9]th|10th|11th)")
+SCHOOL_GRADE = re.compile(rf"\b{_ORDINAL}[ -]graders?\b|\bin (?:the )?{_ORDINAL} grade\b"
+                          rf"|\b{_ORDINAL}[ -]grade (?:pupils?|students?|girls?|boys?|kids?|child|children"
+                          r"|class|classroom|classmates?|schoolgirls?|schoolboys?)\b")
 Action = Literal["allow", "block", "review"]
+
+
+def _stricter(threshold: float, strictness: float) -> float:
+    """A threshold moved towards 1: strictness 1 keeps it, 0.5 halves the distance to 1."""
+    return 1.0 - strictness * (1.0 - threshold)
 
 
 @dataclass
@@ -96,7 +110,7 @@ class Gate:
 
     def minor_marker(self, text: str) -> str | None:
         base = nz.light(text)
-        m = AGE_UNDER_18.search(base)
+        m = AGE_UNDER_18.search(base) or SCHOOL_GRADE.search(base)
         if m:
             return m.group(0)
         seq = nz.tokens(base)
@@ -149,7 +163,11 @@ class Gate:
         marker = self.minor_marker(text) if self._wanted("minors") else None
         scores = None
         head = self.semantic.head if self.semantic is not None else None
-        block_t = self.settings.block_threshold or (head.thresholds["block"] if head else 1.0)
+        # strictness s (picked on the development sets, leave one set out: scripts/moderation_operating_point.py)
+        # moves every non-minors threshold t to 1 - s (1 - t); minors fail closed: with a marker of a minor
+        # in the text, or for the minors category, the trained thresholds apply
+        strict = head.thresholds.get("strictness", 1.0) if head and not marker else 1.0
+        block_t = self.settings.block_threshold or (_stricter(head.thresholds["block"], strict) if head else 1.0)
         cue_t = self.settings.minors_cue_threshold or (head.thresholds["minors_cue"] if head else 1.0)
 
         # minors fail closed: a marker of a minor plus any sexual or suggestive cue
@@ -177,7 +195,7 @@ class Gate:
         if matches and self.semantic is not None and all(self._only_ambiguous(m, text) for m in matches):
             # words with harmless everyday meanings: the rule needs the semantic layer to agree
             scores = self.semantic.score(self.for_semantic(text))
-            confirm_t = head.thresholds.get("confirm", 0.5)
+            confirm_t = _stricter(head.thresholds.get("confirm", 0.5), strict)
             harm = scores.worst()[0]
             if harm >= confirm_t:
                 m = matches[0]
@@ -195,7 +213,9 @@ class Gate:
 
         if self.semantic is not None:
             scores = scores or self.semantic.score(self.for_semantic(text))
-            per_category = {} if self.settings.block_threshold else head.thresholds.get("per_category", {})
+            per_category = {} if self.settings.block_threshold else {
+                c: t if c == "minors" else _stricter(t, strict)
+                for c, t in head.thresholds.get("per_category", {}).items()}
             verdict = scores.verdict(block_t, per_category, self._wanted)
             if verdict:
                 category, window, reason = verdict
