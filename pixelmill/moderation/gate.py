@@ -59,8 +59,8 @@ FOREIGN_MINOR = re.compile(
     r"|meisje|meisjes|dziewczynka|dziewczynki|chlopiec|девочка|девочки|девочку|мальчик|мальчика|ребенок"
     r"|ребенка|дети|детей|школьница|школьницу|подросток|κοριτσι|παιδι)\b")
 FOREIGN_CUE = re.compile(
-    r"\b(?:desnud[oa]s?|nua|nuas|nu|nue|nues|nackt|nackte[nr]?|nacktes|nud[oaie]|naakt|naga|nagi|голая|голый|голые"
-    r"|обнаженн\w*|эротич\w*|сексуальн\w*|секс|порно|erotic[oa]s?|erotique|erotisch\w*|erotyczn\w*"
+    r"\b(?:desnud[oa]s?|nua|nuas|nu|nue|nues|nackt|nackte[nr]?|nacktes|nud[oaie]|naakt|naga|nagi|голая|голый|голые|голеньк\w*|без одежды"
+    r"|обнаж\w*|эроти\w*|сексуальн\w*|секс|порно|erotic[oa]s?|erotique|erotisch\w*|erotyczn\w*"
     r"|sensuel(?:le)?s?|sensual(?:e|es)?|sensuale|provocante|provocativ[oa]s?|provocatrice|lenceria"
     r"|lingerie|dessous|unterwasche|intimo|sexo|sexe|sesso|seks|sexy|porno|pornographique|pornografic[oa]"
     r"|pose sexy|sin ropa|sans vetements|ohne kleidung|senza vestiti|sem roupa)\b")
