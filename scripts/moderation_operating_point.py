@@ -65,8 +65,12 @@ def acceptable(f: dict, fp: float, fp_look: float) -> bool:
 
 
 def choose(per_set: dict[float, list[dict]], fp: float, fp_look: float) -> float:
-    ok = [s for s in GRID if all(acceptable(f, fp, fp_look) for f in per_set[s])]
-    return max(ok) if ok else min(GRID)
+    """The largest acceptable s; the smallest of the grid when none is (``met`` says which)."""
+    return max(met(per_set, fp, fp_look) or [min(GRID)])
+
+
+def met(per_set: dict[float, list[dict]], fp: float, fp_look: float) -> list[float]:
+    return [s for s in GRID if all(acceptable(f, fp, fp_look) for f in per_set[s])]
 
 
 def main(argv=None) -> int:
@@ -115,11 +119,15 @@ def main(argv=None) -> int:
     print("\nleave one set out (s picked on the other sets, figures of the set left out):")
     for name in args.sets:
         others = [n for n in args.sets if n != name]
-        s = choose({s: [figures(results[s][n]) for n in others] for s in GRID}, args.fp, args.fp_lookalike)
-        print(line(name, s, figures(results[s][name])))
+        per_set = {s: [figures(results[s][n]) for n in others] for s in GRID}
+        s = choose(per_set, args.fp, args.fp_lookalike)
+        print(line(name, s, figures(results[s][name])) +
+              ("" if met(per_set, args.fp, args.fp_lookalike) else "  (no s met the ceilings: grid minimum)"))
     pooled = {s: figures([p for n in args.sets for p in results[s][n]]) for s in GRID}
-    s = choose({s: [figures(results[s][n]) for n in args.sets] for s in GRID}, args.fp, args.fp_lookalike)
-    print("\nchosen on all of them: " + line("pooled", s, pooled[s]))
+    per_set = {s: [figures(results[s][n]) for n in args.sets] for s in GRID}
+    s = choose(per_set, args.fp, args.fp_lookalike)
+    print("\nchosen on all of them: " + line("pooled", s, pooled[s]) +
+          ("" if met(per_set, args.fp, args.fp_lookalike) else "  (no s met the ceilings: grid minimum)"))
     if args.write:
         stem = Path(args.head) if args.head else ROOT / "pixelmill" / "moderation" / "data" / "semantic_head"
         meta = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))

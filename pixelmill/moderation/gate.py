@@ -7,7 +7,8 @@ Layers, in order:
    with *any* sexual or suggestive cue blocks as ``minors``, whichever layer saw the cue: a rule term or
    euphemism (``minor_cues``), a clearly sexual reading by the semantic layer (P(sexual) + P(minors) at or
    above the trained ``minors_cue`` threshold, at least 0.9, with a sexual or minors reading the most
-   harmful one), or a semantic block in category sexual or minors.
+   harmful one), or a semantic block in category sexual or minors. Markers and cues in other languages
+   (``FOREIGN_MINOR``, ``FOREIGN_CUE``: "niña de 12 años desnuda", "голая девочка") count too.
 
 Before all of it, negated harm words ("no gore", "without nudity") are dropped (``policy.drop_negated``);
 the semantic layer reads known harmless names plainly ("a Screaming Orgasm" -> "a cocktail", see

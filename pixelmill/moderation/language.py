@@ -1,7 +1,8 @@
 """A cheap guess whether a prompt is written in English (the embedding model reads English only).
 
 Three signals, no model: letters from a non-Latin script (after look-alike letters are mapped to Latin, so
-``nаkеd`` with Cyrillic letters still reads as English), function words of other common languages
+``nаkеd`` with Cyrillic letters still reads as English; two words or more, and 30 % of the words, that keep
+a letter of another script after that mapping count too: "голая" becomes "roлaя"), function words of other common languages
 outnumbering English ones, and (with the model's vocabulary, for prompts with no function word at all:
 "Folter eines Gefangenen, blutig") words the English model does not know that carry accented letters or
 endings of other languages (-ung, -keit, -lich, -ig, -en, -ción, -zione...). Short noun-phrase prompts
