@@ -1,9 +1,9 @@
 """Measure the moderate gate (rules + minors fail-closed + language + semantic layer) in one run.
 
 Usage: .venv/bin/python bench/moderation.py [--policy FILE] [--no-semantic]
-       [--only main holdout holdout_v2 holdout_v3 holdout_v4 holdout_v5 holdout_v6] [--threads N] [--verbose]
+       [--only main holdout holdout_v2 holdout_v3 holdout_v4 holdout_v5 holdout_v6 holdout_v7] [--threads N] [--verbose]
 
-Prints, in one run, for up to seven sets: the main set (the training prompts of scripts/train_moderation.py:
+Prints, in one run, for up to eight sets: the main set (the training prompts of scripts/train_moderation.py:
 tests/data/moderation_prompts.yaml, moderation_train.yaml, moderation_train_more.yaml,
 moderation_train_hard.yaml and their seeded expansions, moderation_train_lookalike.yaml and
 moderation_train_round5.yaml; in-sample), the held-out set v1 (tests/data/moderation_holdout.yaml; never
@@ -13,16 +13,17 @@ trained on, but read while v2's first version was tuned, so no longer blind), th
 after round 3, then read row by row in round 4), the held-out set v4 (tests/data/moderation_holdout_v4.yaml,
 written by someone else; measured blind after rounds 3 and 4, then read row by row in round 5), the held-out
 set v5 (tests/data/moderation_holdout_v5.yaml, written by someone else; measured blind once after round 5,
-then read row by row in round 6) and, when its file exists, the blind held-out set v6
-(tests/data/moderation_holdout_v6.yaml, written by someone else; its rows are never listed, not even with
---verbose): recall per
+then read row by row in round 6), the held-out set v6 (tests/data/moderation_holdout_v6.yaml, written by
+someone else; measured blind once after round 6, then read row by row in round 7) and, when its file
+exists, the blind held-out set v7 (tests/data/moderation_holdout_v7.yaml, written by someone else; its rows
+are never listed, not even with --verbose): recall per
 category (blocked at all, and filed under the expected category), plain against
 evasive and by wording (paraphrase, euphemism, slang, spacing, homoglyph, leet, buried, indirect,
 non-English), false blocks per kind of harmless prompt (harmless non-English prompts apart: they get the
 configured `non_english` action), which layer decided, and ms per prompt (p50, p90) with the model loaded:
 wall clock, and the CPU time of the checking thread (with one torch thread that is what the check costs
 on an idle core; on a shared machine the wall clock also holds the time spent waiting for a core).
-Misses and false blocks of v1 to v5 are listed with --verbose (v1 also with --only holdout); never v6's.
+Misses and false blocks of v1 to v6 are listed with --verbose (v1 also with --only holdout); never v7's.
 Targets (held-out): recall >= 0.95 overall, 1.00 minors, >= 0.85 each category, >= 0.90 evasive;
 false blocks <= 2 % overall and <= 3 % on look-alikes; p50 <= 20 ms.
 """
@@ -48,7 +49,8 @@ HOLDOUT_V3 = ROOT / "tests" / "data" / "moderation_holdout_v3.yaml"
 HOLDOUT_V4 = ROOT / "tests" / "data" / "moderation_holdout_v4.yaml"
 HOLDOUT_V5 = ROOT / "tests" / "data" / "moderation_holdout_v5.yaml"
 HOLDOUT_V6 = ROOT / "tests" / "data" / "moderation_holdout_v6.yaml"
-SETS = ("main", "holdout", "holdout_v2", "holdout_v3", "holdout_v4", "holdout_v5", "holdout_v6")
+HOLDOUT_V7 = ROOT / "tests" / "data" / "moderation_holdout_v7.yaml"
+SETS = ("main", "holdout", "holdout_v2", "holdout_v3", "holdout_v4", "holdout_v5", "holdout_v6", "holdout_v7")
 
 
 def holdout_rows(path: Path = HOLDOUT) -> list[dict]:
@@ -165,7 +167,7 @@ def main(argv=None) -> int:
         semantic.score("warm up")
         print(f"semantic layer loaded in {time.perf_counter() - t0:.1f} s")
     gate = Gate(policy, GateSettings(semantic=semantic is not None), semantic=semantic)
-    wanted = args.only or [s for s in SETS if s != "holdout_v6" or HOLDOUT_V6.is_file()]
+    wanted = args.only or [s for s in SETS if s != "holdout_v7" or HOLDOUT_V7.is_file()]
     if "main" in wanted:
         report("main set (training prompts, in-sample)", evaluate(gate, main_rows()), False)
     if "holdout" in wanted:
@@ -184,11 +186,14 @@ def main(argv=None) -> int:
         report("held-out set v5 (written by someone else; measured blind once after round 5, then read row by row "
                "in round 6: a development set, no longer blind)", evaluate(gate, holdout_rows(HOLDOUT_V5)), args.verbose)
     if "holdout_v6" in wanted:
-        if not HOLDOUT_V6.is_file():
-            ap.error(f"{HOLDOUT_V6.relative_to(ROOT)} does not exist")
+        report("held-out set v6 (written by someone else; measured blind once after round 6, then read row by row "
+               "in round 7: a development set, no longer blind)", evaluate(gate, holdout_rows(HOLDOUT_V6)), args.verbose)
+    if "holdout_v7" in wanted:
+        if not HOLDOUT_V7.is_file():
+            ap.error(f"{HOLDOUT_V7.relative_to(ROOT)} does not exist")
         # blind: misses are not listed (--verbose does not apply), so the set is not read while tuning
-        report("held-out set v6 (blind: written by someone else, never read while tuning)",
-               evaluate(gate, holdout_rows(HOLDOUT_V6)), False)
+        report("held-out set v7 (blind: written by someone else, never read while tuning)",
+               evaluate(gate, holdout_rows(HOLDOUT_V7)), False)
     return 0
 
 

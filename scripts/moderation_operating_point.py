@@ -5,7 +5,7 @@
 The trained head's thresholds (``block`` on the harm probability, ``per_category``) come from out-of-fold
 scores on the training rows, which are easier to tell apart than prompts written by someone else: on every
 held-out set so far the gate blocked more harmless prompts than on the training rows. This script measures
-the whole gate (rules, minors fail-closed, language, semantic) on the development sets (held-out v1 to v5,
+the whole gate (rules, minors fail-closed, language, semantic) on the development sets (held-out v1 to v6,
 all read while tuning) for a range of one knob, ``strictness`` s: every non-minors threshold t becomes
 1 - s (1 - t) (s = 1: the trained thresholds; s < 1: stricter about what counts as harmful, fewer blocks).
 The minors thresholds never move (minors fail closed).
@@ -15,10 +15,10 @@ every one of them has false blocks at most ``--fp`` overall and ``--fp-lookalike
 recall at least 0.95 overall, 1.00 on minors and 0.85 in every category) and that set's figures at that s
 are printed: an estimate of how the choice does on a set that did not pick it. The ceilings are below the
 targets (2 %, 3 %) on purpose: each blind set so far blocked about twice as many harmless prompts as the
-development sets of its round (v4 blind 3.6 % against <= 1.4 %; v5 blind 2.5 % against <= 1.4 %). The s chosen on all the development sets is
+development sets of its round (v4 blind 3.6 % against <= 1.4 %; v5 blind 2.5 % against <= 1.4 %; v6 blind 2.8 %). The s chosen on all the development sets is
 the one to ship (``--write`` stores it in the head's JSON as ``thresholds.strictness``; the gate applies
 it). Embeddings are computed once per text (the head does not change), so the sweep takes a minute or two.
-The blind set (v6) is never read here.
+The blind set (v7) is never read here.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEV_SETS = ("holdout", "holdout_v2", "holdout_v3", "holdout_v4", "holdout_v5")
+DEV_SETS = ("holdout", "holdout_v2", "holdout_v3", "holdout_v4", "holdout_v5", "holdout_v6")
 GRID = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 
 
@@ -65,8 +65,12 @@ def acceptable(f: dict, fp: float, fp_look: float) -> bool:
 
 
 def choose(per_set: dict[float, list[dict]], fp: float, fp_look: float) -> float:
-    ok = [s for s in GRID if all(acceptable(f, fp, fp_look) for f in per_set[s])]
-    return max(ok) if ok else min(GRID)
+    """The largest acceptable s; the smallest of the grid when none is (``met`` says which)."""
+    return max(met(per_set, fp, fp_look) or [min(GRID)])
+
+
+def met(per_set: dict[float, list[dict]], fp: float, fp_look: float) -> list[float]:
+    return [s for s in GRID if all(acceptable(f, fp, fp_look) for f in per_set[s])]
 
 
 def main(argv=None) -> int:
@@ -115,11 +119,15 @@ def main(argv=None) -> int:
     print("\nleave one set out (s picked on the other sets, figures of the set left out):")
     for name in args.sets:
         others = [n for n in args.sets if n != name]
-        s = choose({s: [figures(results[s][n]) for n in others] for s in GRID}, args.fp, args.fp_lookalike)
-        print(line(name, s, figures(results[s][name])))
+        per_set = {s: [figures(results[s][n]) for n in others] for s in GRID}
+        s = choose(per_set, args.fp, args.fp_lookalike)
+        print(line(name, s, figures(results[s][name])) +
+              ("" if met(per_set, args.fp, args.fp_lookalike) else "  (no s met the ceilings: grid minimum)"))
     pooled = {s: figures([p for n in args.sets for p in results[s][n]]) for s in GRID}
-    s = choose({s: [figures(results[s][n]) for n in args.sets] for s in GRID}, args.fp, args.fp_lookalike)
-    print("\nchosen on all of them: " + line("pooled", s, pooled[s]))
+    per_set = {s: [figures(results[s][n]) for n in args.sets] for s in GRID}
+    s = choose(per_set, args.fp, args.fp_lookalike)
+    print("\nchosen on all of them: " + line("pooled", s, pooled[s]) +
+          ("" if met(per_set, args.fp, args.fp_lookalike) else "  (no s met the ceilings: grid minimum)"))
     if args.write:
         stem = Path(args.head) if args.head else ROOT / "pixelmill" / "moderation" / "data" / "semantic_head"
         meta = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))

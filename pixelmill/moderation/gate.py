@@ -7,7 +7,8 @@ Layers, in order:
    with *any* sexual or suggestive cue blocks as ``minors``, whichever layer saw the cue: a rule term or
    euphemism (``minor_cues``), a clearly sexual reading by the semantic layer (P(sexual) + P(minors) at or
    above the trained ``minors_cue`` threshold, at least 0.9, with a sexual or minors reading the most
-   harmful one), or a semantic block in category sexual or minors.
+   harmful one), or a semantic block in category sexual or minors. Markers and cues in other languages
+   (``FOREIGN_MINOR``, ``FOREIGN_CUE``: "niña de 12 años desnuda", "голая девочка") count too.
 
 Before all of it, negated harm words ("no gore", "without nudity") are dropped (``policy.drop_negated``);
 the semantic layer reads known harmless names plainly ("a Screaming Orgasm" -> "a cocktail", see
@@ -47,7 +48,32 @@ _ORDINAL = (r"(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tent
 SCHOOL_GRADE = re.compile(rf"\b{_ORDINAL}[ -]graders?\b|\bin (?:the )?{_ORDINAL} grade\b"
                           rf"|\b{_ORDINAL}[ -]grade (?:pupils?|students?|girls?|boys?|kids?|child|children"
                           r"|class|classroom|classmates?|schoolgirls?|schoolboys?)\b")
+# markers of a minor and sexual cues in other languages (the embedding model reads English, the policy's
+# lists are English): matched on the text case-folded with accents dropped, in its own script, so that a
+# non-English prompt about a child with a sexual cue is a minors block, not only a non_english one
+_FOREIGN_AGE = (r"(?:anos|ans|jahre|jahren|jahrige[nr]?|anni|jaar|lat|let|лет|года|год|godina|yasinda|ετων)")
+FOREIGN_MINOR = re.compile(
+    rf"\b(?:[1-9]|1[0-7])[ -]?{_FOREIGN_AGE}\b"
+    r"|\bni\u00f1[ao]s?\b|\b(?:nena|menina|meninas|menino|meninos|crianca|criancas|madchen|schulmadchen"
+    r"|kinder|kindes|bambina|bambine|bambino|bambini|ragazzina|ragazzino|fillette|fillettes|petite fille"
+    r"|petit garcon|jeune fille|ecoliere|ecolier|enfants?(?! terrible)|kleine[rn]? junge|colegiala|colegialas|adolescente|adolescentes"
+    r"|meisje|meisjes|dziewczynka|dziewczynki|chlopiec|девочка|девочки|девочку|мальчик|мальчика|ребенок"
+    r"|ребенка|дети|детей|школьница|школьницу|подросток|κοριτσι|παιδι)\b")
+FOREIGN_CUE = re.compile(
+    r"\b(?:desnud[oa]s?|nua|nuas|nu|nue|nues|nackt|nackte[nr]?|nacktes|nud[oaie]|naakt|naga|nagi|голая|голый|голые|голеньк\w*|без одежды"
+    r"|обнаж\w*|эроти\w*|сексуальн\w*|секс|порно|erotic[oa]s?|erotique|erotisch\w*|erotyczn\w*"
+    r"|sensuel(?:le)?s?|sensual(?:e|es)?|sensuale|provocante|provocativ[oa]s?|provocatrice|lenceria"
+    r"|lingerie|dessous|unterwasche|intimo|sexo|sexe|sesso|seks|sexy|porno|pornographique|pornografic[oa]"
+    r"|pose sexy|sin ropa|sans vetements|ohne kleidung|senza vestiti|sem roupa)\b")
 Action = Literal["allow", "block", "review"]
+
+
+def _folded(text: str) -> str:
+    """Case-folded, accents dropped, in its own script ("niña" -> "nina", "ребёнок" -> "ребенок")."""
+    import unicodedata
+
+    text = unicodedata.normalize("NFKD", unicodedata.normalize("NFKC", text).casefold())
+    return "".join(ch for ch in text if not unicodedata.combining(ch))
 
 
 def _stricter(threshold: float, strictness: float) -> float:
@@ -110,7 +136,8 @@ class Gate:
 
     def minor_marker(self, text: str) -> str | None:
         base = nz.light(text)
-        m = AGE_UNDER_18.search(base) or SCHOOL_GRADE.search(base)
+        m = (AGE_UNDER_18.search(base) or SCHOOL_GRADE.search(base) or FOREIGN_MINOR.search(_folded(text))
+             or FOREIGN_MINOR.search(text.casefold()))
         if m:
             return m.group(0)
         seq = nz.tokens(base)
@@ -121,6 +148,9 @@ class Gate:
         return None
 
     def _sexual_cue(self, text: str) -> str | None:
+        foreign = FOREIGN_CUE.search(_folded(text))
+        if foreign:
+            return foreign.group(0)
         if self.sexual_cues is None:
             return None
         base = nz.light(text)

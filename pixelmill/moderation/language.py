@@ -1,7 +1,8 @@
 """A cheap guess whether a prompt is written in English (the embedding model reads English only).
 
 Three signals, no model: letters from a non-Latin script (after look-alike letters are mapped to Latin, so
-``nаkеd`` with Cyrillic letters still reads as English), function words of other common languages
+``nаkеd`` with Cyrillic letters still reads as English; two words or more, and 30 % of the words, that keep
+a letter of another script after that mapping count too: "голая" becomes "roлaя"), function words of other common languages
 outnumbering English ones, and (with the model's vocabulary, for prompts with no function word at all:
 "Folter eines Gefangenen, blutig") words the English model does not know that carry accented letters or
 endings of other languages (-ung, -keit, -lich, -ig, -en, -ción, -zione...). Short noun-phrase prompts
@@ -26,7 +27,7 @@ le les des du un une et est sur avec dans pour par au aux ce cette ses son sa qu
 enfant fille garçon garcon mort sang nue nu plage chien
 el los las del con por para una unos unas muy sus su es en niña nina niño nino chica chico mujer hombre
 desnuda desnudo muerte sangre cuerpo playa perro gato
-der das ein eine einen und ist mit auf im vom zum zur sind nicht ich sie wir ihr dem den des
+der das ein eine einen einer eines einem und ist mit auf im vom zum zur sind nicht ich sie wir ihr dem den des
 frau mann mädchen madchen junge kinder nackt nackte nacktes blut tod leiche hund katze sich auch oder
 als wie gegen nach bei aus über uber unter ohne zwischen
 comme sans chez sous vers entre
@@ -37,6 +38,7 @@ il lo gli della delle dei nella con per sono una uno ragazza ragazzo donna uomo 
 um uma os das dos na no com para menina menino mulher homem criança crianca nua morte sangue anos
 het een van en op met voor zijn niet meisje jongen vrouw naakt
 """.split())
+SHARED = frozenset({"in"})
 ENGLISH_CLASH = frozenset({"die", "de", "la", "en", "kind", "do", "son", "men", "pie"})
 # endings of German, Spanish, Italian, Portuguese and French words; counted only on words the English model
 # does not know (so "golden", "kitten" or "motivation" never count)
@@ -55,6 +57,18 @@ def non_latin_share(text: str) -> float:
     return other / len(letters)
 
 
+def non_latin_words(text: str) -> list[str]:
+    """Words that still hold a letter of another script once look-alike letters are mapped to Latin: a
+    homoglyph trick ("nаkеd") uses look-alikes only, a Russian or Greek word nearly always has others
+    ("голая" -> "roлaя")."""
+    out = []
+    for word in nz.light(text).split():
+        if any(ch.isalpha() and not ("a" <= ch <= "z") and not unicodedata.name(ch, "").startswith("LATIN")
+               for ch in word):
+            out.append(word)
+    return out
+
+
 def guess_non_english(text: str, vocabulary: frozenset[str] | set[str] | None = None) -> str | None:
     """A short reason when the text looks non-English, else None.
 
@@ -63,9 +77,13 @@ def guess_non_english(text: str, vocabulary: frozenset[str] | set[str] | None = 
     share = non_latin_share(text)
     if share > 0.3:
         return f"{share:.0%} of its letters are not Latin"
+    others = non_latin_words(text)
+    if len(others) >= 2 and len(others) >= 0.3 * len(text.split()):
+        return f"{len(others)} words in another script ({', '.join(others[:3])})"
     words = nz.TOKEN.findall(nz.light(text))
     foreign = [w for w in words if w in FOREIGN and w not in ENGLISH_CLASH]
-    english = [w for w in words if w in ENGLISH]
+    # "in" is a word of German, Italian and Dutch too: next to a foreign word it is not a sign of English
+    english = [w for w in words if w in ENGLISH and not (foreign and w in SHARED)]
     if len(foreign) >= 2 and len(foreign) > len(english):
         return "function words of another language (" + ", ".join(foreign[:4]) + ")"
     if vocabulary and not english:
