@@ -1166,3 +1166,19 @@ def test_round7_coded_hate_and_defamatory_company(gate, text, category):
                                   "joggers along a canal at sunrise, mist on the water"])
 def test_round7_history_and_joggers_pass(gate, text):
     assert gate.check(text).allowed, text
+
+
+def test_decontaminate_finds_exact_and_near_training_rows_only():
+    """scripts/moderation_decontaminate.py flags a held-out row equal to a training row (case aside) or
+    sharing 60 % or more of its words with one, and keeps the rest."""
+    spec = importlib.util.spec_from_file_location("decontaminate", ROOT / "scripts" / "moderation_decontaminate.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    train = ["Klimt's The Kiss, gold leaf detail", "a red fox sleeping in fresh snow at dawn, telephoto"]
+    rows = [("allow", {"text": "klimt's the kiss, GOLD leaf detail", "kind": "lookalike"}),
+            ("allow", {"text": "red fox sleeping in fresh snow at dawn", "kind": "plain"}),
+            ("allow", {"text": "a red fox hunting mice in a summer meadow", "kind": "plain"}),
+            ("violence", {"text": "a bowl of ramen with a soft egg", "kind": "plain"})]
+    bad, why, where = mod.coinciding(rows, train)
+    assert bad == {rows[0][1]["text"], rows[1][1]["text"]}
+    assert why == {"exact": 1, "near": 1} and where == {"allow/lookalike": 1, "allow/plain": 1}
