@@ -35,6 +35,11 @@ def words(text: str) -> frozenset[str]:
     return frozenset(w for w in re.findall(r"[a-z]+", for_model(text)) if w not in STOP)
 
 
+def near_copy(a: frozenset[str], bags: list[frozenset[str]]) -> bool:
+    """True when the words ``a`` share 60 % or more (Jaccard) with one of ``bags``."""
+    return bool(a) and any(len(a & b) / len(a | b) >= 0.6 for b in bags)
+
+
 def training_texts() -> list[str]:
     spec = importlib.util.spec_from_file_location("train_moderation", ROOT / "scripts" / "train_moderation.py")
     mod = importlib.util.module_from_spec(spec)
@@ -55,7 +60,7 @@ def coinciding(rows: list[tuple[str, dict]], train: list[str]) -> tuple[set[str]
         a = words(text)
         if text.casefold() in exact:
             kind = "exact"
-        elif a and any(len(a & b) / len(a | b) >= 0.6 for b in bags):
+        elif near_copy(a, bags):
             kind = "near"
         else:
             continue

@@ -337,6 +337,19 @@ def training_texts():
     return {r["text"].casefold() for r in mod.training_rows()}
 
 
+def _decontaminate():
+    """scripts/moderation_decontaminate.py: the word bags and the 60 % rule that the near-copy tests share."""
+    spec = importlib.util.spec_from_file_location("decontaminate", ROOT / "scripts" / "moderation_decontaminate.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _near_copies(texts: list[str], held: list) -> list[str]:
+    mod = _decontaminate()
+    return [t for t in texts if mod.near_copy(mod.words(t), held)]
+
+
 @pytest.mark.parametrize("name", HELD_OUT)
 def test_training_never_reads_the_held_out_sets(name, training_texts):
     """No held-out row is a training row. v7 is the blind set of round 7, written by someone else: skipped
@@ -727,13 +740,7 @@ def test_round3_training_rows_are_no_near_copies_of_held_out_v2():
 
     import yaml
 
-    from pixelmill.moderation.normalize import for_model
-
-    stop = set("a an the of in on at with and to his her their its by for from is are as be it this that while "
-               "into onto out up down over under after before one".split())
-
-    def words(t):
-        return {w for w in re.findall(r"[a-z]+", for_model(t)) if w not in stop}
+    words = _decontaminate().words
 
     data = ROOT / "tests" / "data"
     v2 = yaml.safe_load((data / "moderation_holdout_v2.yaml").read_text(encoding="utf-8"))
@@ -745,12 +752,7 @@ def test_round3_training_rows_are_no_near_copies_of_held_out_v2():
     rng = random.Random(0)
     for template in hard["templates"]["allow"]:
         texts += [re.sub(r"\{(\w+)\}", lambda m: rng.choice(hard["slots"][m.group(1)]), template) for _ in range(200)]
-    near = []
-    for t in texts:
-        a = words(t)
-        for b in held:
-            if a and len(a & b) / len(a | b) >= 0.6:
-                near.append(t)
+    near = _near_copies(texts, held)
     assert not near, near[:5]
 
 
@@ -780,17 +782,9 @@ def test_round4_training_rows_are_no_near_copies_of_the_development_sets():
     """moderation_train_lookalike.yaml (hand-written look-alikes and framed harmful prompts) shares few words
     with any row of held-out v1, v2 or v3: those were read row by row as development sets, so nothing of
     them may leak into training."""
-    import re
-
     import yaml
 
-    from pixelmill.moderation.normalize import for_model
-
-    stop = set("a an the of in on at with and to his her their its by for from is are as be it this that while "
-               "into onto out up down over under after before one".split())
-
-    def words(t):
-        return {w for w in re.findall(r"[a-z]+", for_model(t)) if w not in stop}
+    words = _decontaminate().words
 
     data = ROOT / "tests" / "data"
     held = []
@@ -801,7 +795,7 @@ def test_round4_training_rows_are_no_near_copies_of_the_development_sets():
     rows = yaml.safe_load((data / "moderation_train_lookalike.yaml").read_text(encoding="utf-8"))["rows"]
     texts = [it["text"] for items in rows.values() for it in items]
     assert len(rows["allow"]) >= 400 and sum(len(v) for k, v in rows.items() if k != "allow") >= 40
-    near = [t for t in texts if (a := words(t)) for b in held if len(a & b) / len(a | b) >= 0.6]
+    near = _near_copies(texts, held)
     assert not near, near[:5]
 
 
@@ -877,21 +871,16 @@ def test_lethal_dose_question_rule(text, blocked):
 # ---- round 5: neutral public figures, framing, fewer false blocks ------------------------------------------
 
 
-def test_round5_training_rows_are_no_near_copies_of_the_held_out_sets():
-    """moderation_train_round5.yaml shares few words with any row of held-out v1 to v4 (v4 was read row by
-    row as a development set in round 5) nor, when present, with the blind v5."""
-    import re
-
+@pytest.mark.parametrize("rows_file,min_allow,min_block", [
+    ("moderation_train_round5.yaml", 200, 30),  # v4 was read row by row as a development set in round 5
+    ("moderation_train_round6.yaml", 100, 20),  # v5 in round 6
+])
+def test_round5_and_6_training_rows_are_no_near_copies_of_the_held_out_sets(rows_file, min_allow, min_block):
+    """The hand-written rows of rounds 5 and 6 share few words with any row of a held-out set present: the
+    development sets they were written beside, and the blind sets written after them (decontaminated)."""
     import yaml
 
-    from pixelmill.moderation.normalize import for_model
-
-    stop = set("a an the of in on at with and to his her their its by for from is are as be it this that while "
-               "into onto out up down over under after before one".split())
-
-    def words(t):
-        return {w for w in re.findall(r"[a-z]+", for_model(t)) if w not in stop}
-
+    words = _decontaminate().words
     data = ROOT / "tests" / "data"
     held = []
     for name in HELD_OUT:
@@ -899,10 +888,10 @@ def test_round5_training_rows_are_no_near_copies_of_the_held_out_sets():
             d = yaml.safe_load((data / name).read_text(encoding="utf-8"))
             held += [words(it["text"]) for items in d["block"].values() for it in items]
             held += [words(it["text"]) for it in d["allow"]]
-    rows = yaml.safe_load((data / "moderation_train_round5.yaml").read_text(encoding="utf-8"))["rows"]
+    rows = yaml.safe_load((data / rows_file).read_text(encoding="utf-8"))["rows"]
     texts = [it["text"] for items in rows.values() for it in items]
-    assert len(rows["allow"]) >= 200 and sum(len(v) for k, v in rows.items() if k != "allow") >= 30
-    near = [t for t in texts if (a := words(t)) for b in held if len(a & b) / len(a | b) >= 0.6]
+    assert len(rows["allow"]) >= min_allow and sum(len(v) for k, v in rows.items() if k != "allow") >= min_block
+    near = _near_copies(texts, held)
     assert not near, near[:5]
 
 
@@ -999,35 +988,6 @@ def test_foreign_prompts_without_function_words(gate, text, foreign):
 
 
 # ---- round 6: broader look-alike families, an operating point picked leave one set out --------------------
-
-
-def test_round6_training_rows_are_no_near_copies_of_the_held_out_sets():
-    """moderation_train_round6.yaml shares few words with any row of held-out v1 to v5 (v5 was read row by
-    row as a development set in round 6) nor, when present, with the blind v6."""
-    import re
-
-    import yaml
-
-    from pixelmill.moderation.normalize import for_model
-
-    stop = set("a an the of in on at with and to his her their its by for from is are as be it this that while "
-               "into onto out up down over under after before one".split())
-
-    def words(t):
-        return {w for w in re.findall(r"[a-z]+", for_model(t)) if w not in stop}
-
-    data = ROOT / "tests" / "data"
-    held = []
-    for name in HELD_OUT:
-        if (data / name).is_file():
-            d = yaml.safe_load((data / name).read_text(encoding="utf-8"))
-            held += [words(it["text"]) for items in d["block"].values() for it in items]
-            held += [words(it["text"]) for it in d["allow"]]
-    rows = yaml.safe_load((data / "moderation_train_round6.yaml").read_text(encoding="utf-8"))["rows"]
-    texts = [it["text"] for items in rows.values() for it in items]
-    assert len(rows["allow"]) >= 100 and sum(len(v) for k, v in rows.items() if k != "allow") >= 20
-    near = [t for t in texts if (a := words(t)) for b in held if len(a & b) / len(a | b) >= 0.6]
-    assert not near, near[:5]
 
 
 def test_strictness_moves_non_minors_thresholds_only(gate):
@@ -1171,9 +1131,7 @@ def test_round7_history_and_joggers_pass(gate, text):
 def test_decontaminate_finds_exact_and_near_training_rows_only():
     """scripts/moderation_decontaminate.py flags a held-out row equal to a training row (case aside) or
     sharing 60 % or more of its words with one, and keeps the rest."""
-    spec = importlib.util.spec_from_file_location("decontaminate", ROOT / "scripts" / "moderation_decontaminate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
+    mod = _decontaminate()
     train = ["Klimt's The Kiss, gold leaf detail", "a red fox sleeping in fresh snow at dawn, telephoto"]
     rows = [("allow", {"text": "klimt's the kiss, GOLD leaf detail", "kind": "lookalike"}),
             ("allow", {"text": "red fox sleeping in fresh snow at dawn", "kind": "plain"}),
