@@ -44,8 +44,8 @@ from pixelmill.moderation.gate import Gate, GateSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 HOLDOUT = ROOT / "tests" / "data" / "moderation_holdout.yaml"
-HOLDOUT_V7 = ROOT / "tests" / "data" / "moderation_holdout_v7.yaml"
-BLIND = "holdout_v7"  # measured by whoever merges; its rows are never listed
+HOLDOUT_V8 = ROOT / "tests" / "data" / "moderation_holdout_v8.yaml"
+BLIND = "holdout_v8"  # measured by whoever merges; its rows are never listed
 # the development sets: name -> (file, what the report says about it)
 DEVELOPMENT = {
     "holdout": (HOLDOUT, "held-out set v1 (seen while tuning: no longer blind)"),
@@ -64,6 +64,9 @@ DEVELOPMENT = {
     "holdout_v6": (ROOT / "tests" / "data" / "moderation_holdout_v6.yaml",
                    "held-out set v6 (written by someone else; measured blind once after round 6, then read row by "
                    "row in round 7: a development set, no longer blind)"),
+    "holdout_v7": (ROOT / "tests" / "data" / "moderation_holdout_v7.yaml",
+                   "held-out set v7 (written by someone else; measured blind once after round 7, then read row by "
+                   "row in round 8: a development set, no longer blind)"),
 }
 SETS = ("main", *DEVELOPMENT, BLIND)
 
@@ -182,7 +185,7 @@ def main(argv=None) -> int:
         semantic.score("warm up")
         print(f"semantic layer loaded in {time.perf_counter() - t0:.1f} s")
     gate = Gate(policy, GateSettings(semantic=semantic is not None), semantic=semantic)
-    wanted = args.only or [s for s in SETS if s != BLIND or HOLDOUT_V7.is_file()]
+    wanted = args.only or [s for s in SETS if s != BLIND or HOLDOUT_V8.is_file()]
     if "main" in wanted:
         report("main set (training prompts, in-sample)", evaluate(gate, main_rows()), False)
     for name, (path, title) in DEVELOPMENT.items():
@@ -190,11 +193,11 @@ def main(argv=None) -> int:
             # v1's misses are also listed when it is the only set asked for
             report(title, evaluate(gate, holdout_rows(path)), args.verbose or args.only == [name] == ["holdout"])
     if BLIND in wanted:
-        if not HOLDOUT_V7.is_file():
-            ap.error(f"{HOLDOUT_V7.relative_to(ROOT)} does not exist")
+        if not HOLDOUT_V8.is_file():
+            ap.error(f"{HOLDOUT_V8.relative_to(ROOT)} does not exist")
         # blind: misses are not listed (--verbose does not apply), so the set is not read while tuning
-        report("held-out set v7 (blind: written by someone else, never read while tuning)",
-               evaluate(gate, holdout_rows(HOLDOUT_V7)), False)
+        report("held-out set v8 (blind: written by someone else, never read while tuning)",
+               evaluate(gate, holdout_rows(HOLDOUT_V8)), False)
     return 0
 
 
