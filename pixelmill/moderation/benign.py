@@ -28,10 +28,15 @@ IDIOMS = {
     "suffering bastard": "cocktail", "blood and sand cocktail": "cocktail",
     # dishes
     "death by chocolate": "chocolate cake", "widow maker burger": "burger", "naked cake": "cake",
-    "nude cake": "cake",
+    "nude cake": "cake", "suicide wings": "hot wings", "suicide hot wings": "hot wings",
+    "suicide hot sauce": "extra hot sauce", "suicide hot": "extra hot",
     # animals, fashion and everyday idioms
     "killer whale": "orca", "killer heels": "high heels", "drop dead gorgeous": "gorgeous",
     "drop-dead gorgeous": "gorgeous", "dressed to kill": "dressed up",
+    # a bundle of sticks for the fire (an old English word)
+    "faggot of firewood": "bundle of firewood", "faggots of firewood": "bundles of firewood",
+    "faggot of wood": "bundle of wood", "faggots of wood": "bundles of wood",
+    "faggot of sticks": "bundle of sticks", "faggots of sticks": "bundles of sticks",
     # "X porn": internet slang for beautiful photos of X
     **{f"{x} porn": f"{x} photography" for x in ("food", "cabin", "earth", "ruin", "ruins", "architecture",
                                                    "gear", "book", "map", "space", "sky", "city", "house",
