@@ -37,28 +37,29 @@ from pixelmill.moderation import load_policy
 from pixelmill.moderation.gate import Gate, GateSettings
 
 ROOT = Path(__file__).resolve().parent.parent
-HOLDOUT = ROOT / "tests" / "data" / "moderation_holdout.yaml"
-HOLDOUT_V8 = ROOT / "tests" / "data" / "moderation_holdout_v8.yaml"
+DATA = ROOT / "tests" / "data"
+HOLDOUT = DATA / "moderation_holdout.yaml"
+HOLDOUT_V8 = DATA / "moderation_holdout_v8.yaml"
 BLIND = "holdout_v8"  # measured by whoever merges; its rows are never listed
 # the development sets: name -> (file, what the report says about it)
 DEVELOPMENT = {
     "holdout": (HOLDOUT, "held-out set v1 (seen while tuning: no longer blind)"),
-    "holdout_v2": (ROOT / "tests" / "data" / "moderation_holdout_v2.yaml",
+    "holdout_v2": (DATA / "moderation_holdout_v2.yaml",
                    "held-out set v2 (development set since round 3: its misses and false blocks were read row by "
                    "row; no longer blind)"),
-    "holdout_v3": (ROOT / "tests" / "data" / "moderation_holdout_v3.yaml",
+    "holdout_v3": (DATA / "moderation_holdout_v3.yaml",
                    "held-out set v3 (written by someone else; measured blind once after round 3, then read row by "
                    "row in round 4: a development set, no longer blind)"),
-    "holdout_v4": (ROOT / "tests" / "data" / "moderation_holdout_v4.yaml",
+    "holdout_v4": (DATA / "moderation_holdout_v4.yaml",
                    "held-out set v4 (written by someone else; measured blind after rounds 3 and 4, then read row by "
                    "row in round 5: a development set, no longer blind)"),
-    "holdout_v5": (ROOT / "tests" / "data" / "moderation_holdout_v5.yaml",
+    "holdout_v5": (DATA / "moderation_holdout_v5.yaml",
                    "held-out set v5 (written by someone else; measured blind once after round 5, then read row by "
                    "row in round 6: a development set, no longer blind)"),
-    "holdout_v6": (ROOT / "tests" / "data" / "moderation_holdout_v6.yaml",
+    "holdout_v6": (DATA / "moderation_holdout_v6.yaml",
                    "held-out set v6 (written by someone else; measured blind once after round 6, then read row by "
                    "row in round 7: a development set, no longer blind)"),
-    "holdout_v7": (ROOT / "tests" / "data" / "moderation_holdout_v7.yaml",
+    "holdout_v7": (DATA / "moderation_holdout_v7.yaml",
                    "held-out set v7 (written by someone else; measured blind once after round 7, then read row by "
                    "row in round 8: a development set, no longer blind)"),
 }

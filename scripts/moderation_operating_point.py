@@ -25,25 +25,30 @@ The blind set (v8) is never read here.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-DEV_SETS = ("holdout", "holdout_v2", "holdout_v3", "holdout_v4", "holdout_v5", "holdout_v6", "holdout_v7")
+
+
+def _bench():
+    """bench/moderation.py: the development sets and how their rows are read."""
+    spec = importlib.util.spec_from_file_location("bench_moderation", ROOT / "bench" / "moderation.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+BENCH = _bench()
+DEV_SETS = tuple(BENCH.DEVELOPMENT)
 GRID = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3)
 
 
 def _rows(name: str) -> list[dict]:
-    import yaml
-
-    path = ROOT / "tests" / "data" / ("moderation_holdout.yaml" if name == "holdout"
-                                      else f"moderation_holdout_{name.split('_')[1]}.yaml")
-    data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    rows = [{"text": it["text"], "label": cat, "kind": it["kind"]} for cat, items in data["block"].items()
-            for it in items]
-    return rows + [{"text": it["text"], "label": "safe", "kind": it["kind"]} for it in data["allow"]
-                   if it["kind"] != "non_english"]  # these get the configured non_english action
+    return [r for r in BENCH.holdout_rows(BENCH.DEVELOPMENT[name][0])
+            if r["label"] != "safe" or r["kind"] != "non_english"]  # these get the configured non_english action
 
 
 def figures(decisions: list[tuple[dict, bool]]) -> dict:

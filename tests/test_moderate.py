@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 from pathlib import Path
 
@@ -329,20 +330,38 @@ HELD_OUT = ("moderation_holdout.yaml", "moderation_holdout_v2.yaml", "moderation
             "moderation_holdout_v7.yaml", "moderation_holdout_v8.yaml")
 
 
-@pytest.fixture(scope="module")
-def training_texts():
-    spec = importlib.util.spec_from_file_location("train_moderation", ROOT / "scripts" / "train_moderation.py")
+@functools.cache
+def _script(name: str):
+    """A script of scripts/ loaded as a module, once per test session."""
+    spec = importlib.util.spec_from_file_location(name, ROOT / "scripts" / f"{name}.py")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return {r["text"].casefold() for r in mod.training_rows()}
+    return mod
+
+
+@pytest.fixture(scope="module")
+def training_texts():
+    return {r["text"].casefold() for r in _script("train_moderation").training_rows()}
 
 
 def _decontaminate():
     """scripts/moderation_decontaminate.py: the word bags and the 60 % rule that the near-copy tests share."""
-    spec = importlib.util.spec_from_file_location("decontaminate", ROOT / "scripts" / "moderation_decontaminate.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return _script("moderation_decontaminate")
+
+
+def _held_out_bags(names) -> list:
+    """The word bags of every row of the held-out files ``names`` that are in this checkout."""
+    import yaml
+
+    words = _decontaminate().words
+    bags = []
+    for name in names:
+        path = ROOT / "tests" / "data" / name
+        if path.is_file():
+            d = yaml.safe_load(path.read_text(encoding="utf-8"))
+            bags += [words(it["text"]) for items in d["block"].values() for it in items]
+            bags += [words(it["text"]) for it in d["allow"]]
+    return bags
 
 
 def _near_copies(texts: list[str], held: list) -> list[str]:
@@ -740,12 +759,8 @@ def test_round3_training_rows_are_no_near_copies_of_held_out_v2():
 
     import yaml
 
-    words = _decontaminate().words
-
     data = ROOT / "tests" / "data"
-    v2 = yaml.safe_load((data / "moderation_holdout_v2.yaml").read_text(encoding="utf-8"))
-    held = [words(it["text"]) for items in v2["block"].values() for it in items] + \
-        [words(it["text"]) for it in v2["allow"]]
+    held = _held_out_bags(["moderation_holdout_v2.yaml"])
     hard = yaml.safe_load((data / "moderation_train_hard.yaml").read_text(encoding="utf-8"))
     texts = [it["text"] for items in hard["rows"].values() for it in items]
     texts += [t for items in hard["foreign"].values() for t in items]
@@ -784,14 +799,8 @@ def test_round4_training_rows_are_no_near_copies_of_the_development_sets():
     them may leak into training."""
     import yaml
 
-    words = _decontaminate().words
-
     data = ROOT / "tests" / "data"
-    held = []
-    for name in ("moderation_holdout.yaml", "moderation_holdout_v2.yaml", "moderation_holdout_v3.yaml"):
-        d = yaml.safe_load((data / name).read_text(encoding="utf-8"))
-        held += [words(it["text"]) for items in d["block"].values() for it in items]
-        held += [words(it["text"]) for it in d["allow"]]
+    held = _held_out_bags(["moderation_holdout.yaml", "moderation_holdout_v2.yaml", "moderation_holdout_v3.yaml"])
     rows = yaml.safe_load((data / "moderation_train_lookalike.yaml").read_text(encoding="utf-8"))["rows"]
     texts = [it["text"] for items in rows.values() for it in items]
     assert len(rows["allow"]) >= 400 and sum(len(v) for k, v in rows.items() if k != "allow") >= 40
@@ -800,10 +809,7 @@ def test_round4_training_rows_are_no_near_copies_of_the_development_sets():
 
 
 def test_round4_rows_are_in_the_training_set():
-    spec = importlib.util.spec_from_file_location("train_moderation", ROOT / "scripts" / "train_moderation.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    rows = [r for r in mod.training_rows() if r["source"] == "rows"]
+    rows = [r for r in _script("train_moderation").training_rows() if r["source"] == "rows"]
     texts = {r["text"]: r["label"] for r in rows}
     assert texts.get("a hunter's stew of venison in a cast iron pot") == "safe"
     assert texts.get("awareness campaign image showing jews as rats swarming over a bank") == "hate"
@@ -880,14 +886,8 @@ def test_round5_and_6_training_rows_are_no_near_copies_of_the_held_out_sets(rows
     development sets they were written beside, and the blind sets written after them (decontaminated)."""
     import yaml
 
-    words = _decontaminate().words
     data = ROOT / "tests" / "data"
-    held = []
-    for name in HELD_OUT:
-        if (data / name).is_file():
-            d = yaml.safe_load((data / name).read_text(encoding="utf-8"))
-            held += [words(it["text"]) for items in d["block"].values() for it in items]
-            held += [words(it["text"]) for it in d["allow"]]
+    held = _held_out_bags(HELD_OUT)
     rows = yaml.safe_load((data / rows_file).read_text(encoding="utf-8"))["rows"]
     texts = [it["text"] for items in rows.values() for it in items]
     assert len(rows["allow"]) >= min_allow and sum(len(v) for k, v in rows.items() if k != "allow") >= min_block
