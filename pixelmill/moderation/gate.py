@@ -126,9 +126,11 @@ class Gate:
         self._minor_rx = re.compile(r"\b(?:a |an )?(?:" + "|".join(alts) + r")s?\b") if alts else None
         self.vocabulary = getattr(getattr(semantic, "embedder", None), "vocabulary", None)
         # allow phrases the semantic layer still reads: harm topics in a harmless frame ("suicide prevention")
-        frames = {" ".join(nz.TOKEN.findall(nz.light(t))) for t in policy.lists.get("frames", [])}
-        self.semantic_allow = [p for p in policy.allow_phrases
-                               if " ".join(nz.TOKEN.findall(nz.light(p))) not in frames]
+        def words(phrase: str) -> str:
+            return " ".join(nz.TOKEN.findall(nz.light(phrase)))
+
+        frames = {words(t) for t in policy.lists.get("frames", [])}
+        self.semantic_allow = [p for p in policy.allow_phrases if words(p) not in frames]
 
     def _wanted(self, category: str) -> bool:
         cats = self.settings.categories

@@ -94,11 +94,16 @@ def guess_non_english(text: str, vocabulary: frozenset[str] | set[str] | None = 
                 ", ".join(marked[:4]) + ")"
     if vocabulary and foreign and not english:
         long_words = [w for w in words if len(w) >= 3 and w.isalpha()]
-        unknown = [w for w in long_words if w not in vocabulary and w.rstrip("s") not in vocabulary]
+        unknown = [w for w in long_words if not _known(w, vocabulary)]
         if long_words and len(unknown) / len(long_words) >= 0.3:
             return "a foreign function word and words the English model does not know (" + \
                 ", ".join(list(dict.fromkeys(foreign + unknown))[:4]) + ")"
     return None
+
+
+def _known(word: str, vocabulary) -> bool:
+    """The English model knows the word, or its singular."""
+    return word in vocabulary or word.rstrip("s") in vocabulary
 
 
 def _marked_unknown(text: str, vocabulary) -> list[str]:
@@ -108,8 +113,7 @@ def _marked_unknown(text: str, vocabulary) -> list[str]:
     for w in _LETTERS.findall(text.casefold()):
         if len(w) < 4:
             continue
-        plain = nz.light(w)
-        if plain in vocabulary or plain.rstrip("s") in vocabulary:
+        if _known(nz.light(w), vocabulary):
             continue
         accented = any(ord(c) > 127 and unicodedata.name(c, "").startswith("LATIN") for c in w)
         if accented or w.endswith(FOREIGN_ENDINGS):
