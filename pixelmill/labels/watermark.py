@@ -317,6 +317,7 @@ def _nudged(sync: tuple):
     for dy, dx in NUDGES:
         yield z, flipped, spec, sy + dy, sx + dx
 
+
 def _candidates(pair: tuple[np.ndarray, np.ndarray, float], lattices: list[np.ndarray], basis: _Basis):
     """(z, flipped, projections) at the geometries worth decoding, most likely first (a generator: the
     caller stops at the first one that decodes). The ``TRIED`` geometries the sync likes best are each
