@@ -49,7 +49,7 @@ TRAIN_FILES = ("moderation_train.yaml", "moderation_train_more.yaml", "moderatio
 # hand-written rows only (no templates): round 4's harmless look-alikes near a harm topic, and harmful prompts
 # in the same framing (awareness posters, memorials, museums...); round 5's neutral public figures, anime,
 # motivational posters, prevention posters and their harmful counterparts. (moderation_train_round6.yaml is
-# not read: a head trained with it was measured in round 6 and not shipped, see docs/responsible-ai.md)
+# not read: a head trained with it was measured in round 6 and not shipped, see docs/moderation-rounds.md)
 ROW_FILES = ("moderation_train_lookalike.yaml", "moderation_train_round5.yaml")
 LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
 CYRILLIC = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "y": "у", "i": "і"}
