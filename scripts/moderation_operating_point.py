@@ -5,7 +5,7 @@
 The trained head's thresholds (``block`` on the harm probability, ``per_category``) come from out-of-fold
 scores on the training rows, which are easier to tell apart than prompts written by someone else: on every
 held-out set so far the gate blocked more harmless prompts than on the training rows. This script measures
-the whole gate (rules, minors fail-closed, language, semantic) on the development sets (held-out v1 to v7,
+the whole gate (rules, minors fail-closed, language, semantic) on the development sets (held-out v1 to v8,
 all read while tuning) for a range of one knob, ``strictness`` s: every non-minors threshold t becomes
 1 - s (1 - t) (s = 1: the trained thresholds; s < 1: stricter about what counts as harmful, fewer blocks).
 The minors thresholds never move (minors fail closed).
@@ -16,10 +16,10 @@ recall at least 0.95 overall, 1.00 on minors and 0.85 in every category) and tha
 are printed: an estimate of how the choice does on a set that did not pick it. The ceilings are below the
 targets (2 %, 3 %) on purpose: each blind set so far blocked about twice as many harmless prompts as the
 development sets of its round (v4 blind 3.6 % against <= 1.4 %; v5 blind 2.5 % against <= 1.4 %; v6 blind 2.8 %;
-v7 blind 2.3 %). The s chosen on all the development sets is
+v7 blind 2.3 %; v8 blind 1.9 %). The s chosen on all the development sets is
 the one to ship (``--write`` stores it in the head's JSON as ``thresholds.strictness``; the gate applies
 it). Embeddings are computed once per text (the head does not change), so the sweep takes a minute or two.
-The blind set (v8) is never read here.
+The blind set (v9) is never read here.
 """
 
 from __future__ import annotations
