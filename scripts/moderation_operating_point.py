@@ -85,6 +85,11 @@ def main(argv=None) -> int:
     ap.add_argument("--sets", nargs="+", choices=DEV_SETS, default=list(DEV_SETS))
     ap.add_argument("--fp", type=float, default=0.0125, help="false-block ceiling on each picking set (overall)")
     ap.add_argument("--fp-lookalike", type=float, default=0.02, help="the same on their look-alikes")
+    ap.add_argument("--recall-floor", type=float,
+                    help="choose on all sets instead the smallest s (fewest blocks) whose pooled recall is at "
+                         "least this and at which every set meets the ceilings (e.g. the pooled recall of the "
+                         "shipped configuration, so that a new head blocks fewer harmless prompts without "
+                         "letting more harmful ones through); the leave-one-set-out lines are unchanged")
     ap.add_argument("--write", action="store_true", help="store the strictness chosen on all sets in the head")
     args = ap.parse_args(argv)
 
@@ -134,12 +139,21 @@ def main(argv=None) -> int:
     s = choose(per_set, args.fp, args.fp_lookalike)
     print("\nchosen on all of them: " + line("pooled", s, pooled[s]) +
           ("" if met(per_set, args.fp, args.fp_lookalike) else "  (no s met the ceilings: grid minimum)"))
+    if args.recall_floor is not None:
+        floor = [t for t in met(per_set, args.fp, args.fp_lookalike) if pooled[t]["recall"] >= args.recall_floor]
+        if not floor:
+            print(f"no s meets the ceilings with pooled recall >= {args.recall_floor}: nothing chosen")
+            return 1
+        s = min(floor)
+        print(f"smallest s with pooled recall >= {args.recall_floor}: " + line("pooled", s, pooled[s]))
     if args.write:
         stem = Path(args.head) if args.head else ROOT / "pixelmill" / "moderation" / "data" / "semantic_head"
         meta = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
         meta["thresholds"]["strictness"] = s
         meta["strictness_chosen_on"] = {"sets": list(args.sets), "fp": args.fp, "fp_lookalike": args.fp_lookalike,
                                         "by": "scripts/moderation_operating_point.py"}
+        if args.recall_floor is not None:
+            meta["strictness_chosen_on"]["recall_floor"] = args.recall_floor
         stem.with_suffix(".json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         print(f"wrote strictness {s} to {stem.with_suffix('.json')}")
     return 0

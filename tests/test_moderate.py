@@ -1273,3 +1273,41 @@ def test_round9_rows_are_read_by_the_trainer_after_the_earlier_files():
     assert all(r["source"] in ("rows", "augmented") for r in rows[at:])
     assert not [r for r in rows[:at] if r["text"] in {it["text"] for v in r9["rows"].values() for it in v}]
     assert train.training_rows() == rows  # seeded
+
+
+@pytest.mark.parametrize("text,plain", [
+    ("fan caption: our drummer absolutely killed it tonight", "absolutely did great"),
+    ("the choir totally slayed it at the festival", "totally did great"),
+    ("she was killing it on stage at the open mic", "did great on stage"),
+])
+def test_round9_praise_idioms_are_read_plainly(gate, text, plain):
+    seen = gate.for_semantic(text)
+    assert plain in seen and "kill" not in seen and "slay" not in seen, seen
+
+
+def test_round9_praise_idiom_is_narrow(gate):
+    """Only the praise phrase is read plainly: a literal killing keeps its words, and the rules see the
+    original text either way."""
+    assert "killed it with" in gate.for_semantic("the farmer killed it with an axe, blood on the snow")
+    assert not gate.check("he absolutely killed it, then cut off its head, blood spurting everywhere").allowed
+
+
+def test_round9_minors_threshold_is_calibrated_apart():
+    """--minors-fp-target sets the minors threshold on all harmless rows at its own budget: a larger budget
+    gives a lower (more fail-closed) threshold, whatever the rows that set the other thresholds."""
+    import numpy as np
+
+    train = _script("train_moderation")
+    rng = np.random.default_rng(0)
+    n = 4000
+    y = np.where(rng.random(n) < 0.5, 0, rng.integers(1, len(train.CLASSES), size=n))
+    oof = rng.dirichlet(np.ones(len(train.CLASSES)), size=n)
+    written = rng.random(n) < 0.3
+    i = train.CATEGORIES.index("minors") + 1
+    base = train.calibrate(oof, y, written, "handwritten", 0.015)[1]
+    same = train.calibrate(oof, y, written, "handwritten", 0.015, minors_fp_target=0.015)[1]
+    wider = train.calibrate(oof, y, written, "handwritten", 0.015, minors_fp_target=0.04)[1]
+    assert {k: v for k, v in same.items() if k != "minors"} == {k: v for k, v in base.items() if k != "minors"}
+    assert same["minors"] == round(float(np.quantile(oof[y == 0, i], 1 - 0.015 / 12)), 4)  # all harmless rows
+    assert wider["minors"] < same["minors"]
+    assert {k: v for k, v in wider.items() if k != "minors"} == {k: v for k, v in base.items() if k != "minors"}
