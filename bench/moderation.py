@@ -5,8 +5,8 @@ Usage: .venv/bin/python bench/moderation.py [--policy FILE] [--no-semantic]
 
 Prints, in one run, for up to ten sets: the main set (the training prompts of scripts/train_moderation.py:
 tests/data/moderation_prompts.yaml, moderation_train.yaml, moderation_train_more.yaml,
-moderation_train_hard.yaml and their seeded expansions, moderation_train_lookalike.yaml and
-moderation_train_round5.yaml; in-sample), the development sets v1 to v8 (tests/data/moderation_holdout.yaml
+moderation_train_hard.yaml and their seeded expansions, moderation_train_lookalike.yaml,
+moderation_train_round5.yaml and moderation_train_round9.yaml; in-sample), the development sets v1 to v8 (tests/data/moderation_holdout.yaml
 and moderation_holdout_v2.yaml to moderation_holdout_v8.yaml; never trained on, but each read row by row
 while tuning: v1 while v2 was written, v2 in round 3, v3 to v8 written by someone else, each measured blind
 once and then read in the next round, v8 in round 9) and, when its file exists, the blind held-out set v9
