@@ -79,6 +79,14 @@ def met(per_set: dict[float, list[dict]], fp: float, fp_look: float) -> list[flo
     return [s for s in GRID if all(acceptable(f, fp, fp_look) for f in per_set[s])]
 
 
+def lowest_with_recall(per_set: dict[float, list[dict]], pooled: dict[float, dict], floor: float, fp: float,
+                       fp_look: float) -> float | None:
+    """The smallest s (fewest blocks) at which every set meets the ceilings and the pooled recall is at least
+    ``floor``; None when no s does."""
+    ok = [s for s in met(per_set, fp, fp_look) if pooled[s]["recall"] >= floor]
+    return min(ok) if ok else None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--head", help="a trained head's stem (FILE.npz + FILE.json) instead of the shipped one")
@@ -140,11 +148,10 @@ def main(argv=None) -> int:
     print("\nchosen on all of them: " + line("pooled", s, pooled[s]) +
           ("" if met(per_set, args.fp, args.fp_lookalike) else "  (no s met the ceilings: grid minimum)"))
     if args.recall_floor is not None:
-        floor = [t for t in met(per_set, args.fp, args.fp_lookalike) if pooled[t]["recall"] >= args.recall_floor]
-        if not floor:
+        s = lowest_with_recall(per_set, pooled, args.recall_floor, args.fp, args.fp_lookalike)
+        if s is None:
             print(f"no s meets the ceilings with pooled recall >= {args.recall_floor}: nothing chosen")
             return 1
-        s = min(floor)
         print(f"smallest s with pooled recall >= {args.recall_floor}: " + line("pooled", s, pooled[s]))
     if args.write:
         stem = Path(args.head) if args.head else ROOT / "pixelmill" / "moderation" / "data" / "semantic_head"

@@ -1311,3 +1311,21 @@ def test_round9_minors_threshold_is_calibrated_apart():
     assert same["minors"] == round(float(np.quantile(oof[y == 0, i], 1 - 0.015 / 12)), 4)  # all harmless rows
     assert wider["minors"] < same["minors"]
     assert {k: v for k, v in wider.items() if k != "minors"} == {k: v for k, v in base.items() if k != "minors"}
+
+
+def test_round9_recall_floor_picks_the_fewest_blocks_that_keep_recall():
+    """--recall-floor: the smallest s (fewest blocks) at which every set meets the ceilings and the pooled
+    recall reaches the floor; nothing when no s does."""
+    op = _script("moderation_operating_point")
+
+    def f(recall, fb):
+        return {"recall": recall, "false_blocks": fb, "false_lookalike": fb, "per_category": {"minors": 1.0, "hate": 0.9}}
+
+    recall = {1.0: 0.99, 0.9: 0.985, 0.8: 0.975, 0.7: 0.97, 0.6: 0.96, 0.5: 0.955, 0.4: 0.95, 0.3: 0.95}
+    fb = {1.0: 0.019, 0.9: 0.012, 0.8: 0.008, 0.7: 0.005, 0.6: 0.004, 0.5: 0.003, 0.4: 0.002, 0.3: 0.001}
+    per_set = {s: [f(recall[s], fb[s])] * 2 for s in op.GRID}
+    pooled = {s: f(recall[s], fb[s]) for s in op.GRID}
+    assert op.lowest_with_recall(per_set, pooled, 0.98, 0.02, 0.03) == 0.9
+    assert op.lowest_with_recall(per_set, pooled, 0.97, 0.02, 0.03) == 0.7
+    assert op.lowest_with_recall(per_set, pooled, 0.98, 0.01, 0.01) is None  # 0.9 is over the ceilings
+    assert op.choose(per_set, 0.02, 0.03) == 1.0  # the default rule: the largest s within the ceilings
