@@ -1,23 +1,23 @@
 """Measure the moderate gate (rules + minors fail-closed + language + semantic layer) in one run.
 
 Usage: .venv/bin/python bench/moderation.py [--policy FILE] [--no-semantic]
-       [--only main holdout holdout_v2 ... holdout_v7 holdout_v8] [--threads N] [--verbose]
+       [--only main holdout holdout_v2 ... holdout_v8 holdout_v9] [--threads N] [--verbose]
 
-Prints, in one run, for up to nine sets: the main set (the training prompts of scripts/train_moderation.py:
+Prints, in one run, for up to ten sets: the main set (the training prompts of scripts/train_moderation.py:
 tests/data/moderation_prompts.yaml, moderation_train.yaml, moderation_train_more.yaml,
-moderation_train_hard.yaml and their seeded expansions, moderation_train_lookalike.yaml and
-moderation_train_round5.yaml; in-sample), the development sets v1 to v7 (tests/data/moderation_holdout.yaml
-and moderation_holdout_v2.yaml to moderation_holdout_v7.yaml; never trained on, but each read row by row
-while tuning: v1 while v2 was written, v2 in round 3, v3 to v7 written by someone else, each measured blind
-once and then read in the next round, v7 in round 8) and, when its file exists, the blind held-out set v8
-(tests/data/moderation_holdout_v8.yaml, written by someone else; its rows are never listed, not even with
+moderation_train_hard.yaml and their seeded expansions, moderation_train_lookalike.yaml,
+moderation_train_round5.yaml and moderation_train_round9.yaml; in-sample), the development sets v1 to v8 (tests/data/moderation_holdout.yaml
+and moderation_holdout_v2.yaml to moderation_holdout_v8.yaml; never trained on, but each read row by row
+while tuning: v1 while v2 was written, v2 in round 3, v3 to v8 written by someone else, each measured blind
+once and then read in the next round, v8 in round 9) and, when its file exists, the blind held-out set v9
+(tests/data/moderation_holdout_v9.yaml, written by someone else; its rows are never listed, not even with
 --verbose): recall per category (blocked at all, and filed under the expected category), plain against
 evasive and by wording (paraphrase, euphemism, slang, spacing, homoglyph, leet, buried, indirect,
 non-English), false blocks per kind of harmless prompt (harmless non-English prompts apart: they get the
 configured `non_english` action), which layer decided, and ms per prompt (p50, p90) with the model loaded:
 wall clock, and the CPU time of the checking thread (with one torch thread that is what the check costs
 on an idle core; on a shared machine the wall clock also holds the time spent waiting for a core).
-Misses and false blocks of v1 to v7 are listed with --verbose (v1 also with --only holdout); never v8's.
+Misses and false blocks of v1 to v8 are listed with --verbose (v1 also with --only holdout); never v9's.
 Targets (held-out): recall >= 0.95 overall, 1.00 minors, >= 0.85 each category, >= 0.90 evasive;
 false blocks <= 2 % overall and <= 3 % on look-alikes; p50 <= 20 ms.
 """
@@ -39,8 +39,8 @@ from pixelmill.moderation.gate import Gate, GateSettings
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data"
 HOLDOUT = DATA / "moderation_holdout.yaml"
-HOLDOUT_V8 = DATA / "moderation_holdout_v8.yaml"
-BLIND = "holdout_v8"  # measured by whoever merges; its rows are never listed
+HOLDOUT_V9 = DATA / "moderation_holdout_v9.yaml"
+BLIND = "holdout_v9"  # measured by whoever merges; its rows are never listed
 # the development sets: name -> (file, what the report says about it)
 DEVELOPMENT = {
     "holdout": (HOLDOUT, "held-out set v1 (seen while tuning: no longer blind)"),
@@ -62,6 +62,9 @@ DEVELOPMENT = {
     "holdout_v7": (DATA / "moderation_holdout_v7.yaml",
                    "held-out set v7 (written by someone else; measured blind once after round 7, then read row by "
                    "row in round 8: a development set, no longer blind)"),
+    "holdout_v8": (DATA / "moderation_holdout_v8.yaml",
+                   "held-out set v8 (written by someone else; measured blind once after round 8, then read row by "
+                   "row in round 9: a development set, no longer blind)"),
 }
 SETS = ("main", *DEVELOPMENT, BLIND)
 
@@ -180,7 +183,7 @@ def main(argv=None) -> int:
         semantic.score("warm up")
         print(f"semantic layer loaded in {time.perf_counter() - t0:.1f} s")
     gate = Gate(policy, GateSettings(semantic=semantic is not None), semantic=semantic)
-    wanted = args.only or [s for s in SETS if s != BLIND or HOLDOUT_V8.is_file()]
+    wanted = args.only or [s for s in SETS if s != BLIND or HOLDOUT_V9.is_file()]
     if "main" in wanted:
         report("main set (training prompts, in-sample)", evaluate(gate, main_rows()), False)
     for name, (path, title) in DEVELOPMENT.items():
@@ -188,11 +191,11 @@ def main(argv=None) -> int:
             # v1's misses are also listed when it is the only set asked for
             report(title, evaluate(gate, holdout_rows(path)), args.verbose or args.only == [name] == ["holdout"])
     if BLIND in wanted:
-        if not HOLDOUT_V8.is_file():
-            ap.error(f"{HOLDOUT_V8.relative_to(ROOT)} does not exist")
+        if not HOLDOUT_V9.is_file():
+            ap.error(f"{HOLDOUT_V9.relative_to(ROOT)} does not exist")
         # blind: misses are not listed (--verbose does not apply), so the set is not read while tuning
-        report("held-out set v8 (blind: written by someone else, never read while tuning)",
-               evaluate(gate, holdout_rows(HOLDOUT_V8)), False)
+        report("held-out set v9 (blind: written by someone else, never read while tuning)",
+               evaluate(gate, holdout_rows(HOLDOUT_V9)), False)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Drop the rows of a blind held-out set that coincide with training rows, before its first measurement.
 
-Usage: .venv/bin/python scripts/moderation_decontaminate.py moderation_holdout_v7.yaml [--write]
+Usage: .venv/bin/python scripts/moderation_decontaminate.py moderation_holdout_v9.yaml [--write]
 
 A blind set is written by someone who never saw the training rows, so a few of its rows can happen to
 match one (the same famous painting, the same stock phrase). Measured as they are, those rows report what
@@ -72,7 +72,7 @@ def coinciding(rows: list[tuple[str, dict]], train: list[str]) -> tuple[set[str]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("name", help="file name under tests/data, e.g. moderation_holdout_v7.yaml")
+    ap.add_argument("name", help="file name under tests/data, e.g. moderation_holdout_v9.yaml")
     ap.add_argument("--write", action="store_true", help="remove the coinciding rows from the file")
     args = ap.parse_args()
     path = DATA / args.name

@@ -5,7 +5,7 @@
 The trained head's thresholds (``block`` on the harm probability, ``per_category``) come from out-of-fold
 scores on the training rows, which are easier to tell apart than prompts written by someone else: on every
 held-out set so far the gate blocked more harmless prompts than on the training rows. This script measures
-the whole gate (rules, minors fail-closed, language, semantic) on the development sets (held-out v1 to v7,
+the whole gate (rules, minors fail-closed, language, semantic) on the development sets (held-out v1 to v8,
 all read while tuning) for a range of one knob, ``strictness`` s: every non-minors threshold t becomes
 1 - s (1 - t) (s = 1: the trained thresholds; s < 1: stricter about what counts as harmful, fewer blocks).
 The minors thresholds never move (minors fail closed).
@@ -16,10 +16,10 @@ recall at least 0.95 overall, 1.00 on minors and 0.85 in every category) and tha
 are printed: an estimate of how the choice does on a set that did not pick it. The ceilings are below the
 targets (2 %, 3 %) on purpose: each blind set so far blocked about twice as many harmless prompts as the
 development sets of its round (v4 blind 3.6 % against <= 1.4 %; v5 blind 2.5 % against <= 1.4 %; v6 blind 2.8 %;
-v7 blind 2.3 %). The s chosen on all the development sets is
+v7 blind 2.3 %; v8 blind 1.9 %). The s chosen on all the development sets is
 the one to ship (``--write`` stores it in the head's JSON as ``thresholds.strictness``; the gate applies
 it). Embeddings are computed once per text (the head does not change), so the sweep takes a minute or two.
-The blind set (v8) is never read here.
+The blind set (v9) is never read here.
 """
 
 from __future__ import annotations
@@ -79,12 +79,25 @@ def met(per_set: dict[float, list[dict]], fp: float, fp_look: float) -> list[flo
     return [s for s in GRID if all(acceptable(f, fp, fp_look) for f in per_set[s])]
 
 
+def lowest_with_recall(per_set: dict[float, list[dict]], pooled: dict[float, dict], floor: float, fp: float,
+                       fp_look: float) -> float | None:
+    """The smallest s (fewest blocks) at which every set meets the ceilings and the pooled recall is at least
+    ``floor``; None when no s does."""
+    ok = [s for s in met(per_set, fp, fp_look) if pooled[s]["recall"] >= floor]
+    return min(ok) if ok else None
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--head", help="a trained head's stem (FILE.npz + FILE.json) instead of the shipped one")
     ap.add_argument("--sets", nargs="+", choices=DEV_SETS, default=list(DEV_SETS))
     ap.add_argument("--fp", type=float, default=0.0125, help="false-block ceiling on each picking set (overall)")
     ap.add_argument("--fp-lookalike", type=float, default=0.02, help="the same on their look-alikes")
+    ap.add_argument("--recall-floor", type=float,
+                    help="choose on all sets instead the smallest s (fewest blocks) whose pooled recall is at "
+                         "least this and at which every set meets the ceilings (e.g. the pooled recall of the "
+                         "shipped configuration, so that a new head blocks fewer harmless prompts without "
+                         "letting more harmful ones through); the leave-one-set-out lines are unchanged")
     ap.add_argument("--write", action="store_true", help="store the strictness chosen on all sets in the head")
     args = ap.parse_args(argv)
 
@@ -134,12 +147,20 @@ def main(argv=None) -> int:
     s = choose(per_set, args.fp, args.fp_lookalike)
     print("\nchosen on all of them: " + line("pooled", s, pooled[s]) +
           ("" if met(per_set, args.fp, args.fp_lookalike) else "  (no s met the ceilings: grid minimum)"))
+    if args.recall_floor is not None:
+        s = lowest_with_recall(per_set, pooled, args.recall_floor, args.fp, args.fp_lookalike)
+        if s is None:
+            print(f"no s meets the ceilings with pooled recall >= {args.recall_floor}: nothing chosen")
+            return 1
+        print(f"smallest s with pooled recall >= {args.recall_floor}: " + line("pooled", s, pooled[s]))
     if args.write:
         stem = Path(args.head) if args.head else ROOT / "pixelmill" / "moderation" / "data" / "semantic_head"
         meta = json.loads(stem.with_suffix(".json").read_text(encoding="utf-8"))
         meta["thresholds"]["strictness"] = s
         meta["strictness_chosen_on"] = {"sets": list(args.sets), "fp": args.fp, "fp_lookalike": args.fp_lookalike,
                                         "by": "scripts/moderation_operating_point.py"}
+        if args.recall_floor is not None:
+            meta["strictness_chosen_on"]["recall_floor"] = args.recall_floor
         stem.with_suffix(".json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
         print(f"wrote strictness {s} to {stem.with_suffix('.json')}")
     return 0

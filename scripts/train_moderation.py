@@ -4,7 +4,9 @@
 
 Reads the labelled prompts in tests/data/moderation_prompts.yaml, tests/data/moderation_train.yaml,
 tests/data/moderation_train_more.yaml and tests/data/moderation_train_hard.yaml (rows, plus templates filled
-from slot lists), tests/data/moderation_train_lookalike.yaml and tests/data/moderation_train_round5.yaml (rows only), adds evasive variants (leetspeak, spaced letters, look-alike
+from slot lists), tests/data/moderation_train_lookalike.yaml and tests/data/moderation_train_round5.yaml (rows only),
+tests/data/moderation_train_round9.yaml (rows only; appended after the others with their own seeded variants,
+so the rows and expansions of the earlier files stay the same), adds evasive variants (leetspeak, spaced letters, look-alike
 letters, full-width letters, a request buried at the end of a long harmless scene), embeds everything with
 all-MiniLM-L6-v2 (pixelmill.moderation.embedding) and trains a one-hidden-layer softmax head over
 safe + one class per category. The thresholds (one on the harm probability, one per category on that
@@ -51,6 +53,10 @@ TRAIN_FILES = ("moderation_train.yaml", "moderation_train_more.yaml", "moderatio
 # motivational posters, prevention posters and their harmful counterparts. (moderation_train_round6.yaml is
 # not read: a head trained with it was measured in round 6 and not shipped, see docs/moderation-rounds.md)
 ROW_FILES = ("moderation_train_lookalike.yaml", "moderation_train_round5.yaml")
+# round 9: harmless look-alikes of many kinds (products and fashion on adult models, fitness, memes, awareness
+# and anti-hate posters, food, horror and games without gore, hunting, public figures in neutral scenes...)
+# and harmful prompts in the same framings; read after everything else (its own random stream)
+LATE_ROW_FILES = ("moderation_train_round9.yaml",)
 LEET = {"a": "4", "e": "3", "i": "1", "o": "0", "s": "5", "t": "7"}
 CYRILLIC = {"a": "а", "e": "е", "o": "о", "p": "р", "c": "с", "x": "х", "y": "у", "i": "і"}
 
@@ -130,7 +136,17 @@ def training_rows(seed: int = SEED) -> list[dict]:
         if rng.random() < (0.3 if r["label"] != "safe" else 0.15):
             extra.append({"text": evasive_variant(r["text"], rng, scenes), "label": r["label"],
                           "kind": "evasive" if r["label"] != "safe" else r["kind"], "source": "augmented"})
-    return rows + extra
+    rows += extra
+    late_rng = random.Random(seed + 9)
+    for name in LATE_ROW_FILES:
+        for cat, items in yaml.safe_load((DATA / name).read_text(encoding="utf-8"))["rows"].items():
+            label = "safe" if cat == "allow" else cat
+            late = [{"text": it["text"], "label": label, "kind": it["kind"], "source": "rows"} for it in items]
+            rows += late
+            rows += [{"text": evasive_variant(r["text"], late_rng, scenes), "label": label,
+                      "kind": "evasive" if label != "safe" else r["kind"], "source": "augmented"}
+                     for r in late if late_rng.random() < (0.3 if label != "safe" else 0.15)]
+    return rows
 
 
 def _train_head(x: np.ndarray, y: np.ndarray, seed: int, hidden: int = 64, epochs: int = 400):
@@ -164,15 +180,21 @@ def calibration_rows(y: np.ndarray, written: np.ndarray, calibrate_on: str, cate
 
 
 def calibrate(oof: np.ndarray, y: np.ndarray, written: np.ndarray, calibrate_on: str,
-              fp_target: float) -> tuple[float, dict[str, float]]:
+              fp_target: float, minors_fp_target: float | None = None) -> tuple[float, dict[str, float]]:
     """(harm threshold, per-category thresholds) from out-of-fold probabilities: half of the false-block
     budget for the harm probability, the other half shared by the categories (a category the head is less
-    sure about, whose rows get lower probabilities, gets a lower threshold)."""
+    sure about, whose rows get lower probabilities, gets a lower threshold). ``minors_fp_target`` (None: the
+    same budget) calibrates the minors threshold apart, on all harmless rows whatever ``calibrate_on``: a
+    larger budget gives a lower threshold, so that new harmless rows cannot push it up (minors fail closed)."""
     harm = 1.0 - oof[:, 0]
     block = float(np.quantile(harm[calibration_rows(y, written, calibrate_on)], 1.0 - fp_target / 2))
     per_category = {c: round(float(np.quantile(oof[calibration_rows(y, written, calibrate_on, c), i + 1],
                                                1.0 - fp_target / (2 * len(CATEGORIES)))), 4)
                     for i, c in enumerate(CATEGORIES)}
+    if minors_fp_target is not None:
+        i = CATEGORIES.index("minors")
+        per_category["minors"] = round(float(np.quantile(oof[y == 0, i + 1],
+                                                         1.0 - minors_fp_target / (2 * len(CATEGORIES)))), 4)
     return block, per_category
 
 
@@ -212,6 +234,9 @@ def main(argv=None) -> int:
                     help="harmless rows that set the thresholds: all (default) or only the hand-written ones "
                          "(stricter: fewer false blocks, lower recall) or mixed (hand-written ones, but all "
                          "for the minors threshold, which fails closed)")
+    ap.add_argument("--minors-fp-target", type=float,
+                    help="calibrate the minors threshold apart, on all harmless rows at this out-of-fold budget "
+                         "(default: --fp-target); larger is lower, i.e. more fail-closed")
     args = ap.parse_args(argv)
 
     import os
@@ -260,7 +285,8 @@ def main(argv=None) -> int:
     # the harmless rows that set the thresholds: all of them (default), or only those written by hand (and
     # their windows), which are harder to tell apart than template rows. On held-out v1, "handwritten"
     # gave recall 0.928 / false blocks 0.6 %, "all" 0.978 / 1.8 % (targets: >= 0.95, <= 2 %): "all" ships.
-    block_threshold, per_category = calibrate(oof, y, np.array(written), args.calibrate_on, args.fp_target)
+    block_threshold, per_category = calibrate(oof, y, np.array(written), args.calibrate_on, args.fp_target,
+                                              args.minors_fp_target)
     if args.save_oof:
         np.savez(args.save_oof, oof=oof, y=y, written=np.array(written))
     calib = calibration_rows(y, np.array(written), args.calibrate_on)
@@ -315,6 +341,7 @@ def main(argv=None) -> int:
                         "false_blocks_handwritten": round(float(flagged[safe & np.array(written)].mean()), 4),
                         "calibrated_on": f"{args.calibrate_on} harmless rows ({int(calib.sum())})",
                         "fp_target": args.fp_target,
+                        "minors_fp_target": args.minors_fp_target,
                         "minors_cue_rows": {"harmless": int(is_safe.sum()), "minors": int((~is_safe).sum()),
                                             "minors_caught_by_cue": round(cue_recall, 4),
                                             "modes": cue_report}},

@@ -37,6 +37,10 @@ IDIOMS = {
     "faggot of firewood": "bundle of firewood", "faggots of firewood": "bundles of firewood",
     "faggot of wood": "bundle of wood", "faggots of wood": "bundles of wood",
     "faggot of sticks": "bundle of sticks", "faggots of sticks": "bundles of sticks",
+    # praise (round 9): "she absolutely killed it on stage" means she did great
+    **{f"{adv} {verb} it": f"{adv} did great" for adv in ("absolutely", "totally", "really", "so")
+       for verb in ("killed", "killing", "kills", "slayed", "slaying")},
+    **{f"{verb} it on stage": "did great on stage" for verb in ("killed", "killing", "kills", "slayed", "slaying")},
     # "X porn": internet slang for beautiful photos of X
     **{f"{x} porn": f"{x} photography" for x in ("food", "cabin", "earth", "ruin", "ruins", "architecture",
                                                    "gear", "book", "map", "space", "sky", "city", "house",
