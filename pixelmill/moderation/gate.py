@@ -265,8 +265,6 @@ class Gate:
             m = matches[0]
             return Decision("block", m.category, "rules", m.rule, m.term, text_index, matches)
 
-        # a marker of a minor or a sexual cue under a frame: the core the frame is put around counts too
-        framed = cores(text) if (marker or (self._wanted("minors") and self._sexual_cue(text))) else []
         reason = guess_non_english(text, self.vocabulary)
         if reason and self.settings.non_english != "allow":
             return Decision(self.settings.non_english, "non_english", "language", "non_english", reason, text_index)
@@ -287,11 +285,14 @@ class Gate:
                                     scores.as_dict())
                 return Decision("block", category, "semantic", f"semantic_{category}", reason + where,
                                 text_index, matches, scores.as_dict())
+        # a marker of a minor or a sexual cue under a frame: the core the frame is put around counts too
+        framed = cores(text) if (marker or (self._wanted("minors") and self._sexual_cue(text))) else []
+        if framed and self.semantic is not None:
             framed_block = self._framed_minor(framed, marker, block_t, per_category)
             if framed_block:
                 framed_block.text_index, framed_block.matches = text_index, matches
                 return framed_block
-        if self.settings.non_english != "allow":
+        if framed and self.settings.non_english != "allow":
             # an English frame ("an awareness poster: ...") does not make a foreign request English: with a
             # marker of a minor or a sexual cue, the core is read by the language guess too
             for core in framed:
