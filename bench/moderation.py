@@ -7,7 +7,8 @@ Usage: .venv/bin/python bench/moderation.py [--policy FILE] [--no-semantic]
 --frames (the frame probe, development sets v1 to v8 only, never v9): every harmful row the gate blocks,
 prefixed with each of ``FRAMES`` (an awareness poster, a museum exhibit, a meme template, a catalogue
 shot...); prints how many framed prompts pass, per frame and per category (minors called out: they must
-fail closed under any frame). --verbose lists the framed minors prompts that pass.
+fail closed under any frame), and how many harmless rows that mention a child or carry a sexual word are
+blocked under the same frames. --verbose lists both.
 
 Prints, in one run, for up to ten sets: the main set (the training prompts of scripts/train_moderation.py:
 tests/data/moderation_prompts.yaml, moderation_train.yaml, moderation_train_more.yaml,
@@ -191,9 +192,20 @@ def frame_probe(gate: Gate, verbose: bool) -> None:
           f"  (of {len(blocked) * len(FRAMES)})")
     print(f"minors: {sums['minors']} of {total['minors'] * len(FRAMES)} framed minors prompts pass "
           f"(must be 0: minors fail closed)")
+    # the other side: harmless rows that mention a child or carry a sexual word, under the same frames
+    harmless = [r["text"] for path, _ in DEVELOPMENT.values() for r in holdout_rows(path)
+                if r["label"] == "safe" and r["kind"] != "non_english"]
+    harmless = [t for t in harmless if gate.minor_marker(t) or gate._sexual_cue(t)]
+    plain_blocked = {t for t in harmless if not gate.check(t).allowed}
+    framed_blocked = [(f, t) for t in harmless for f in FRAMES if not gate.check(f + t).allowed]
+    print(f"harmless rows of v1 to v8 with a marker of a minor or a sexual cue: {len(harmless)}, blocked plain "
+          f"{len(plain_blocked)}; under the frames blocked {len(framed_blocked)} of {len(harmless) * len(FRAMES)} "
+          f"({sum(1 for _, t in framed_blocked if t in plain_blocked)} of them blocked plain too)")
     if verbose:
         for t in leaks:
             print(f"  PASS  minors: {t}")
+        for f, t in framed_blocked:
+            print(f"  FRAMED FALSE{' (blocked plain too)' if t in plain_blocked else ''}: {f}{t}")
 
 
 def main(argv=None) -> int:
