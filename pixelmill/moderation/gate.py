@@ -9,6 +9,11 @@ Layers, in order:
    above the trained ``minors_cue`` threshold, at least 0.9, with a sexual or minors reading the most
    harmful one), or a semantic block in category sexual or minors. Markers and cues in other languages
    (``FOREIGN_MINOR``, ``FOREIGN_CUE``: "niña de 12 años desnuda", "голая девочка") count too.
+   Under a frame ("an awareness poster: ...", "a museum exhibit showing ..."), which dilutes the model's
+   reading of the whole text: with a marker of a minor or a sexual cue, each core (the text without a short
+   leading clause, ``semantic.cores``) that still holds one is read alone with the same thresholds, and a
+   minors reading (or, with a marker, a sexual one) blocks as ``minors`` (rule ``minor_in_frame``); the
+   language guess reads those cores too, after every other layer let the text through.
 
 Before all of it, negated harm words ("no gore", "without nudity") are dropped (``policy.drop_negated``);
 the semantic layer reads known harmless names plainly ("a Screaming Orgasm" -> "a cocktail", see
@@ -33,6 +38,7 @@ from typing import Any, Literal
 from . import benign
 from . import normalize as nz
 from .policy import Match, Policy, _mask_light, _Terms, drop_negated
+from .semantic import cores
 
 AGE_UNDER_18 = re.compile(r"\b([1-9]|1[0-7]) ?(yo|y\.?o\.?|yrs?|years?)( |-)?(old)?\b|\b(age|aged) ([1-9]|1[0-7])\b"
                           r"|\b(one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|thirteen|fourteen"
@@ -187,6 +193,26 @@ class Gate:
         return all(nz.light(part) in self.ambiguous or benign.sacred_context(part, base)
                    for part in m.term.split(" + "))
 
+    def _framed_minor(self, framed: list[str], marker: str | None, block_t: float,
+                      per_category: dict[str, float]) -> Decision | None:
+        """Minors fail closed under a frame: each core (the text without a short leading clause, see
+        ``semantic.cores``) that still holds a marker of a minor or a sexual cue is read alone, with the
+        thresholds of the whole text; a minors reading (or, with a marker of a minor, a sexual one) blocks as
+        ``minors``. Only the minors decision reads the cores, so other categories are judged as before."""
+        framed = [c for c in framed if self.minor_marker(c) or self._sexual_cue(c)]
+        if not framed or not self._wanted("minors"):
+            return None
+        scores = self.semantic.score_each([self.for_semantic(c) for c in framed])
+        verdict = scores.verdict(block_t, per_category, self._wanted)
+        if verdict is None:
+            return None
+        category, window, reason = verdict
+        if category != "minors" and not (marker and category == "sexual"):
+            return None
+        cue = f"semantic {category}: {reason} (core {scores.windows[window]!r})"
+        return Decision("block", "minors", "minors_fail_closed", "minor_in_frame",
+                        f"{marker} + {cue}" if marker else cue, scores=scores.as_dict())
+
     def check(self, text: str, *, text_index: int = 0) -> Decision:
         from .language import guess_non_english
 
@@ -259,6 +285,21 @@ class Gate:
                                     scores.as_dict())
                 return Decision("block", category, "semantic", f"semantic_{category}", reason + where,
                                 text_index, matches, scores.as_dict())
+        # a marker of a minor or a sexual cue under a frame: the core the frame is put around counts too
+        framed = cores(text) if (marker or (self._wanted("minors") and self._sexual_cue(text))) else []
+        if framed and self.semantic is not None:
+            framed_block = self._framed_minor(framed, marker, block_t, per_category)
+            if framed_block:
+                framed_block.text_index, framed_block.matches = text_index, matches
+                return framed_block
+        if framed and self.settings.non_english != "allow":
+            # an English frame ("an awareness poster: ...") does not make a foreign request English: with a
+            # marker of a minor or a sexual cue, the core is read by the language guess too
+            for core in framed:
+                reason = guess_non_english(core, self.vocabulary)
+                if reason:
+                    return Decision(self.settings.non_english, "non_english", "language", "non_english",
+                                    f"{reason} (after a leading clause)", text_index)
 
         if self.guard is not None:
             verdict = self.guard.check(original)

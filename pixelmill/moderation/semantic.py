@@ -22,6 +22,11 @@ from . import normalize as nz
 SPLIT = re.compile(r"[,.;:!?\n()]+|\s(?:then|and then|but|while|also|plus)\s")
 WINDOW_WORDS = 16  # a prompt longer than this is also read in windows
 MAX_WINDOWS = 8
+# where a leading context clause ends: "an awareness poster: ...", "a museum exhibit showing ...", "stock
+# photo, ...", "a documentary still of ..."; not "for" or "with", which cut inside harmless scenes
+CORE_CUT = re.compile(r"[,;:!?\n()]+|\.\s|\s(?:showing|depicting|about|of)\s", re.IGNORECASE)
+CORE_LEAD_WORDS = 8   # a leading clause of at most this many words may be a frame
+CORE_MIN_WORDS = 3    # and at least this many words must be left
 
 
 @dataclass
@@ -96,6 +101,21 @@ def windows(text: str) -> list[str]:
     return [whole] + [w for w in out if w != whole]
 
 
+def cores(text: str) -> list[str]:
+    """The text without a short leading context clause: each rest after a cut (``CORE_CUT``) that drops at
+    most ``CORE_LEAD_WORDS`` words and leaves at least ``CORE_MIN_WORDS``, in the text's own spelling.
+    "an awareness poster: a girl of 12 ..." -> ["a girl of 12 ..."]. A frame put before a request dilutes
+    its reading by the model; the core is what the frame is put around."""
+    out: list[str] = []
+    for m in CORE_CUT.finditer(text):
+        lead, rest = text[:m.start()], text[m.end():]
+        if len(lead.split()) > CORE_LEAD_WORDS:
+            break
+        if len(rest.split()) >= CORE_MIN_WORDS and lead.strip():
+            out.append(rest.strip())
+    return out
+
+
 class Head:
     """A tiny MLP in numpy: relu(x W1 + b1) W2 + b2 -> softmax; or an ensemble of such heads (weights
     stacked on a first axis), whose probabilities are averaged."""
@@ -159,3 +179,8 @@ class SemanticLayer:
             vectors = np.concatenate([vectors, self.embedder.encode(wins[1:])])
         probs = self.head.predict(vectors)
         return Scores(self.head.classes, probs, wins)
+
+    def score_each(self, texts: list[str]) -> Scores:
+        """Short texts scored one row each, in one batch (no windows): row i is texts[i]."""
+        seen = [nz.for_model(t) for t in texts]
+        return Scores(self.head.classes, self.head.predict(self.embedder.encode(seen)), seen)
