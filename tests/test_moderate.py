@@ -121,6 +121,21 @@ def test_ordinary_words_containing_terms_pass(policy, text):
     assert policy.check(text) == [], text
 
 
+@pytest.mark.parametrize("text,marker", [
+    ("product shot: a naked cake with berries", None),  # "shot a" is two words, not a split-up "shota"
+    ("behind the scenes shot a nude lipstick swatch", None),
+    ("sho ta naked", "shota"),  # a term split on purpose still joins
+    ("lol i nude", "loli"),
+])
+def test_an_article_after_a_word_is_not_part_of_a_split_term(gate, text, marker):
+    assert gate.minor_marker(text) == marker, text
+
+
+def test_naked_cake_product_shot_passes(gate):
+    d = gate.check("product shot: a naked cake with berries")
+    assert d.allowed, d.as_dict()
+
+
 def test_user_policy_extends_and_overrides_default(tmp_path):
     f = tmp_path / "policy.yaml"
     f.write_text("""

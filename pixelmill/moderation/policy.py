@@ -41,6 +41,9 @@ import yaml
 
 from . import normalize as nz
 
+# An article after a word starts the next phrase: "shot a" is "shot a", not a split-up "shota".
+_ARTICLES = frozenset({"a", "an", "the"})
+
 
 class PolicyError(ValueError):
     """A policy file or mapping is malformed (the message names the file and the field)."""
@@ -186,7 +189,7 @@ class _Terms:
             for k in (2, 3):
                 if i + k <= n:
                     parts = seq[i:i + k]
-                    if any(p[0] == "_" for p in parts):
+                    if any(p[0] == "_" for p in parts) or parts[-1][0] in _ARTICLES:
                         continue
                     for pick in (0, -1):
                         joined = "".join(p[pick] for p in parts)
