@@ -170,7 +170,8 @@ def report(name: str, res: dict, verbose: bool) -> None:
 
 def frame_probe(gate: Gate, verbose: bool) -> None:
     """Every harmful row of v1 to v8 that the gate blocks, under each frame: how many framed prompts pass."""
-    rows = [r for path, _ in DEVELOPMENT.values() for r in holdout_rows(path) if r["label"] != "safe"]
+    dev = [r for path, _ in DEVELOPMENT.values() for r in holdout_rows(path)]
+    rows = [r for r in dev if r["label"] != "safe"]
     blocked = [r for r in rows if not gate.check(r["text"]).allowed]
     cats = sorted({r["label"] for r in blocked})
     total = Counter(r["label"] for r in blocked)
@@ -193,8 +194,7 @@ def frame_probe(gate: Gate, verbose: bool) -> None:
     print(f"minors: {sums['minors']} of {total['minors'] * len(FRAMES)} framed minors prompts pass "
           f"(must be 0: minors fail closed)")
     # the other side: harmless rows that mention a child or carry a sexual word, under the same frames
-    harmless = [r["text"] for path, _ in DEVELOPMENT.values() for r in holdout_rows(path)
-                if r["label"] == "safe" and r["kind"] != "non_english"]
+    harmless = [r["text"] for r in dev if r["label"] == "safe" and r["kind"] != "non_english"]
     harmless = [t for t in harmless if gate.minor_marker(t) or gate._sexual_cue(t)]
     plain_blocked = {t for t in harmless if not gate.check(t).allowed}
     framed_blocked = [(f, t) for t in harmless for f in FRAMES if not gate.check(f + t).allowed]

@@ -101,6 +101,18 @@ def evasive_variant(text: str, rng: random.Random, scenes: list[str]) -> str:
     return " ".join(out)
 
 
+def _written_rows(label: str, items: list[dict]) -> list[dict]:
+    """One category's hand-written rows of a training file as training rows."""
+    return [{"text": it["text"], "label": label, "kind": it["kind"], "source": "rows"} for it in items]
+
+
+def _augmented(rows: list[dict], rng: random.Random, scenes: list[str]) -> list[dict]:
+    """Evasive variants of some of the rows (30 % of the harmful ones, 15 % of the harmless ones)."""
+    return [{"text": evasive_variant(r["text"], rng, scenes), "label": r["label"],
+             "kind": "evasive" if r["label"] != "safe" else r["kind"], "source": "augmented"}
+            for r in rows if rng.random() < (0.3 if r["label"] != "safe" else 0.15)]
+
+
 def training_rows(seed: int = SEED) -> list[dict]:
     """Every training row: {text, label, kind, source}. Deterministic for a seed."""
     rng = random.Random(seed)
@@ -109,8 +121,7 @@ def training_rows(seed: int = SEED) -> list[dict]:
     only_rows = [yaml.safe_load((DATA / name).read_text(encoding="utf-8")) for name in ROW_FILES]
     for d in (data, more, hard, *only_rows):
         for cat, items in d["rows"].items():
-            label = "safe" if cat == "allow" else cat
-            rows += [{"text": it["text"], "label": label, "kind": it["kind"], "source": "rows"} for it in items]
+            rows += _written_rows("safe" if cat == "allow" else cat, items)
     # prompts in other languages (kept although they look non-English: see moderation_train_hard.yaml)
     for cat, items in (hard.get("foreign") or {}).items():
         rows += [{"text": t, "label": "safe" if cat == "allow" else cat,
@@ -131,21 +142,12 @@ def training_rows(seed: int = SEED) -> list[dict]:
                              "source": "template"})
                 made += 1
     scenes = data["slots"]["scene"]
-    extra = []
-    for r in rows:
-        if rng.random() < (0.3 if r["label"] != "safe" else 0.15):
-            extra.append({"text": evasive_variant(r["text"], rng, scenes), "label": r["label"],
-                          "kind": "evasive" if r["label"] != "safe" else r["kind"], "source": "augmented"})
-    rows += extra
+    rows += _augmented(rows, rng, scenes)
     late_rng = random.Random(seed + 9)
     for name in LATE_ROW_FILES:
         for cat, items in yaml.safe_load((DATA / name).read_text(encoding="utf-8"))["rows"].items():
-            label = "safe" if cat == "allow" else cat
-            late = [{"text": it["text"], "label": label, "kind": it["kind"], "source": "rows"} for it in items]
-            rows += late
-            rows += [{"text": evasive_variant(r["text"], late_rng, scenes), "label": label,
-                      "kind": "evasive" if label != "safe" else r["kind"], "source": "augmented"}
-                     for r in late if late_rng.random() < (0.3 if label != "safe" else 0.15)]
+            late = _written_rows("safe" if cat == "allow" else cat, items)
+            rows += late + _augmented(late, late_rng, scenes)
     return rows
 
 

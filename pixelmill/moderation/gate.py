@@ -194,13 +194,13 @@ class Gate:
                    for part in m.term.split(" + "))
 
     def _framed_minor(self, framed: list[str], marker: str | None, block_t: float,
-                      per_category: dict[str, float]) -> Decision | None:
+                      per_category: dict[str, float], text_index: int, matches: list[Match]) -> Decision | None:
         """Minors fail closed under a frame: each core (the text without a short leading clause, see
         ``semantic.cores``) that still holds a marker of a minor or a sexual cue is read alone, with the
         thresholds of the whole text; a minors reading (or, with a marker of a minor, a sexual one) blocks as
         ``minors``. Only the minors decision reads the cores, so other categories are judged as before."""
         framed = [c for c in framed if self.minor_marker(c) or self._sexual_cue(c)]
-        if not framed or not self._wanted("minors"):
+        if not framed:
             return None
         scores = self.semantic.score_each([self.for_semantic(c) for c in framed])
         verdict = scores.verdict(block_t, per_category, self._wanted)
@@ -211,7 +211,7 @@ class Gate:
             return None
         cue = f"semantic {category}: {reason} (core {scores.windows[window]!r})"
         return Decision("block", "minors", "minors_fail_closed", "minor_in_frame",
-                        f"{marker} + {cue}" if marker else cue, scores=scores.as_dict())
+                        f"{marker} + {cue}" if marker else cue, text_index, matches, scores.as_dict())
 
     def check(self, text: str, *, text_index: int = 0) -> Decision:
         from .language import guess_non_english
@@ -285,12 +285,12 @@ class Gate:
                                     scores.as_dict())
                 return Decision("block", category, "semantic", f"semantic_{category}", reason + where,
                                 text_index, matches, scores.as_dict())
-        # a marker of a minor or a sexual cue under a frame: the core the frame is put around counts too
+        # a marker of a minor or a sexual cue under a frame (minors wanted): the core the frame is put around
+        # counts too
         framed = cores(text) if (marker or (self._wanted("minors") and self._sexual_cue(text))) else []
         if framed and self.semantic is not None:
-            framed_block = self._framed_minor(framed, marker, block_t, per_category)
+            framed_block = self._framed_minor(framed, marker, block_t, per_category, text_index, matches)
             if framed_block:
-                framed_block.text_index, framed_block.matches = text_index, matches
                 return framed_block
         if framed and self.settings.non_english != "allow":
             # an English frame ("an awareness poster: ...") does not make a foreign request English: with a
